@@ -1,0 +1,174 @@
+"""The `rlvr` command: train, generate, prepare-model, eval, compare, plot, inspect, serve-rewards."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+from rlvr import __version__
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, help="YAML file (see configs/)")
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key.sub=value",
+        help="config overrides, e.g. training.max_steps=10 generation.num_generations=8",
+    )
+    parser.add_argument(
+        "--resume", action="store_true", help="continue from the newest checkpoint in output_dir"
+    )
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from rlvr.config import GRPOConfig
+    from rlvr.trainer import GRPOTrainer
+
+    config = GRPOConfig.from_yaml(args.config, args.overrides)
+    trainer = GRPOTrainer(config)
+    final = trainer.train(resume=args.resume)
+    if trainer.dist.is_main:
+        print(f"final model: {final}")
+    return 0
+
+
+def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="hub id, local directory, .gguf file, or shipped name")
+    parser.add_argument("--prompt", required=True, help="the question")
+    parser.add_argument(
+        "--template",
+        default="boxed",
+        help="prompt format: boxed, xml_reasoning, think_answer, answer_tag, plain",
+    )
+    parser.add_argument("--system-prompt", default=None, help="replace the template's system prompt")
+    parser.add_argument("--max-new-tokens", type=int, default=256)
+    parser.add_argument("--temperature", type=float, default=0.0, help="0 for greedy decoding")
+    parser.add_argument("--num-samples", type=int, default=1)
+    parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    import torch
+    from transformers import GenerationConfig
+
+    from rlvr.config import ModelConfig
+    from rlvr.data import build_messages, render_prompt
+    from rlvr.models import load_policy
+    from rlvr.rollout import autocast, decode_completions, eos_token_ids, tokenize_prompts
+    from rlvr.rollout.generation import completion_mask_from_eos
+
+    torch.manual_seed(args.seed)
+    model, tokenizer = load_policy(ModelConfig(name_or_path=args.model))
+    model.eval()
+    text = render_prompt(tokenizer, build_messages(args.prompt, args.template, args.system_prompt))
+    ids, mask, _ = tokenize_prompts(tokenizer, [text], 4096, model.device)
+    eos = eos_token_ids(tokenizer, model)
+    greedy = args.temperature == 0
+    gen = GenerationConfig(
+        do_sample=not greedy,
+        temperature=None if greedy else args.temperature,
+        max_new_tokens=args.max_new_tokens,
+        eos_token_id=eos,
+        pad_token_id=tokenizer.pad_token_id,
+        num_return_sequences=args.num_samples,
+        top_p=None,
+        top_k=None,
+    )
+    with torch.no_grad(), autocast(model.device, torch.bfloat16 if args.bf16 else None):
+        out = model.generate(input_ids=ids, attention_mask=mask, generation_config=gen)
+    completions = out[:, ids.shape[1] :]
+    completion_mask, _ = completion_mask_from_eos(completions, eos)
+    for i, completion in enumerate(decode_completions(tokenizer, completions, completion_mask)):
+        if args.num_samples > 1:
+            print(f"--- sample {i + 1}")
+        print(completion)
+    return 0
+
+
+def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
+    from rlvr.models import SHIPPED
+
+    parser.add_argument("name", help=f"shipped model ({', '.join(SHIPPED)}) or a .gguf file")
+    parser.add_argument("--cache-dir", default=None, help="default: $RLVR_CACHE_DIR or ~/.cache/rlvr")
+    parser.add_argument("--force", action="store_true", help="fetch and convert again")
+
+
+def run_prepare(args: argparse.Namespace) -> int:
+    from rlvr.models import prepare_model
+    from rlvr.models.prepare import converted_gguf_dir
+
+    if args.name.endswith(".gguf"):
+        print(converted_gguf_dir(args.name, args.cache_dir))
+    else:
+        print(prepare_model(args.name, args.cache_dir, force=args.force))
+    return 0
+
+
+def _evaluation(name: str) -> tuple[Callable, Callable]:
+    from rlvr.evaluation import cli as ev
+
+    return getattr(ev, f"add_{name}_arguments"), getattr(ev, f"run_{name}")
+
+
+def _server() -> tuple[Callable, Callable]:
+    from rlvr.server import cli as srv
+
+    return srv.add_arguments, srv.run
+
+
+COMMANDS: dict[str, tuple[str, Callable[[], tuple[Callable, Callable]]]] = {
+    "train": ("run GRPO training from a YAML config", lambda: (add_train_arguments, run_train)),
+    "generate": ("try a model on one question", lambda: (add_generate_arguments, run_generate)),
+    "prepare-model": (
+        "fetch and convert a shipped model, print its directory",
+        lambda: (add_prepare_arguments, run_prepare),
+    ),
+    "eval": ("measure a model on held-out problems", lambda: _evaluation("eval")),
+    "compare": ("compare two eval runs with a paired test", lambda: _evaluation("compare")),
+    "plot": ("plot a training run's metrics to PNGs and index.html", lambda: _evaluation("plot")),
+    "inspect": (
+        "show best/worst completions of a run and flag reward hacking",
+        lambda: _evaluation("inspect"),
+    ),
+    "serve-rewards": ("serve reward functions over HTTP", _server),
+}
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rlvr", description="GRPO fine-tuning with verifiable rewards.")
+    parser.add_argument("--version", action="version", version=f"rlvr {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (help_text, factory) in COMMANDS.items():
+        sub_parser = sub.add_parser(name, help=help_text, description=help_text)
+        if command in (name, None):  # import a command's dependencies only when it is used or listed
+            add, run = factory()
+            add(sub_parser)
+            sub_parser.set_defaults(run=run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    command = next((a for a in argv if a in COMMANDS), None)
+    parser = build_parser(command) if command else build_parser("")
+    args = parser.parse_args(argv)
+    if not getattr(args, "run", None):
+        parser.print_help()
+        return 1
+    from rlvr.config import ConfigError
+    from rlvr.data import DataError
+    from rlvr.models import ModelError
+    from rlvr.trainer.scoring import RewardError
+
+    try:
+        return args.run(args)
+    except (ConfigError, DataError, ModelError, RewardError) as exc:
+        print(f"rlvr {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

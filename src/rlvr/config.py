@@ -1,0 +1,382 @@
+"""One config system: nested dataclasses, loaded from YAML with `key.sub=value` overrides.
+
+Every hyperparameter of a run lives here; the trainer reads it and never keeps its own copy.
+Unknown keys and wrong types are errors that name the key (and suggest the nearest valid one),
+raised before any model is loaded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config that cannot run: the message names the key and what to do."""
+
+
+@dataclass
+class LoraConfig:
+    enabled: bool = False
+    """Train LoRA adapters (peft) instead of all weights."""
+    r: int = 16
+    """LoRA rank."""
+    alpha: int = 32
+    """LoRA scaling numerator (scale = alpha / r)."""
+    dropout: float = 0.05
+    """Dropout on the LoRA branch."""
+    target_modules: list[str] | str = "all-linear"
+    """Module names to adapt, or "all-linear"."""
+    merge: bool = False
+    """At the end of training also save the base model with the adapters merged in (`final-merged/`)."""
+
+
+@dataclass
+class ModelConfig:
+    name_or_path: str = "smollm2-135m-instruct"
+    """Hub id, local Hugging Face directory, `.gguf` file, or a name known to `rlvr prepare-model`."""
+    dtype: Literal["float32", "bfloat16"] = "float32"
+    """Dtype of the stored weights (and optimizer state). Use bf16 autocast for speed with float32 weights."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Where to train; auto picks cuda when available."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in backward: less memory, about a third more compute."""
+    trust_remote_code: bool = False
+    """Passed to from_pretrained for models with custom code."""
+    cache_dir: str | None = None
+    """Where converted GGUF models and prepared models are kept (default: ~/.cache/rlvr)."""
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    """LoRA settings."""
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "gsm8k"
+    """`gsm8k`, another name in data_dir, a .jsonl/.json/.parquet/.csv file, a hub id, or a save_to_disk dir."""
+    split: str = "train"
+    """Split to train on."""
+    data_dir: str | None = None
+    """Folder with local copies (`<data_dir>/<name>/<split>.jsonl`), used when the hub is unreachable.
+    Defaults to the RLVR_DATA_DIR environment variable."""
+    hub_config: str | None = None
+    """Hub dataset config name (gsm8k uses "main")."""
+    question_field: str | None = None
+    """Column holding the question (None: guess from question/problem/prompt)."""
+    answer_field: str | None = None
+    """Column holding the gold answer (None: guess from answer/solution/ground_truth)."""
+    answer_format: Literal["auto", "gsm8k", "boxed", "plain"] = "auto"
+    """How to read the gold final answer: after `####`, the last \\boxed{}, or the field as is."""
+    template: Literal["boxed", "xml_reasoning", "think_answer", "answer_tag", "plain"] = "boxed"
+    """Prompt format; each asks for the answer in the form its reward reads."""
+    system_prompt: str | None = None
+    """Replaces the template's system prompt."""
+    few_shot: list[dict[str, str]] = field(default_factory=list)
+    """Example turns [{question, answer}] placed before the question (answer_tag has its own default)."""
+    max_prompt_length: int = 512
+    """Prompts longer than this (tokens) are cut from the left; the run reports how many."""
+    limit: int | None = None
+    """Use only the first N rows."""
+    shuffle: bool = True
+    """Shuffle prompt order each epoch (seeded)."""
+
+
+@dataclass
+class GenerationConfig:
+    num_generations: int = 4
+    """G: completions sampled per prompt; advantages are relative within these groups."""
+    max_completion_length: int = 128
+    """Tokens generated at most per completion."""
+    temperature: float = 0.9
+    """Sampling temperature (log-probs are computed at the same temperature)."""
+    top_p: float = 1.0
+    """Nucleus sampling mass."""
+    top_k: int = 0
+    """Top-k sampling (0: off)."""
+    min_p: float = 0.0
+    """Min-p sampling (0: off)."""
+    repetition_penalty: float = 1.0
+    """>1 discourages repeats."""
+
+
+@dataclass
+class RewardsConfig:
+    functions: list[str] = field(default_factory=lambda: ["accuracy"])
+    """Registry names, `module:function`, `path/file.py:function`, or `remote:http://host:port/get_reward`."""
+    weights: list[float] | None = None
+    """One weight per function (default 1.0 each)."""
+    remote_timeout: float = 30.0
+    """Seconds per remote reward request."""
+    remote_retries: int = 3
+    """Retries (with exponential backoff) for a remote reward."""
+
+
+@dataclass
+class AlgorithmConfig:
+    beta: float = 0.04
+    """KL coefficient to the reference model; 0 loads no reference model."""
+    epsilon: float = 0.2
+    """Lower clip range of the ratio: 1 - epsilon."""
+    epsilon_high: float | None = None
+    """Upper clip range 1 + epsilon_high (DAPO's clip-higher); None means epsilon."""
+    mu: int = 1
+    """Policy updates per generation batch (num_iterations); old log-probs are taken before the first."""
+    loss_type: Literal["grpo", "bnpo", "dr_grpo", "dapo"] = "grpo"
+    """Loss aggregation: grpo (per-sequence mean, then mean), bnpo (token mean over the micro-batch),
+    dr_grpo (sum / (batch * max_completion_length)), dapo (token sum / token count of the whole batch)."""
+    scale_rewards: Literal["group", "batch", "none"] = "group"
+    """Divide centred rewards by the group std, the batch std, or nothing (Dr. GRPO)."""
+    mask_truncated_completions: bool = False
+    """Exclude completions that hit max_completion_length from the loss (DAPO)."""
+    ref_model_refresh_steps: int | None = None
+    """Copy the policy into the reference every N steps (the from-scratch tutorial's outer iterations)."""
+    sync_ref_model: bool = False
+    """Soft-update the reference every ref_model_sync_steps (TR-DPO)."""
+    ref_model_mixup_alpha: float = 0.9
+    """TR-DPO mix: ref <- alpha * policy + (1 - alpha) * ref."""
+    ref_model_sync_steps: int = 64
+    """Steps between TR-DPO soft updates."""
+    logprob_chunk_size: int = 1024
+    """Token rows per chunk in log-softmax, so a float32 [tokens, vocab] tensor is never whole."""
+
+
+@dataclass
+class TrainingConfig:
+    output_dir: str = "runs/grpo"
+    """Where config.yaml, metrics.jsonl, completions.jsonl, checkpoints and the final model go."""
+    max_steps: int = 100
+    """Generation batches to train on (each gives mu optimizer steps)."""
+    batch_size: int = 8
+    """Completions per generation batch on each process: prompts per step * num_generations."""
+    gradient_accumulation_steps: int = 1
+    """Micro-batches the batch is split into for each optimizer step (memory, not maths)."""
+    learning_rate: float = 1e-6
+    """AdamW peak learning rate."""
+    adam_beta1: float = 0.9
+    """AdamW beta1."""
+    adam_beta2: float = 0.99
+    """AdamW beta2."""
+    weight_decay: float = 0.0
+    """AdamW decoupled weight decay."""
+    lr_scheduler_type: Literal["constant", "linear", "cosine"] = "constant"
+    """Schedule after warmup."""
+    warmup_ratio: float = 0.0
+    """Fraction of optimizer steps spent warming up linearly from 0."""
+    max_grad_norm: float | None = 1.0
+    """Clip the global gradient norm (None: no clipping)."""
+    bf16: bool = False
+    """bfloat16 autocast for forward/backward and generation (on CPU too: AMX makes it ~6x faster)."""
+    seed: int = 0
+    """Seeds Python, NumPy and torch; the data order and sampling follow from it."""
+    logging_steps: int = 1
+    """Write metrics every N steps."""
+    log_completions_steps: int = 10
+    """Write sampled completions with rewards and advantages every N steps (0: never)."""
+    save_steps: int = 0
+    """Write a checkpoint every N steps (0: only the final model)."""
+    save_total_limit: int | None = 2
+    """Keep at most N checkpoints (the best one is never deleted)."""
+    report_to: list[str] = field(default_factory=list)
+    """Extra loggers: "tensorboard", "wandb"."""
+    eval_steps: int = 0
+    """Evaluate on eval_dataset every N steps (0: never)."""
+    eval_dataset: str | None = None
+    """Held-out dataset (same forms as data.dataset); None disables evaluation."""
+    eval_split: str = "test"
+    """Split of eval_dataset."""
+    eval_limit: int | None = 100
+    """Evaluate on the first N held-out problems."""
+    eval_reward: str = "accuracy"
+    """Reward that scores held-out answers (1.0 = correct)."""
+    metric_for_best_model: str = "eval/accuracy"
+    """Metric that picks the best checkpoint (higher is better)."""
+
+
+@dataclass
+class DistributedConfig:
+    strategy: Literal["ddp", "fsdp"] = "ddp"
+    """How to spread training over processes launched by torchrun."""
+    backend: str | None = None
+    """torch.distributed backend (None: nccl on cuda, gloo on cpu)."""
+
+
+@dataclass
+class GRPOConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """Policy model."""
+    data: DataConfig = field(default_factory=DataConfig)
+    """Training prompts."""
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    """Sampling."""
+    rewards: RewardsConfig = field(default_factory=RewardsConfig)
+    """Reward functions."""
+    algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
+    """GRPO objective."""
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    """Optimisation, logging and saving."""
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
+    """Multi-process settings."""
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, overrides: list[str] | None = None) -> GRPOConfig:
+        """Load a YAML file and apply `key.sub=value` overrides."""
+        path = Path(path)
+        if not path.exists():
+            raise ConfigError(f"config file {path} does not exist")
+        raw = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path} must hold a mapping of sections, got {type(raw).__name__}")
+        return cls.from_dict(apply_overrides(raw, overrides or []))
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> GRPOConfig:
+        """Build from nested dicts, checking every key and type."""
+        return _build(cls, raw, prefix="")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply `a.b=value` strings to nested dicts; values are parsed as YAML (`[1, 2]`, `true`, `1e-6`)."""
+    raw = dict(raw)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form key.sub=value")
+        key, value = item.split("=", 1)
+        node = raw
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            child = node.get(part)
+            node[part] = dict(child) if isinstance(child, dict) else {}
+            node = node[part]
+        node[parts[-1]] = yaml.safe_load(value) if value.strip() else None
+    return raw
+
+
+def _build(cls: type, raw: Any, prefix: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'} must be a mapping, got {raw!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for key, value in raw.items():
+        if key not in fields:
+            close = difflib.get_close_matches(key, list(fields), n=1)
+            hint = f"; did you mean {prefix + close[0]!r}?" if close else f"; valid keys: {', '.join(fields)}"
+            raise ConfigError(f"unknown config key {prefix + key!r}{hint}")
+        kwargs[key] = _coerce(hints[key], value, f"{prefix}{key}")
+    return cls(**kwargs)
+
+
+def _coerce(tp: Any, value: Any, key: str) -> Any:
+    """Check `value` against the annotation `tp`, converting ints to floats where a float is expected."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value if value is not None else {}, prefix=key + ".")
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(arg, value, key)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{key} must be {_type_name(tp)}, got {value!r}")
+    if origin is Literal:
+        if value not in args:
+            close = difflib.get_close_matches(str(value), [str(a) for a in args], n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"{key} must be one of {', '.join(map(repr, args))}, got {value!r}{hint}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key} must be a list ({_type_name(tp)}), got {value!r}")
+        return [_coerce(args[0], v, f"{key}[{i}]") for i, v in enumerate(value)] if args else value
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key} must be a mapping, got {value!r}")
+        return value
+    if tp is Any:
+        return value
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is float and isinstance(value, str):
+        try:  # YAML 1.1 reads `1e-6` as a string
+            return float(value)
+        except ValueError:
+            pass
+    if tp in (int, float, str, bool) and (
+        not isinstance(value, tp) or (tp is int and isinstance(value, bool))
+    ):
+        raise ConfigError(f"{key} must be {_type_name(tp)}, got {value!r} ({type(value).__name__})")
+    return value
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def validate(config: GRPOConfig) -> None:
+    """Checks across fields, so a bad run fails before loading a model."""
+    g = config.generation
+    t = config.training
+    a = config.algorithm
+    if g.num_generations < 2:
+        raise ConfigError(
+            f"generation.num_generations must be at least 2, got {g.num_generations}: group-relative "
+            "advantages compare completions of the same prompt, and a group of one has nothing to compare"
+        )
+    if t.batch_size % g.num_generations != 0:
+        raise ConfigError(
+            f"training.batch_size ({t.batch_size}) must be divisible by generation.num_generations "
+            f"({g.num_generations}): each prompt's {g.num_generations} completions stay in one batch; "
+            f"try batch_size={max(1, t.batch_size // g.num_generations) * g.num_generations}"
+        )
+    if t.gradient_accumulation_steps < 1 or t.batch_size % t.gradient_accumulation_steps != 0:
+        raise ConfigError(
+            f"training.batch_size ({t.batch_size}) must be divisible by training.gradient_accumulation_steps "
+            f"({t.gradient_accumulation_steps})"
+        )
+    positive = {
+        "training.max_steps": t.max_steps,
+        "algorithm.mu": a.mu,
+        "generation.max_completion_length": g.max_completion_length,
+        "data.max_prompt_length": config.data.max_prompt_length,
+        "algorithm.logprob_chunk_size": a.logprob_chunk_size,
+    }
+    for key, value in positive.items():
+        if value < 1:
+            raise ConfigError(f"{key} must be at least 1, got {value}")
+    if g.temperature <= 0:
+        raise ConfigError(f"generation.temperature must be > 0 for sampling, got {g.temperature}")
+    if a.beta < 0 or a.epsilon < 0:
+        raise ConfigError("algorithm.beta and algorithm.epsilon must be >= 0")
+    if not 0.0 <= a.ref_model_mixup_alpha <= 1.0:
+        raise ConfigError(f"algorithm.ref_model_mixup_alpha must be in [0, 1], got {a.ref_model_mixup_alpha}")
+    weights = config.rewards.weights
+    if weights is not None and len(weights) != len(config.rewards.functions):
+        raise ConfigError(
+            f"rewards.weights has {len(weights)} entries but rewards.functions has "
+            f"{len(config.rewards.functions)}: give one weight per function"
+        )
+    if not config.rewards.functions:
+        raise ConfigError("rewards.functions is empty: name at least one reward, e.g. [accuracy]")
+    unknown_report = set(t.report_to) - {"tensorboard", "wandb"}
+    if unknown_report:
+        raise ConfigError(
+            f"training.report_to has unknown loggers {sorted(unknown_report)}; use tensorboard, wandb"
+        )

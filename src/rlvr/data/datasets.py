@@ -1,0 +1,206 @@
+"""Datasets by name or path, normalised to rows with `question`, `answer` (the gold final answer) and
+`ground_truth` (the same, under the name TRL-style reward functions use), other columns kept."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import datasets
+
+FILE_FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
+QUESTION_FIELDS = ("question", "problem", "prompt", "query", "input")
+ANSWER_FIELDS = ("answer", "ground_truth", "solution", "label", "target", "output")
+
+
+class DataError(ValueError):
+    """A dataset that cannot be used: the message says which field or file, and what to do."""
+
+
+@dataclass(frozen=True)
+class KnownDataset:
+    hub_id: str | None
+    hub_config: str | None
+    question_fields: tuple[str, ...]
+    answer_field: str
+    answer_format: str
+
+
+# The datasets shipped in the shared data folder. SVAMP splits its question into a story and a question.
+KNOWN: dict[str, KnownDataset] = {
+    "gsm8k": KnownDataset("openai/gsm8k", "main", ("question",), "answer", "gsm8k"),
+    "svamp": KnownDataset(None, None, ("Body", "Question"), "Answer", "plain"),
+    "minerva_math": KnownDataset(None, None, ("problem",), "solution", "boxed"),
+    "amc23": KnownDataset(None, None, ("question", "problem"), "answer", "plain"),
+    "aime24": KnownDataset(None, None, ("problem",), "answer", "plain"),
+}
+
+
+def default_data_dir() -> str | None:
+    return os.environ.get("RLVR_DATA_DIR")
+
+
+def load_raw(
+    name_or_path: str, split: str = "train", data_dir: str | None = None, hub_config: str | None = None
+) -> datasets.Dataset:
+    """Load a split from a file, a saved dataset directory, a local copy in `data_dir`, or the hub."""
+    path = Path(name_or_path).expanduser()
+    if path.is_file():
+        fmt = FILE_FORMATS.get("".join(path.suffixes[-1:]).lower())
+        if fmt is None:
+            raise DataError(f"{path}: unsupported file type; use one of {', '.join(FILE_FORMATS)}")
+        return datasets.load_dataset(fmt, data_files=str(path), split="train")
+    if path.is_dir():
+        return _load_dir(path, split)
+    data_dir = data_dir or default_data_dir()
+    if data_dir:
+        local = Path(data_dir).expanduser() / name_or_path
+        if local.is_dir():
+            return _load_dir(local, split)
+    known = KNOWN.get(name_or_path)
+    hub_id = known.hub_id if known else name_or_path
+    if known and hub_id is None:
+        raise DataError(
+            f"dataset {name_or_path!r} has no hub copy known to rlvr and no local copy was found: set "
+            f"data.data_dir (or RLVR_DATA_DIR) to a folder holding {name_or_path}/{split}.jsonl"
+        )
+    if "/" not in hub_id and not known:
+        raise DataError(
+            f"dataset {name_or_path!r} is not a file, a directory, a known name ({', '.join(KNOWN)}) "
+            f"or a hub id (owner/name)"
+        )
+    config = hub_config or (known.hub_config if known else None)
+    try:
+        return datasets.load_dataset(hub_id, config, split=split)
+    except (ConnectionError, OSError) as exc:
+        raise DataError(
+            f"could not load {hub_id!r} from the Hugging Face hub ({exc.__class__.__name__}) and no local copy "
+            f"was found (data_dir={data_dir!r}). Set data.data_dir or RLVR_DATA_DIR to a folder holding "
+            f"{name_or_path}/{split}.jsonl, or point data.dataset at a .jsonl/.parquet file."
+        ) from exc
+
+
+def _load_dir(path: Path, split: str) -> datasets.Dataset:
+    if (path / "dataset_dict.json").exists() or (path / "state.json").exists():
+        loaded = datasets.load_from_disk(str(path))
+        if isinstance(loaded, datasets.DatasetDict):
+            if split not in loaded:
+                raise DataError(f"{path} has splits {list(loaded)}, not {split!r}; set data.split")
+            return loaded[split]
+        return loaded
+    for ext, fmt in FILE_FORMATS.items():
+        candidate = path / f"{split}{ext}"
+        if candidate.exists():
+            return datasets.load_dataset(fmt, data_files=str(candidate), split="train")
+    found = sorted(p.name for p in path.iterdir())
+    raise DataError(
+        f"{path} holds no {split!r} split (looked for {split}.jsonl/.json/.parquet/.csv); found {found}"
+    )
+
+
+def parse_gsm8k_answer(text: str) -> str | None:
+    """The number after the last `####`, commas removed.
+
+    >>> parse_gsm8k_answer("She sold 48 + 24 = 72 clips.\\n#### 72")
+    '72'
+    >>> parse_gsm8k_answer("#### 1,000")
+    '1000'
+    """
+    if "####" not in text:
+        return None
+    return text.rsplit("####", 1)[1].strip().replace(",", "")
+
+
+def parse_gold(value: Any, answer_format: str = "auto") -> str:
+    """The gold final answer as a string, read in the dataset's format."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))  # SVAMP stores 14.0
+    text = str(value).strip()
+    if answer_format in ("auto", "gsm8k") and "####" in text:
+        return parse_gsm8k_answer(text) or text
+    if answer_format in ("auto", "boxed") and ("\\boxed" in text or "\\fbox" in text):
+        from rlvr.rewards import extract_answer
+
+        return extract_answer(text, style="boxed") or text
+    return text
+
+
+def load_problems(
+    name_or_path: str,
+    split: str = "train",
+    data_dir: str | None = None,
+    hub_config: str | None = None,
+    question_field: str | None = None,
+    answer_field: str | None = None,
+    answer_format: str = "auto",
+    limit: int | None = None,
+) -> list[dict[str, Any]]:
+    """Rows of a problem set with `question`, `answer` and `ground_truth`; other columns kept.
+
+    Fields are taken from the arguments, else from rlvr's table of known datasets, else guessed.
+    """
+    raw = load_raw(name_or_path, split, data_dir, hub_config)
+    if limit is not None:
+        raw = raw.select(range(min(limit, len(raw))))
+    columns = list(raw.column_names)
+    known = KNOWN.get(Path(name_or_path).name) or KNOWN.get(name_or_path)
+    q_fields = _pick_fields(
+        question_field,
+        known.question_fields if known else None,
+        QUESTION_FIELDS,
+        columns,
+        "question",
+        "data.question_field",
+    )
+    a_field = _pick_fields(
+        answer_field,
+        (known.answer_field,) if known else None,
+        ANSWER_FIELDS,
+        columns,
+        "answer",
+        "data.answer_field",
+    )[0]
+    if answer_format == "auto" and known:
+        answer_format = known.answer_format
+    rows = []
+    for row in raw:
+        question = " ".join(str(row[f]).strip() for f in q_fields)
+        gold = parse_gold(row[a_field], answer_format)
+        out = {k: v for k, v in row.items() if k not in ("question", "answer", "ground_truth")}
+        if a_field == "answer" and str(row[a_field]) != gold:
+            out["solution"] = row[a_field]  # keep the worked solution GSM8K puts in `answer`
+        out.update(question=question, answer=gold, ground_truth=gold)
+        rows.append(out)
+    return rows
+
+
+def _pick_fields(
+    explicit: str | None,
+    known: tuple[str, ...] | None,
+    guesses: tuple[str, ...],
+    columns: list[str],
+    what: str,
+    key: str,
+) -> tuple[str, ...]:
+    if explicit:
+        if explicit not in columns:
+            raise DataError(f"{key}={explicit!r} is not a column of the dataset; its columns are {columns}")
+        return (explicit,)
+    if known and all(f in columns for f in known):
+        return known
+    if known and known[0] in columns:
+        return (known[0],)
+    for guess in guesses:
+        if guess in columns:
+            return (guess,)
+    raise DataError(
+        f"no {what} column found (looked for {', '.join(guesses)}); the dataset's columns are "
+        f"{columns}: set {key}"
+    )
+
+
+def normalise_whitespace(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()

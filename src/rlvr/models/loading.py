@@ -1,0 +1,98 @@
+"""Policy, reference model and tokenizer, as the config asks: dtype, device, LoRA, checkpointing."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+
+from rlvr.config import ModelConfig
+from rlvr.models.prepare import ModelError, resolve_model_path
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ModelError("model.device=cuda but no CUDA device is available; use model.device=cpu or auto")
+    return torch.device(device)
+
+
+def load_tokenizer(path: str, trust_remote_code: bool = False) -> Any:
+    """Tokenizer padded on the left (generation appends on the right), with a pad token."""
+    from transformers import AutoTokenizer
+
+    tokenizer = _from_pretrained(AutoTokenizer, path, trust_remote_code=trust_remote_code)
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_policy(config: ModelConfig, device: torch.device | None = None) -> tuple[Any, Any]:
+    """Load (model, tokenizer) for training; LoRA adapters are added when config.lora.enabled."""
+    from transformers import AutoModelForCausalLM
+
+    path = resolve_model_path(config.name_or_path, config.cache_dir)
+    device = device or resolve_device(config.device)
+    tokenizer = load_tokenizer(path, config.trust_remote_code)
+    model = _from_pretrained(
+        AutoModelForCausalLM, path, dtype=DTYPES[config.dtype], trust_remote_code=config.trust_remote_code
+    )
+    if getattr(model, "is_quantized", False) or getattr(model.config, "quantization_config", None):
+        raise ModelError(
+            f"{path} loads as a quantized model, which cannot be trained in full; "
+            "enable model.lora or give an unquantized copy"
+        )
+    if model.generation_config.pad_token_id is None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    if config.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False
+    if config.lora.enabled:
+        model = add_lora(model, config)
+    return model.to(device), tokenizer
+
+
+def add_lora(model: Any, config: ModelConfig) -> Any:
+    from peft import LoraConfig, get_peft_model
+
+    lora = config.lora
+    peft_config = LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=lora.target_modules,
+        task_type="CAUSAL_LM",
+    )
+    if config.gradient_checkpointing:
+        model.enable_input_require_grads()
+    return get_peft_model(model, peft_config)
+
+
+def make_reference(policy: Any) -> Any | None:
+    """A frozen copy of the policy for the KL term; None for LoRA, whose base model (adapters off) is the
+    reference, so no second copy of the weights is needed."""
+    if is_peft(policy):
+        return None
+    ref = copy.deepcopy(policy)
+    ref.eval()
+    ref.requires_grad_(False)
+    return ref
+
+
+def is_peft(model: Any) -> bool:
+    return hasattr(model, "peft_config") and hasattr(model, "disable_adapter")
+
+
+def _from_pretrained(cls: Any, path: str, **kwargs: Any) -> Any:
+    try:
+        return cls.from_pretrained(path, **kwargs)
+    except OSError as exc:
+        raise ModelError(
+            f"could not load {path!r}: {exc}\nIf the hub is unreachable, give a local Hugging Face directory, "
+            "a .gguf file, or run `rlvr prepare-model smollm2-135m-instruct` and use the directory it prints."
+        ) from exc

@@ -1,0 +1,21 @@
+"""Sampling completions: G per prompt, EOS-aware masks, the Rollout container."""
+
+from rlvr.rollout.generation import (
+    Rollout,
+    autocast,
+    completion_mask_from_eos,
+    decode_completions,
+    eos_token_ids,
+    sample,
+    tokenize_prompts,
+)
+
+__all__ = [
+    "Rollout",
+    "autocast",
+    "completion_mask_from_eos",
+    "decode_completions",
+    "eos_token_ids",
+    "sample",
+    "tokenize_prompts",
+]

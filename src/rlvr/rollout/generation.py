@@ -1,0 +1,164 @@
+"""Sampling G completions per prompt, and the masks that say which completion tokens count."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from rlvr.config import GenerationConfig
+
+
+@dataclass
+class Rollout:
+    """One generation batch: N = prompts * G completions, each group of G adjacent."""
+
+    prompt_ids: torch.Tensor  # [N, P] left-padded
+    prompt_mask: torch.Tensor  # [N, P]
+    completion_ids: torch.Tensor  # [N, C] right-padded, C <= max_completion_length
+    completion_mask: torch.Tensor  # [N, C] 1 up to and including the first EOS
+    truncated: torch.Tensor  # [N] bool: no EOS within max_completion_length
+    prompts: list[Any]  # [N] chat messages or text, as reward functions receive them
+    completions: list[str]  # [N] decoded completion text (special tokens removed)
+    columns: dict[str, list[Any]] = field(default_factory=dict)  # dataset columns, repeated per completion
+    num_prompts_cut: int = 0  # prompts cut from the left to max_prompt_length
+
+    @property
+    def input_ids(self) -> torch.Tensor:  # [N, P + C]
+        return torch.cat([self.prompt_ids, self.completion_ids], dim=1)
+
+    @property
+    def attention_mask(self) -> torch.Tensor:  # [N, P + C]
+        return torch.cat([self.prompt_mask, self.completion_mask], dim=1)
+
+    def __len__(self) -> int:
+        return self.completion_ids.shape[0]
+
+
+def completion_mask_from_eos(
+    completion_ids: torch.Tensor, eos_ids: list[int]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mask [N, C] covering tokens up to and including the first EOS, and truncated [N] (no EOS).
+
+    >>> completion_mask_from_eos(torch.tensor([[5, 2, 2], [5, 6, 7]]), [2])
+    (tensor([[1, 1, 0],
+            [1, 1, 1]]), tensor([False,  True]))
+    """
+    is_eos = torch.isin(completion_ids, torch.tensor(eos_ids, device=completion_ids.device))
+    length = completion_ids.shape[1]
+    positions = torch.arange(length, device=completion_ids.device).expand_as(completion_ids)
+    first_eos = torch.where(is_eos, positions, torch.full_like(positions, length)).min(dim=1).values
+    mask = (positions <= first_eos.unsqueeze(1)).long()
+    return mask, first_eos == length
+
+
+def eos_token_ids(tokenizer: Any, model: Any) -> list[int]:
+    """EOS ids from the tokenizer and the model's generation config (Qwen lists two)."""
+    ids = set()
+    if tokenizer.eos_token_id is not None:
+        ids.add(int(tokenizer.eos_token_id))
+    gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    if isinstance(gen_eos, int):
+        ids.add(gen_eos)
+    elif gen_eos:
+        ids.update(int(i) for i in gen_eos)
+    return sorted(ids)
+
+
+def tokenize_prompts(
+    tokenizer: Any, texts: list[str], max_prompt_length: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Left-padded prompt ids [B, P] and mask, each prompt cut from the left to max_prompt_length.
+
+    Returns (ids, mask, number of prompts that were cut).
+    """
+    # A chat template already writes BOS and the turn markers; adding special tokens would double them.
+    add_special = not getattr(tokenizer, "chat_template", None)
+    encoded = [tokenizer(t, add_special_tokens=add_special)["input_ids"] for t in texts]
+    cut = sum(len(ids) > max_prompt_length for ids in encoded)
+    encoded = [ids[-max_prompt_length:] for ids in encoded]
+    width = max(len(ids) for ids in encoded)
+    pad = tokenizer.pad_token_id
+    ids = torch.full((len(encoded), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(encoded), width), dtype=torch.long)
+    for row, tokens in enumerate(encoded):
+        ids[row, width - len(tokens) :] = torch.tensor(tokens, dtype=torch.long)
+        mask[row, width - len(tokens) :] = 1
+    return ids.to(device), mask.to(device), cut
+
+
+def hf_generation_config(
+    config: GenerationConfig, eos_ids: list[int], pad_id: int, force_full_length: bool = False
+) -> Any:
+    """A transformers GenerationConfig for sampling with our settings (the model's defaults are ignored)."""
+    from transformers import GenerationConfig as HFGenerationConfig
+
+    return HFGenerationConfig(
+        do_sample=True,
+        max_new_tokens=config.max_completion_length,
+        min_new_tokens=config.max_completion_length if force_full_length else 0,
+        temperature=config.temperature,
+        top_p=config.top_p,
+        top_k=config.top_k or None,
+        min_p=config.min_p or None,
+        repetition_penalty=config.repetition_penalty,
+        eos_token_id=eos_ids,
+        pad_token_id=pad_id,
+    )
+
+
+@torch.no_grad()
+def sample(
+    model: Any,
+    tokenizer: Any,
+    prompt_texts: list[str],
+    config: GenerationConfig,
+    num_samples: int,
+    max_prompt_length: int,
+    autocast_dtype: torch.dtype | None = None,
+    force_full_length: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """Sample `num_samples` completions per prompt in one padded batch.
+
+    Returns (prompt_ids [N, P], prompt_mask, completion_ids [N, C], completion_mask, truncated [N],
+    prompts cut), with each prompt's samples adjacent.
+    """
+    device = next(model.parameters()).device
+    prompt_ids, prompt_mask, cut = tokenize_prompts(tokenizer, prompt_texts, max_prompt_length, device)
+    prompt_ids = prompt_ids.repeat_interleave(num_samples, dim=0)
+    prompt_mask = prompt_mask.repeat_interleave(num_samples, dim=0)
+    eos_ids = eos_token_ids(tokenizer, model)
+    gen_config = hf_generation_config(config, eos_ids, tokenizer.pad_token_id, force_full_length)
+    was_training = model.training
+    model.eval()
+    try:
+        with autocast(device, autocast_dtype):
+            output = model.generate(
+                input_ids=prompt_ids, attention_mask=prompt_mask, generation_config=gen_config
+            )
+    finally:
+        model.train(was_training)
+    completion_ids = output[:, prompt_ids.shape[1] :]
+    if completion_ids.shape[1] == 0:  # every row stopped at once: keep one (EOS) column
+        completion_ids = torch.full((len(prompt_ids), 1), eos_ids[0], device=device)
+    completion_mask, truncated = completion_mask_from_eos(completion_ids, eos_ids)
+    return prompt_ids, prompt_mask, completion_ids, completion_mask, truncated, cut
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    """bfloat16 autocast on CPU or CUDA when asked for, else nothing."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def decode_completions(
+    tokenizer: Any, completion_ids: torch.Tensor, completion_mask: torch.Tensor
+) -> list[str]:
+    """Completion texts, each cut at its mask (EOS and padding dropped)."""
+    return [
+        tokenizer.decode(ids[mask.bool()], skip_special_tokens=True)
+        for ids, mask in zip(completion_ids, completion_mask)
+    ]

@@ -1,0 +1,65 @@
+"""Where a run's numbers go: metrics.jsonl, completions.jsonl, TensorBoard, wandb, the console."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from rlvr.utils import append_jsonl
+
+
+class RunLogger:
+    """Writes one metrics line per logged step; only the main process writes anything."""
+
+    def __init__(self, output_dir: Path, report_to: list[str], is_main: bool, config: dict[str, Any]) -> None:
+        self.output_dir = output_dir
+        self.is_main = is_main
+        self.tensorboard = None
+        self.wandb = None
+        if not is_main:
+            return
+        if "tensorboard" in report_to:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tensorboard = SummaryWriter(log_dir=str(output_dir / "tensorboard"))
+        if "wandb" in report_to:
+            try:
+                import wandb
+            except ImportError as exc:
+                raise RuntimeError(
+                    "training.report_to includes wandb but wandb is not installed: "
+                    "pip install wandb, or drop it from report_to"
+                ) from exc
+            self.wandb = wandb.init(project="rlvr", dir=str(output_dir), config=config)
+
+    def log_metrics(self, step: int, metrics: dict[str, float]) -> None:
+        if not self.is_main:
+            return
+        record = {"step": step, **{k: _finite(v) for k, v in metrics.items()}}
+        append_jsonl(self.output_dir / "metrics.jsonl", record)
+        if self.tensorboard is not None:
+            for key, value in metrics.items():
+                if isinstance(value, (int, float)) and math.isfinite(value):
+                    self.tensorboard.add_scalar(key, value, step)
+            self.tensorboard.flush()
+        if self.wandb is not None:
+            self.wandb.log(metrics, step=step)
+
+    def log_completions(self, records: list[dict[str, Any]]) -> None:
+        if not self.is_main:
+            return
+        for record in records:
+            append_jsonl(self.output_dir / "completions.jsonl", record)
+
+    def close(self) -> None:
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+        if self.wandb is not None:
+            self.wandb.finish()
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # JSON has no NaN; a missing figure reads as null
+    return value
