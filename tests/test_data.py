@@ -128,3 +128,16 @@ def test_long_prompts_are_cut_from_the_left_and_counted(tiny_model_dir):
     assert ids[1].tolist() == full[-32:]  # the end (the question's last words and the assistant turn) is kept
     short = tokenizer(texts[0], add_special_tokens=False)["input_ids"]
     assert mask[0].sum() == len(short) and mask[0, 0] == 0  # padded on the left
+
+
+def test_generated_arithmetic_is_deterministic_correct_and_disjoint():
+    train = load_problems("arithmetic", "train")
+    test = load_problems("arithmetic", "test")
+    assert len(train) == 3000 and len(test) == 300
+    assert load_problems("arithmetic", "test")[:5] == test[:5]  # the same rows every time
+    assert not {r["question"] for r in train} & {r["question"] for r in test}
+    for row in test[:50]:
+        question = row["question"]
+        if question.startswith("What is") and " + " in question:
+            a, b = question[len("What is ") : -1].split(" + ")
+            assert int(row["answer"]) == int(a) + int(b)

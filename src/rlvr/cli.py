@@ -69,13 +69,15 @@ def run_generate(args: argparse.Namespace) -> int:
     greedy = args.temperature == 0
     gen = GenerationConfig(
         do_sample=not greedy,
-        temperature=None if greedy else args.temperature,
+        temperature=1.0 if greedy else args.temperature,
+        top_k=0,  # explicit: None would pick up the model's or transformers' defaults
+        top_p=1.0,
+        min_p=0.0,
+        repetition_penalty=1.0,
         max_new_tokens=args.max_new_tokens,
         eos_token_id=eos,
         pad_token_id=tokenizer.pad_token_id,
         num_return_sequences=args.num_samples,
-        top_p=None,
-        top_k=None,
     )
     with torch.no_grad(), autocast(model.device, torch.bfloat16 if args.bf16 else None):
         out = model.generate(input_ids=ids, attention_mask=mask, generation_config=gen)
@@ -161,13 +163,17 @@ def main(argv: list[str] | None = None) -> int:
     from rlvr.config import ConfigError
     from rlvr.data import DataError
     from rlvr.models import ModelError
+    from rlvr.rewards import RemoteRewardError, RewardSpecError
     from rlvr.trainer.scoring import RewardError
 
     try:
         return args.run(args)
-    except (ConfigError, DataError, ModelError, RewardError) as exc:
+    except (ConfigError, DataError, ModelError, RewardError, RewardSpecError, RemoteRewardError) as exc:
         print(f"rlvr {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `rlvr ... | head` closed the pipe: not an error
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

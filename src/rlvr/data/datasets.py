@@ -34,8 +34,9 @@ KNOWN: dict[str, KnownDataset] = {
     "gsm8k": KnownDataset("openai/gsm8k", "main", ("question",), "answer", "gsm8k"),
     "svamp": KnownDataset(None, None, ("Body", "Question"), "Answer", "plain"),
     "minerva_math": KnownDataset(None, None, ("problem",), "solution", "boxed"),
-    "amc23": KnownDataset(None, None, ("question", "problem"), "answer", "plain"),
+    "amc23": KnownDataset(None, None, ("problem",), "answer", "plain"),  # its `question` repeats `problem`
     "aime24": KnownDataset(None, None, ("problem",), "answer", "plain"),
+    "arithmetic": KnownDataset(None, None, ("question",), "answer", "plain"),
 }
 
 
@@ -46,7 +47,12 @@ def default_data_dir() -> str | None:
 def load_raw(
     name_or_path: str, split: str = "train", data_dir: str | None = None, hub_config: str | None = None
 ) -> datasets.Dataset:
-    """Load a split from a file, a saved dataset directory, a local copy in `data_dir`, or the hub."""
+    """Load a split from a file, a saved dataset directory, a local copy in `data_dir`, the hub, or the
+    code-generated `arithmetic` set."""
+    if name_or_path == "arithmetic":
+        from rlvr.data.synthetic import arithmetic_problems
+
+        return datasets.Dataset.from_list(arithmetic_problems(split))
     path = Path(name_or_path).expanduser()
     if path.is_file():
         fmt = FILE_FORMATS.get("".join(path.suffixes[-1:]).lower())

@@ -101,8 +101,10 @@ def hf_generation_config(
         min_new_tokens=config.max_completion_length if force_full_length else 0,
         temperature=config.temperature,
         top_p=config.top_p,
-        top_k=config.top_k or None,
-        min_p=config.min_p or None,
+        # 0 written out, not None: transformers fills None from the model's generation_config and its own
+        # defaults (top_k=50), which would sample from a different distribution than the loss scores.
+        top_k=config.top_k,
+        min_p=config.min_p,
         repetition_penalty=config.repetition_penalty,
         eos_token_id=eos_ids,
         pad_token_id=pad_id,

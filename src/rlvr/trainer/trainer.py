@@ -182,9 +182,10 @@ class GRPOTrainer:
             self.step += 1
             stats.update(self.rollout_stats(rollout, timings, time.perf_counter() - started))
             self.update_reference()
-            if t.eval_steps and self.step % t.eval_steps == 0:
+            evaluated = bool(t.eval_steps) and self.step % t.eval_steps == 0
+            if evaluated:
                 stats.update(self.evaluate())
-            if t.logging_steps and self.step % t.logging_steps == 0:
+            if evaluated or (t.logging_steps and self.step % t.logging_steps == 0):
                 self.logger.log_metrics(self.step, stats)
             if t.log_completions_steps and self.step % t.log_completions_steps == 0:
                 self.logger.log_completions(self.completion_records(rollout, rewards_per_fn, advantages))
@@ -240,7 +241,12 @@ class GRPOTrainer:
     def score_rollout(self, rollout: Rollout, timings: dict[str, float]) -> torch.Tensor:
         """Rewards [N, F], NaN where a function said "not applicable"."""
         started = time.perf_counter()
-        per_fn = score(self.reward_funcs, rollout.prompts, rollout.completions, rollout.columns)
+        # completion_ids as TRL passes them, so length-based rewards count tokens
+        completion_ids = [
+            ids[mask.bool()].tolist() for ids, mask in zip(rollout.completion_ids, rollout.completion_mask)
+        ]
+        columns = {**rollout.columns, "completion_ids": completion_ids}
+        per_fn = score(self.reward_funcs, rollout.prompts, rollout.completions, columns)
         timings["timing/score"] = time.perf_counter() - started
         return per_fn
 
@@ -487,8 +493,10 @@ class GRPOTrainer:
         value = metrics.get(t.metric_for_best_model)
         if value is not None and (self.best_metric is None or value > self.best_metric):
             self.best_metric = value
-            self.best_checkpoint = str(self.save_checkpoint(metrics, rotate=False))
-            rotate_checkpoints(self.output_dir, t.save_total_limit, keep=Path(self.best_checkpoint))
+            self.best_checkpoint = str(
+                self.output_dir / f"checkpoint-{self.step}"
+            )  # set first: rotation keeps it
+            self.save_checkpoint(metrics)
         return metrics
 
     # ---------------------------------------------------------------------- saving and resuming
@@ -504,7 +512,7 @@ class GRPOTrainer:
             "best_checkpoint": self.best_checkpoint,
         }
 
-    def save_checkpoint(self, metrics: dict[str, float] | None = None, rotate: bool = True) -> Path:
+    def save_checkpoint(self, metrics: dict[str, float] | None = None) -> Path:
         path = self.output_dir / f"checkpoint-{self.step}"
         if self.dist.is_main:
             state = {**self.trainer_state(), "metrics": metrics or {}}
@@ -518,9 +526,8 @@ class GRPOTrainer:
                 state,
                 ref_model=self.ref_model if refreshes else None,
             )
-            if rotate:
-                keep = Path(self.best_checkpoint) if self.best_checkpoint else None
-                rotate_checkpoints(self.output_dir, self.config.training.save_total_limit, keep=keep)
+            keep = Path(self.best_checkpoint) if self.best_checkpoint else None
+            rotate_checkpoints(self.output_dir, self.config.training.save_total_limit, keep=keep)
         barrier(self.dist)
         return path
 

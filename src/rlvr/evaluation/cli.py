@@ -1,0 +1,325 @@
+"""The `rlvr eval`, `rlvr compare`, `rlvr plot` and `rlvr inspect` commands: arguments and runners.
+
+`rlvr.cli` adds each command's arguments with `add_<name>_arguments(parser)` and runs it with
+`run_<name>(args) -> exit status`. Errors the user can fix print one line and return 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+USER_ERROR = 2
+
+
+def _fail(command: str, exc: Exception) -> int:
+    print(f"rlvr {command}: error: {exc}", file=sys.stderr)
+    return USER_ERROR
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    from rlvr.config import ConfigError
+    from rlvr.data import DataError
+    from rlvr.evaluation.evaluate import EvaluationError
+    from rlvr.models import ModelError
+    from rlvr.rewards import RewardSpecError
+    from rlvr.trainer.scoring import RewardError
+
+    return (
+        ConfigError,
+        DataError,
+        ModelError,
+        RewardSpecError,
+        RewardError,
+        EvaluationError,
+        FileNotFoundError,
+    )
+
+
+# ------------------------------------------------------------------------------------------------- eval
+def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model",
+        required=True,
+        help="hub id, local Hugging Face directory, .gguf file, or shipped name (smollm2-135m-instruct)",
+    )
+    parser.add_argument(
+        "--dataset",
+        default="gsm8k",
+        help="gsm8k, svamp, minerva_math, amc23, aime24 (from --data-dir), a .jsonl file, or a hub id",
+    )
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--limit", type=int, default=None, help="the first N problems only")
+    parser.add_argument(
+        "--data-dir", default=None, help="folder holding <dataset>/<split>.jsonl (default: $RLVR_DATA_DIR)"
+    )
+    parser.add_argument(
+        "--template",
+        default="boxed",
+        help="prompt format: boxed, xml_reasoning, think_answer, answer_tag, plain",
+    )
+    parser.add_argument("--system-prompt", default=None, help="replace the template's system prompt")
+    parser.add_argument(
+        "--reward",
+        default="accuracy",
+        help="correctness reward: a registered name "
+        "(accuracy, boxed_exact, gsm8k_correctness, math_verifier) or module:function; a "
+        "completion is correct when its reward is >= 1",
+    )
+    parser.add_argument(
+        "--num-samples",
+        type=int,
+        default=1,
+        help="k samples per problem: pass@k and maj@k (needs --temperature > 0)",
+    )
+    parser.add_argument("--temperature", type=float, default=0.0, help="0: greedy decoding")
+    parser.add_argument("--top-p", type=float, default=1.0)
+    parser.add_argument("--max-new-tokens", type=int, default=256)
+    parser.add_argument(
+        "--max-prompt-length", type=int, default=512, help="prompt tokens kept (cut from the left)"
+    )
+    parser.add_argument("--batch-size", type=int, default=16, help="completions generated together")
+    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32", help="weights dtype")
+    parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast (float32 weights)")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    parser.add_argument("--seed", type=int, default=0, help="sampling seed")
+    parser.add_argument(
+        "--cache-dir",
+        default=None,
+        help="for converted GGUF and shipped models (default: $RLVR_CACHE_DIR or ~/.cache/rlvr)",
+    )
+    parser.add_argument("--trust-remote-code", action="store_true")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--output", required=True, help="directory for summary.json and predictions.jsonl")
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    try:
+        return _run_eval(args)
+    except _user_errors() as exc:
+        return _fail("eval", exc)
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    import torch
+
+    from rlvr.config import ModelConfig
+    from rlvr.data import load_problems
+    from rlvr.evaluation.evaluate import check_settings, evaluate_model
+    from rlvr.evaluation.metrics import wilson_interval
+    from rlvr.models import load_policy, resolve_model_path
+
+    output = Path(args.output)
+    check_settings(
+        args.template, args.reward, args.num_samples, args.temperature, args.batch_size, args.max_new_tokens
+    )
+    torch.manual_seed(args.seed)
+    problems = load_problems(args.dataset, args.split, data_dir=args.data_dir, limit=args.limit)
+    config = ModelConfig(
+        name_or_path=args.model,
+        dtype=args.dtype,
+        device=args.device,
+        cache_dir=args.cache_dir,
+        trust_remote_code=args.trust_remote_code,
+    )
+    model_path = resolve_model_path(args.model, args.cache_dir)
+    model, tokenizer = load_policy(config)
+    result = evaluate_model(
+        model,
+        tokenizer,
+        problems,
+        template=args.template,
+        reward=args.reward,
+        max_new_tokens=args.max_new_tokens,
+        num_samples=args.num_samples,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        batch_size=args.batch_size,
+        system_prompt=args.system_prompt,
+        autocast_dtype=torch.bfloat16 if args.bf16 else None,
+        show_progress=not args.no_progress,
+        max_prompt_length=args.max_prompt_length,
+    )
+    predictions = result.pop("predictions")
+    correct = sum(p["correct"] for p in predictions)
+    low, high = wilson_interval(correct, len(predictions))
+    summary = {
+        "metrics": result,
+        "accuracy_ci95": [low, high],
+        "model": args.model,
+        "model_path": model_path,
+        "dataset": args.dataset,
+        "split": args.split,
+        "limit": args.limit,
+        "data_dir": args.data_dir or os.environ.get("RLVR_DATA_DIR"),
+        "template": args.template,
+        "system_prompt": args.system_prompt,
+        "reward": args.reward,
+        "sampling": {
+            "num_samples": args.num_samples,
+            "temperature": args.temperature,
+            "top_p": args.top_p if args.temperature > 0 else None,
+            "greedy": args.temperature == 0,
+            "max_new_tokens": args.max_new_tokens,
+            "max_prompt_length": args.max_prompt_length,
+            "batch_size": args.batch_size,
+            "seed": args.seed,
+        },
+        "dtype": args.dtype,
+        "bf16": args.bf16,
+        "device": str(next(model.parameters()).device),
+        "versions": package_versions(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    write_run(output, summary, predictions)
+    print(format_summary(summary))
+    print(f"wrote {output / 'summary.json'} and {output / 'predictions.jsonl'}")
+    return 0
+
+
+def package_versions() -> dict[str, str]:
+    import torch
+    import transformers
+
+    import rlvr
+
+    return {
+        "rlvr": rlvr.__version__,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def json_safe(value: Any) -> Any:
+    """NaN and infinities as null: JSON has no NaN, and a missing figure reads as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def write_run(output: Path, summary: dict[str, Any], predictions: list[dict[str, Any]]) -> None:
+    """summary.json and predictions.jsonl, each written whole to a temporary name and then renamed."""
+    output.mkdir(parents=True, exist_ok=True)
+    files = {
+        "summary.json": json.dumps(json_safe(summary), indent=2, ensure_ascii=False) + "\n",
+        "predictions.jsonl": "".join(
+            json.dumps(json_safe(p), ensure_ascii=False) + "\n" for p in predictions
+        ),
+    }
+    for name, text in files.items():
+        tmp = output / f".{name}.tmp"
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(output / name)
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    metrics = summary["metrics"]
+    low, high = summary["accuracy_ci95"]
+    lines = [
+        f"{summary['model']} on {summary['dataset']}/{summary['split']} ({metrics['num_problems']} problems, "
+        f"template {summary['template']}, reward {summary['reward']})"
+    ]
+    for key, value in metrics.items():
+        extra = f"   95% CI [{low:.4f}, {high:.4f}]" if key == "accuracy" else ""
+        shown = f"{value:.4f}" if isinstance(value, float) else str(value)
+        lines.append(f"  {key:<20} {shown}{extra}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------- compare
+def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "before", help="eval output directory of the baseline (summary.json, predictions.jsonl)"
+    )
+    parser.add_argument("after", help="eval output directory of the candidate")
+    parser.add_argument("--show", type=int, default=5, help="flipped problems shown in each direction")
+    parser.add_argument(
+        "--bootstrap",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also a paired bootstrap with N resamples (e.g. 10000)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    parser.add_argument("--json", default=None, metavar="PATH", help="also write the comparison as JSON")
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    from rlvr.evaluation.compare import compare_runs, format_comparison, load_run
+
+    try:
+        comparison = compare_runs(
+            load_run(args.before), load_run(args.after), bootstrap=args.bootstrap, seed=args.seed
+        )
+    except _user_errors() as exc:
+        return _fail("compare", exc)
+    print(format_comparison(comparison, show=args.show))
+    if args.json:
+        path = Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(
+            json.dumps(json_safe(comparison), indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
+        print(f"wrote {path}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------- plot
+def add_plot_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", help="training output directory holding metrics.jsonl (and config.yaml)")
+    parser.add_argument(
+        "--output", default=None, help="where the PNGs and index.html go (default: RUN_DIR/plots)"
+    )
+
+
+def run_plot(args: argparse.Namespace) -> int:
+    from rlvr.evaluation.plot import plot_run
+
+    try:
+        written = plot_run(args.run_dir, args.output)
+    except _user_errors() as exc:
+        return _fail("plot", exc)
+    for path in written:
+        print(path)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- inspect
+def add_inspect_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "run_dir", help="training output directory holding completions.jsonl (and metrics.jsonl)"
+    )
+    parser.add_argument("--step", type=int, default=None, help="only this step")
+    parser.add_argument("--last", type=int, default=5, help="steps shown when --step is not given (0: all)")
+    parser.add_argument("--top", type=int, default=2, help="best and worst completions shown per step")
+    parser.add_argument("--examples", type=int, default=3, help="flagged completions shown per flag")
+    parser.add_argument("--max-chars", type=int, default=300, help="completion text shown, in characters")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
+def run_inspect(args: argparse.Namespace) -> int:
+    from rlvr.evaluation.inspect import format_report, inspect_run
+
+    try:
+        report = inspect_run(
+            args.run_dir, step=args.step, last=args.last, top=args.top, examples=args.examples
+        )
+    except _user_errors() as exc:
+        return _fail("inspect", exc)
+    if args.json:
+        print(json.dumps(json_safe(report), indent=2, ensure_ascii=False))
+    else:
+        print(format_report(report, max_chars=args.max_chars))
+    return 0

@@ -1,0 +1,353 @@
+"""Held-out evaluation: batched generation (greedy or sampled), scoring with a reward, the summary figures."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from rlvr.data import build_messages, render_prompt
+from rlvr.evaluation.metrics import majority_vote, mean_pass_at_k
+from rlvr.rollout import (
+    autocast,
+    completion_mask_from_eos,
+    decode_completions,
+    eos_token_ids,
+    tokenize_prompts,
+)
+
+# The answer form each prompt template asks for; `format_rate` counts completions that answer in that form.
+TEMPLATE_ANSWER_STYLES = {
+    "boxed": "boxed",
+    "xml_reasoning": "answer_tag",
+    "think_answer": "answer_tag",
+    "answer_tag": "answer_tag",
+    "plain": "auto",
+}
+# A completion is correct when its reward reaches 1: the built-in correctness rewards pay 1.0 or more for a
+# right answer and less (0, or a format bonus below 1) otherwise.
+CORRECT_AT = 1.0
+# Built-in rewards that pay for form or length, not for a right answer: accuracy cannot be read from them.
+NOT_CORRECTNESS_REWARDS = (
+    "xml_format",
+    "answer_tag_loose",
+    "answer_tag_strict",
+    "answer_content",
+    "overlong_penalty",
+    "length_penalty",
+)
+# Dataset columns that would clash with the reward call's own arguments.
+_NOT_COLUMNS = ("prompt", "prompts", "completions")
+
+
+class EvaluationError(ValueError):
+    """Input that evaluation, compare, plot or inspect cannot use; the message says what to change."""
+
+
+@dataclass
+class Generations:
+    """N = problems * samples completions, each problem's samples adjacent."""
+
+    completions: list[str]  # [N] decoded text, special tokens removed
+    lengths: list[int]  # [N] completion tokens, the EOS token included
+    truncated: list[bool]  # [N] no EOS within max_new_tokens
+    prompts_cut: int  # prompts cut from the left to max_prompt_length
+
+
+def generation_settings(
+    tokenizer: Any, eos_ids: list[int], max_new_tokens: int, temperature: float, top_p: float
+) -> Any:
+    """A transformers GenerationConfig with every sampling knob set, greedy when temperature is 0.
+
+    transformers 5 fills settings left as None from the model's generation_config (Qwen2.5 ships top_k=20 and
+    repetition_penalty=1.05) and then from global defaults (top_k=50), so each one that changes the
+    distribution is given explicitly: an evaluation measures the model, not its hub defaults.
+    """
+    from transformers import GenerationConfig
+
+    common = {
+        "repetition_penalty": 1.0,  # applies to greedy decoding too
+        "no_repeat_ngram_size": 0,
+        "max_new_tokens": max_new_tokens,
+        "eos_token_id": eos_ids,
+        "pad_token_id": tokenizer.pad_token_id,
+        "use_cache": True,
+    }
+    if temperature == 0:
+        # Sampling knobs at transformers' global defaults: unused by greedy decoding, and no warning that a
+        # model's own (say top_k=20) is ignored.
+        return GenerationConfig(do_sample=False, temperature=1.0, top_p=1.0, top_k=50, **common)
+    return GenerationConfig(
+        do_sample=True, temperature=temperature, top_p=top_p, top_k=0, min_p=0.0, typical_p=1.0, **common
+    )
+
+
+@torch.no_grad()
+def generate_completions(
+    model: Any,
+    tokenizer: Any,
+    prompt_texts: list[str],
+    num_samples: int = 1,
+    max_new_tokens: int = 256,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    max_prompt_length: int = 512,
+    autocast_dtype: torch.dtype | None = None,
+) -> Generations:
+    """Generate `num_samples` completions per prompt in one left-padded batch, stopping each at EOS.
+
+    The model is put in eval mode (dropout off) for the call and given back in the mode it came in.
+    """
+    device = next(model.parameters()).device
+    prompt_ids, prompt_mask, cut = tokenize_prompts(tokenizer, prompt_texts, max_prompt_length, device)
+    prompt_ids = prompt_ids.repeat_interleave(num_samples, dim=0)  # [N, P]
+    prompt_mask = prompt_mask.repeat_interleave(num_samples, dim=0)  # [N, P]
+    eos_ids = eos_token_ids(tokenizer, model)
+    settings = generation_settings(tokenizer, eos_ids, max_new_tokens, temperature, top_p)
+    was_training = model.training
+    model.eval()
+    try:
+        with autocast(device, autocast_dtype):
+            output = model.generate(
+                input_ids=prompt_ids, attention_mask=prompt_mask, generation_config=settings
+            )
+    finally:
+        model.train(was_training)
+    completion_ids = output[:, prompt_ids.shape[1] :]  # [N, C]
+    if completion_ids.shape[1] == 0:  # every row stopped at once: keep one (EOS) column
+        completion_ids = torch.full((len(prompt_ids), 1), eos_ids[0], device=device)
+    completion_mask, truncated = completion_mask_from_eos(completion_ids, eos_ids)  # [N, C], [N]
+    return Generations(
+        completions=decode_completions(tokenizer, completion_ids, completion_mask),
+        lengths=completion_mask.sum(dim=1).tolist(),
+        truncated=truncated.tolist(),
+        prompts_cut=cut,
+    )
+
+
+def score_completions(
+    reward_fn: Callable,
+    messages: list[list[dict[str, str]]],
+    completions: list[str],
+    rows: list[dict[str, Any]],
+    num_samples: int,
+) -> list[float | None]:
+    """The reward of each completion (None: the reward did not apply), called as in training: chat prompts,
+    completions as assistant messages, the dataset's columns (with the gold `answer`) repeated per sample."""
+    from rlvr.trainer.scoring import score
+
+    keys = dict.fromkeys(key for row in rows for key in row if key not in _NOT_COLUMNS)
+    columns = {key: [row.get(key) for row in rows for _ in range(num_samples)] for key in keys}
+    prompts = [m for m in messages for _ in range(num_samples)]
+    values = score([reward_fn], prompts, completions, columns)[:, 0].tolist()
+    return [None if v != v else v for v in values]  # NaN is the scorer's "not applicable"
+
+
+def problem_record(
+    index: int,
+    row: dict[str, Any],
+    completions: list[str],
+    rewards: list[float | None],
+    lengths: list[int],
+    truncated: list[bool],
+    answer_style: str,
+    equal: Callable[[str, str], bool],
+) -> dict[str, Any]:
+    """One line of predictions.jsonl: the first sample's fields at the top (what `accuracy` counts) and, with
+    more than one sample, every sample under `samples` with the majority vote.
+
+    >>> row = {"question": "2+3?", "answer": "5"}
+    >>> r = problem_record(0, row, [r"\\boxed{5}"], [1.0], [4], [False], "boxed", str.__eq__)
+    >>> r["extracted"], r["formatted"], r["correct"]
+    ('5', True, True)
+    """
+    from rlvr.rewards import extract_answer
+
+    samples = [
+        {
+            "completion": text,
+            "extracted": extract_answer(text, "auto"),
+            "formatted": extract_answer(text, answer_style) is not None,
+            "reward": reward,
+            "correct": reward is not None and reward >= CORRECT_AT,
+            "length": length,
+            "truncated": cut,
+        }
+        for text, reward, length, cut in zip(completions, rewards, lengths, truncated, strict=True)
+    ]
+    record = {"index": index, "question": row["question"], "gold": row["answer"], **samples[0]}
+    if len(samples) > 1:
+        majority, votes = majority_vote([s["extracted"] for s in samples], equal)
+        record.update(
+            samples=samples,
+            num_correct=sum(s["correct"] for s in samples),
+            majority=majority,
+            majority_votes=votes,
+            maj_correct=majority is not None and equal(majority, row["answer"]),
+        )
+    return record
+
+
+def summarize(
+    records: list[dict[str, Any]], num_samples: int, seconds: float, prompts_cut: int = 0
+) -> dict[str, float]:
+    """The figures of an evaluation from its per-problem records.
+
+    `accuracy` counts each problem's first (greedy) sample; the rates and means count every completion.
+
+    >>> records = [{"correct": True, "reward": 1.0, "formatted": True, "truncated": False, "length": 10},
+    ...            {"correct": False, "reward": 0.0, "formatted": False, "truncated": True, "length": 30}]
+    >>> s = summarize(records, 1, seconds=4.0)
+    >>> s["accuracy"], s["format_rate"], s["mean_length"], s["problems_per_second"]
+    (0.5, 0.5, 20.0, 0.5)
+    """
+    samples = [s for r in records for s in r.get("samples", [r])]
+    rewards = [s["reward"] for s in samples if s["reward"] is not None]
+    n = max(len(records), 1)
+    figures: dict[str, float] = {
+        "accuracy": sum(r["correct"] for r in records) / n,
+        "format_rate": sum(s["formatted"] for s in samples) / max(len(samples), 1),
+        "truncation_rate": sum(s["truncated"] for s in samples) / max(len(samples), 1),
+        "mean_length": sum(s["length"] for s in samples) / max(len(samples), 1),
+        "mean_reward": sum(rewards) / len(rewards) if rewards else float("nan"),
+        "problems_per_second": len(records) / seconds if seconds > 0 else float("nan"),
+        "num_problems": len(records),
+        "num_samples": num_samples,
+        "prompts_cut": prompts_cut,
+    }
+    if num_samples > 1:
+        counts = [(len(r["samples"]), r["num_correct"]) for r in records]
+        figures["pass@1"] = mean_pass_at_k(counts, 1)
+        figures[f"pass@{num_samples}"] = mean_pass_at_k(counts, num_samples)
+        figures[f"maj@{num_samples}"] = sum(r["maj_correct"] for r in records) / n
+    return figures
+
+
+def check_settings(
+    template: str,
+    reward: str | Callable,
+    num_samples: int,
+    temperature: float,
+    batch_size: int,
+    max_new_tokens: int,
+) -> None:
+    """Raise EvaluationError for settings that cannot give a meaningful evaluation (before a model is loaded).
+
+    >>> check_settings("boxed", "accuracy", 4, 0.0, 16, 256)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    rlvr.evaluation.evaluate.EvaluationError: num_samples=4 with greedy decoding (temperature 0) gives ...
+    """
+    if template not in TEMPLATE_ANSWER_STYLES:
+        raise EvaluationError(
+            f"unknown template {template!r}; choose one of {', '.join(TEMPLATE_ANSWER_STYLES)}"
+        )
+    if num_samples < 1 or batch_size < 1 or max_new_tokens < 1:
+        raise EvaluationError("num_samples, batch_size and max_new_tokens must be at least 1")
+    if num_samples > 1 and temperature <= 0:
+        raise EvaluationError(
+            f"num_samples={num_samples} with greedy decoding (temperature 0) gives {num_samples} "
+            "copies of one completion; set a sampling temperature, e.g. 0.6 or 1.0"
+        )
+    if temperature < 0:
+        raise EvaluationError(f"temperature must be >= 0, got {temperature}")
+    if reward in NOT_CORRECTNESS_REWARDS:
+        raise EvaluationError(
+            f"reward {reward!r} scores form or length, not correctness; evaluate with accuracy, "
+            "boxed_exact, gsm8k_correctness, math_verifier or your own correctness reward"
+        )
+
+
+def evaluate_model(
+    model: Any,
+    tokenizer: Any,
+    problems: list[dict[str, Any]],
+    template: str = "boxed",
+    reward: str | Callable = "accuracy",
+    max_new_tokens: int = 256,
+    num_samples: int = 1,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    batch_size: int = 16,
+    system_prompt: str | None = None,
+    few_shot: list[dict[str, str]] | None = None,
+    autocast_dtype: torch.dtype | None = None,
+    show_progress: bool = True,
+    max_prompt_length: int = 512,
+) -> dict[str, Any]:
+    """Generate for each problem, score with `reward`, and return the figures plus per-problem `predictions`.
+
+    `problems` are rows of `rlvr.data.load_problems` (`question`, gold `answer`). Greedy decoding when
+    `num_samples` is 1 and `temperature` 0; sampling otherwise, and then also `pass@1`, `pass@k` and `maj@k`.
+    `batch_size` counts completions generated together (so `batch_size // num_samples` problems). Works on a
+    model in train mode (switched to eval for generation and back) and on a peft model.
+
+    >>> summary = evaluate_model(model, tokenizer, load_problems("gsm8k", "test", limit=50))  # doctest: +SKIP
+    >>> summary["accuracy"], summary["predictions"][0]["extracted"]  # doctest: +SKIP
+    (0.32, '18')
+    """
+    from rlvr.rewards import get_reward, math_equal
+
+    check_settings(template, reward, num_samples, temperature, batch_size, max_new_tokens)
+    if not problems:
+        raise EvaluationError("no problems to evaluate")
+    reward_fn = get_reward(reward) if isinstance(reward, str) else reward
+    answer_style = TEMPLATE_ANSWER_STYLES[template]
+
+    messages = [build_messages(row["question"], template, system_prompt, few_shot) for row in problems]
+    texts = [render_prompt(tokenizer, m) for m in messages]
+    # Longest prompts first: batches of similar length pad less, and running out of memory shows at once.
+    order = sorted(range(len(problems)), key=lambda i: -len(texts[i]))
+    per_batch = max(1, batch_size // num_samples)
+    records: list[dict[str, Any] | None] = [None] * len(problems)
+    prompts_cut, num_correct, num_done = 0, 0, 0
+    progress = tqdm(
+        total=len(problems), desc="eval", unit="problem", disable=not show_progress, dynamic_ncols=True
+    )
+    started = time.perf_counter()
+    for start in range(0, len(order), per_batch):
+        batch = order[start : start + per_batch]
+        out = generate_completions(
+            model,
+            tokenizer,
+            [texts[i] for i in batch],
+            num_samples,
+            max_new_tokens,
+            temperature,
+            top_p,
+            max_prompt_length,
+            autocast_dtype,
+        )
+        rewards = score_completions(
+            reward_fn,
+            [messages[i] for i in batch],
+            out.completions,
+            [problems[i] for i in batch],
+            num_samples,
+        )
+        prompts_cut += out.prompts_cut
+        for j, index in enumerate(batch):
+            part = slice(j * num_samples, (j + 1) * num_samples)
+            record = problem_record(
+                index,
+                problems[index],
+                out.completions[part],
+                rewards[part],
+                out.lengths[part],
+                out.truncated[part],
+                answer_style,
+                math_equal,
+            )
+            records[index] = record
+            num_correct += record["correct"]
+        num_done += len(batch)
+        progress.update(len(batch))
+        progress.set_postfix(accuracy=f"{num_correct / num_done:.3f}")
+    progress.close()
+    seconds = time.perf_counter() - started
+    predictions = [r for r in records if r is not None]
+    return {**summarize(predictions, num_samples, seconds, prompts_cut), "predictions": predictions}

@@ -1,0 +1,67 @@
+"""Reward functions for RLVR: answer extraction, math equivalence, the built-in rewards, and a registry by name.
+
+A reward is any callable `fn(prompts, completions, **columns) -> list[float | None]` (TRL's contract).
+"""
+
+from rlvr.rewards.equivalence import math_equal, numeric_equal, parse_number
+from rlvr.rewards.extraction import (
+    EXTRACTION_STYLES,
+    completion_text,
+    extract_answer,
+    extract_answer_tag,
+    extract_boxed,
+    extract_gold,
+    prompt_text,
+)
+from rlvr.rewards.functions import (
+    accuracy,
+    answer_content,
+    answer_tag_loose,
+    answer_tag_strict,
+    boxed_exact,
+    gsm8k_correctness,
+    length_penalty,
+    math_verifier,
+    overlong_penalty,
+    xml_format,
+)
+from rlvr.rewards.registry import (
+    RewardCallError,
+    RewardSpecError,
+    combine_rewards,
+    get_reward,
+    list_rewards,
+    register_reward,
+)
+from rlvr.rewards.remote import RemoteReward, RemoteRewardError
+
+__all__ = [
+    "EXTRACTION_STYLES",
+    "RemoteReward",
+    "RemoteRewardError",
+    "RewardCallError",
+    "RewardSpecError",
+    "accuracy",
+    "answer_content",
+    "answer_tag_loose",
+    "answer_tag_strict",
+    "boxed_exact",
+    "combine_rewards",
+    "completion_text",
+    "extract_answer",
+    "extract_answer_tag",
+    "extract_boxed",
+    "extract_gold",
+    "get_reward",
+    "gsm8k_correctness",
+    "length_penalty",
+    "list_rewards",
+    "math_equal",
+    "math_verifier",
+    "numeric_equal",
+    "overlong_penalty",
+    "parse_number",
+    "prompt_text",
+    "register_reward",
+    "xml_format",
+]

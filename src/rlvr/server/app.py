@@ -1,0 +1,533 @@
+"""The reward server: HTTP validation, gold lookup, limits and logging around the reward registry.
+
+`POST /get_reward` takes align-anything's request `{"prompts", "responses", "golden_responses"?}` or OpenRLHF's
+`{"query", "prompts", "labels"?}` and answers `{"rewards", "scores", "extra_logs"}`. Scoring runs in worker
+processes, one request at a time each; a request that overruns its timeout gets 504 and its worker is replaced,
+so one bad input cannot stall the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import multiprocessing
+import re
+import signal
+import threading
+import time
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from rlvr.rewards.adapters import split_response
+from rlvr.rewards.extraction import extract_gold
+from rlvr.rewards.registry import RewardCallError, combine_rewards, needs_gold, resolve_rewards
+
+QUESTION_FIELDS = ("question", "problem", "prompt", "query", "input")
+ANSWER_FIELDS = ("answer", "ground_truth", "gold", "final_answer", "solution", "label")
+
+
+@dataclass
+class ServerConfig:
+    """What `rlvr serve-rewards` serves and how."""
+
+    rewards: list[str]
+    """Reward specs: registry names, `module:function`, `path/file.py:function`."""
+    weights: list[float] | None = None
+    """One weight per reward for the summed `rewards`; None: 1.0 each."""
+    gold_path: str | None = None
+    """JSONL of {question, answer} rows, to look up the gold answer of a prompt sent without one."""
+    workers: int = 2
+    """Scoring processes; each scores one request at a time."""
+    api_key: str | None = None
+    """When set, every request needs `Authorization: Bearer <api_key>`."""
+    log_path: str | None = None
+    """JSONL file that receives every scored sample (prompt, response, gold, each reward)."""
+    request_timeout: float = 60.0
+    """Seconds a request may wait for a free worker (else 503), then may take to score (else 504, worker replaced)."""
+    max_request_bytes: int = 16 * 2**20
+    """Larger bodies are answered 413."""
+
+
+class Problem(Exception):
+    """An HTTP error answer: `{"error": message}` with `status`."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Gold answers
+
+
+def _normalize_space(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()
+
+
+class GoldIndex:
+    """Gold answers by question: exact, then with whitespace normalised, then a question inside a longer prompt.
+
+    The last step finds a dataset question embedded in a chat-templated or few-shot prompt. It only considers
+    questions of at least `MIN_EMBEDDED` characters, prefers the longest one found, and gives up (None) when two
+    different answers tie, so a short question cannot match by accident.
+
+    >>> index = GoldIndex([("What is 2 + 3? Answer with a number only.", "5")])
+    >>> index.lookup("<|im_start|>user\\nWhat is 2 + 3?  Answer with a number only.<|im_end|>")
+    '5'
+    """
+
+    MIN_EMBEDDED = 32
+    _CACHE_SIZE = 65536
+
+    def __init__(self, pairs: Iterable[tuple[str, str]]) -> None:
+        self._exact: dict[str, str] = {}
+        self._normalized: dict[str, str] = {}
+        self._by_prefix: dict[str, list[str]] = {}
+        for question, answer in pairs:
+            self._exact.setdefault(question, answer)
+            normalized = _normalize_space(question)
+            if normalized in self._normalized:
+                continue
+            self._normalized[normalized] = answer
+            if len(normalized) >= self.MIN_EMBEDDED:
+                self._by_prefix.setdefault(normalized[: self.MIN_EMBEDDED], []).append(normalized)
+        self._cache: dict[str, str | None] = {}
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._exact)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> GoldIndex:
+        """Read a JSONL (or JSON list) file of rows with a question field and an answer field.
+
+        Question fields tried: question, problem, prompt, query, input; answer fields: answer, ground_truth, gold,
+        final_answer, solution, label. GSM8K's `... #### 72` and a `\\boxed{}` solution give their final answer.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"gold file {str(path)!r} does not exist")
+        text = path.read_text(encoding="utf-8")
+        if text.lstrip().startswith("["):
+            rows = list(enumerate(json.loads(text), start=1))
+        else:
+            rows = [
+                (n, json.loads(line)) for n, line in enumerate(text.splitlines(), start=1) if line.strip()
+            ]
+        pairs = []
+        for number, row in rows:
+            question = _first_field(row, QUESTION_FIELDS)
+            answer = extract_gold(_first_field(row, ANSWER_FIELDS))
+            if not isinstance(question, str) or answer is None:
+                raise ValueError(
+                    f"{path}:{number}: need a question field ({', '.join(QUESTION_FIELDS)}) and an answer field "
+                    f"({', '.join(ANSWER_FIELDS)}), got keys {sorted(row) if isinstance(row, dict) else type(row)}"
+                )
+            pairs.append((question, answer))
+        return cls(pairs)
+
+    def lookup(self, prompt: str) -> str | None:
+        """The gold answer of the question in `prompt`, or None."""
+        with self._lock:
+            if prompt in self._cache:
+                return self._cache[prompt]
+        answer = self._lookup(prompt)
+        with self._lock:
+            if len(self._cache) >= self._CACHE_SIZE:
+                self._cache.clear()
+            self._cache[prompt] = answer
+        return answer
+
+    def _lookup(self, prompt: str) -> str | None:
+        if prompt in self._exact:
+            return self._exact[prompt]
+        normalized = _normalize_space(prompt)
+        if normalized in self._normalized:
+            return self._normalized[normalized]
+        found: list[str] = []
+        width = self.MIN_EMBEDDED
+        for start in range(len(normalized) - width + 1):
+            for question in self._by_prefix.get(normalized[start : start + width], ()):
+                if normalized.startswith(question, start):
+                    found.append(question)
+        if not found:
+            return None
+        longest = max(len(q) for q in found)
+        answers = {self._normalized[q] for q in found if len(q) == longest}
+        return answers.pop() if len(answers) == 1 else None
+
+
+def _first_field(row: Any, names: tuple[str, ...]) -> Any:
+    if not isinstance(row, dict):
+        return None
+    return next((row[name] for name in names if row.get(name) is not None), None)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Request parsing
+
+
+def parse_request(body: Any) -> tuple[list[str], list[str], list[str | None]]:
+    """`(prompts, responses, golds)` from an align-anything or OpenRLHF request body; `Problem` when malformed.
+
+    >>> parse_request({"query": ["Q: 1+1? 2"], "prompts": ["Q: 1+1?"], "labels": ["2"]})
+    (['Q: 1+1?'], [' 2'], ['2'])
+    """
+    usage = (
+        "send {'prompts': [...], 'responses': [...], 'golden_responses': [...]} (align-anything) or "
+        "{'query': [...], 'prompts': [...], 'labels': [...]} (OpenRLHF)"
+    )
+    if not isinstance(body, dict):
+        raise Problem(400, f"request body must be a JSON object: {usage}")
+    if "responses" in body:
+        prompts, responses = _strings(body, "prompts"), _strings(body, "responses")
+        golds = _optional_strings(body, "golden_responses")
+        _same_length(("prompts", prompts), ("responses", responses), ("golden_responses", golds))
+    elif "query" in body:
+        queries, prompts = _strings(body, "query"), _strings(body, "prompts")
+        golds = _optional_strings(body, "labels")
+        _same_length(("query", queries), ("prompts", prompts), ("labels", golds))
+        responses = [split_response(q, p) for q, p in zip(queries, prompts, strict=True)]
+    else:
+        raise Problem(422, f"missing field 'responses' or 'query': {usage}")
+    return prompts, responses, golds if golds is not None else [None] * len(prompts)
+
+
+def _strings(body: dict, key: str) -> list[str]:
+    if key not in body:
+        raise Problem(422, f"missing field {key!r}")
+    values = body[key]
+    if not isinstance(values, list):
+        raise Problem(422, f"field {key!r} must be a list of strings, got {type(values).__name__}")
+    for i, value in enumerate(values):
+        if not isinstance(value, str):
+            raise Problem(422, f"{key}[{i}] must be a string, got {type(value).__name__}")
+    return values
+
+
+def _optional_strings(body: dict, key: str) -> list[str | None] | None:
+    values = body.get(key)
+    if values is None:
+        return None
+    if not isinstance(values, list):
+        raise Problem(
+            422, f"field {key!r} must be a list of strings (null where unknown), got {type(values).__name__}"
+        )
+    for i, value in enumerate(values):
+        if value is not None and not isinstance(value, str):
+            raise Problem(422, f"{key}[{i}] must be a string or null, got {type(value).__name__}")
+    return values
+
+
+def _same_length(*fields: tuple[str, list | None]) -> None:
+    present = [(name, len(values)) for name, values in fields if values is not None]
+    if len({n for _, n in present}) > 1:
+        sizes = ", ".join(f"{name!r} has {n}" for name, n in present)
+        raise Problem(422, f"lists of different lengths: {sizes}")
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise Problem(413, f"request body of {int(declared)} bytes is over the {limit}-byte limit")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise Problem(413, f"request body is over the {limit}-byte limit")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Scoring workers
+
+
+class ScoringTimeout(Exception):
+    pass
+
+
+class WorkerDied(Exception):
+    pass
+
+
+def _worker_main(connection: Any, specs: list[str], weights: list[float] | None) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the server, which then stops its workers
+    try:
+        fns = resolve_rewards(specs)
+    except Exception as exc:
+        connection.send(("fatal", str(exc)))
+        return
+    connection.send(("ready", list(fns)))
+    while True:
+        try:
+            prompts, responses, golds = connection.recv()
+        except (EOFError, OSError):
+            return
+        try:
+            totals, per_fn = combine_rewards(
+                fns, prompts, responses, weights, answer=golds, ground_truth=golds
+            )
+            connection.send(("ok", totals, per_fn))
+        except RewardCallError as exc:
+            connection.send(("reward_error", str(exc)))
+        except Exception as exc:
+            connection.send(("error", f"{type(exc).__name__}: {exc}"))
+
+
+class _Worker:
+    """One scoring process and its pipe."""
+
+    def __init__(self, specs: list[str], weights: list[float] | None, startup_timeout: float = 120.0) -> None:
+        # spawn, not fork: the server process has threads (the event loop, the thread pool) and fork copies locks.
+        context = multiprocessing.get_context("spawn")
+        self.connection, child = context.Pipe()
+        self.process = context.Process(
+            target=_worker_main, args=(child, specs, weights), daemon=True, name="rlvr-reward-worker"
+        )
+        self.process.start()
+        child.close()
+        if not self.connection.poll(startup_timeout):
+            self.kill()
+            raise RuntimeError(f"reward worker did not start within {startup_timeout:.0f}s")
+        message = self.connection.recv()
+        if message[0] != "ready":
+            self.kill()
+            raise RuntimeError(f"reward worker failed to start: {message[1]}")
+
+    def call(self, payload: tuple, timeout: float) -> tuple:
+        try:
+            self.connection.send(payload)
+            if not self.connection.poll(timeout):
+                raise ScoringTimeout
+            return self.connection.recv()
+        except (EOFError, OSError) as exc:
+            raise WorkerDied(str(exc) or type(exc).__name__) from exc
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.join(timeout=5)
+        self.connection.close()
+
+
+class ScoringPool:
+    """`size` scoring processes behind an asyncio queue of idle ones."""
+
+    def __init__(self, specs: list[str], weights: list[float] | None, size: int, timeout: float) -> None:
+        self.specs, self.weights, self.size, self.timeout = specs, weights, size, timeout
+        self._threads = ThreadPoolExecutor(max_workers=2 * size + 1, thread_name_prefix="rlvr-scoring")
+        self._idle: asyncio.Queue[_Worker] | None = None
+        self._workers: set[_Worker] = set()
+        self._closed = False
+
+    async def start(self) -> None:
+        self._idle = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+        started = await asyncio.gather(
+            *(
+                loop.run_in_executor(self._threads, _Worker, self.specs, self.weights)
+                for _ in range(self.size)
+            )
+        )
+        for worker in started:
+            self._workers.add(worker)
+            self._idle.put_nowait(worker)
+
+    async def score(self, payload: tuple) -> tuple:
+        assert self._idle is not None, "ScoringPool.start() was not awaited"
+        try:
+            worker = await asyncio.wait_for(self._idle.get(), self.timeout)
+        except asyncio.TimeoutError:
+            raise Problem(
+                503, f"no scoring worker became free within {self.timeout:g}s; retry later"
+            ) from None
+        loop = asyncio.get_running_loop()
+        # The full timeout again for scoring: time spent queueing must not get a healthy worker killed.
+        try:
+            result = await loop.run_in_executor(self._threads, worker.call, payload, self.timeout)
+        except (ScoringTimeout, WorkerDied):
+            # The worker may be deep in a computation nothing can interrupt: replace it, answer now.
+            self._workers.discard(worker)
+            loop.run_in_executor(self._threads, self._replace, worker, loop)
+            raise
+        self._idle.put_nowait(worker)
+        return result
+
+    def _replace(self, worker: _Worker, loop: asyncio.AbstractEventLoop) -> None:
+        worker.kill()
+        for attempt in range(3):
+            if self._closed:
+                return
+            try:
+                fresh = _Worker(self.specs, self.weights)
+            except RuntimeError:
+                time.sleep(2**attempt)
+                continue
+            self._workers.add(fresh)
+            loop.call_soon_threadsafe(self._idle.put_nowait, fresh)
+            return
+
+    def close(self) -> None:
+        self._closed = True
+        for worker in list(self._workers):
+            worker.kill()
+        self._workers.clear()
+        self._threads.shutdown(wait=False, cancel_futures=True)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Sample log
+
+
+class SampleLog:
+    """Appends one JSON line per scored sample, so reward hacking can be read off the file."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = self.path.open("a", encoding="utf-8")
+        self._lock = threading.Lock()
+
+    def write(
+        self,
+        prompts: list[str],
+        responses: list[str],
+        golds: list[str | None],
+        totals: list[float],
+        per_fn: dict[str, list[float | None]],
+    ) -> None:
+        now = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+        lines = []
+        for i, (prompt, response, gold, total) in enumerate(
+            zip(prompts, responses, golds, totals, strict=True)
+        ):
+            rewards = {name: values[i] for name, values in per_fn.items()}
+            record = {"time": now, "prompt": prompt, "response": response, "gold": gold, "reward": total}
+            lines.append(json.dumps({**record, "rewards": rewards}, ensure_ascii=False) + "\n")
+        with self._lock:
+            self._file.write("".join(lines))
+            self._file.flush()
+
+    def close(self) -> None:
+        with self._lock:
+            self._file.close()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The app
+
+
+def create_app(config: ServerConfig) -> FastAPI:
+    """The FastAPI app for `config`. Reward specs, weights and the gold file are checked here, before serving.
+
+    Worker processes start with the app's lifespan (`uvicorn.run(app)` or `with TestClient(app)`).
+    """
+    fns = resolve_rewards(config.rewards)  # fails fast with the registry's message
+    names = list(fns)
+    if config.weights is not None and len(config.weights) != len(names):
+        raise ValueError(
+            f"{len(config.weights)} weights for {len(names)} rewards: give one weight per --reward"
+        )
+    if config.workers < 1:
+        raise ValueError(f"workers must be at least 1, got {config.workers}")
+    gold_required = any(needs_gold(fn) for fn in fns.values())
+    golds_index = GoldIndex.from_file(config.gold_path) if config.gold_path else None
+    sample_log = SampleLog(config.log_path) if config.log_path else None
+    pool = ScoringPool(config.rewards, config.weights, config.workers, config.request_timeout)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await pool.start()
+        try:
+            yield
+        finally:
+            pool.close()
+            if sample_log is not None:
+                sample_log.close()
+
+    app = FastAPI(title="rlvr reward server", lifespan=lifespan)
+    app.state.config = config
+    app.state.reward_names = names
+
+    @app.exception_handler(Problem)
+    async def problem_answer(request: Request, problem: Problem) -> JSONResponse:
+        return JSONResponse({"error": problem.message}, status_code=problem.status)
+
+    @app.middleware("http")
+    async def authenticate(request: Request, call_next):
+        if config.api_key is not None:
+            header = request.headers.get("authorization", "")
+            token = header[len("Bearer ") :] if header.startswith("Bearer ") else ""
+            if not hmac.compare_digest(token.encode(), config.api_key.encode()):
+                return JSONResponse(
+                    {"error": "missing or wrong API key: send the header 'Authorization: Bearer <key>'"},
+                    status_code=401,
+                )
+        return await call_next(request)
+
+    @app.get("/health")
+    async def health() -> dict:
+        return {
+            "status": "ok",
+            "rewards": names,
+            "workers": config.workers,
+            "gold_questions": len(golds_index) if golds_index is not None else 0,
+        }
+
+    @app.post("/get_reward")
+    async def get_reward(request: Request) -> JSONResponse:
+        raw = await _read_body(request, config.max_request_bytes)
+        try:
+            body = json.loads(raw)
+        except ValueError as exc:  # JSONDecodeError and undecodable bytes
+            raise Problem(400, f"malformed JSON: {exc}") from None
+        prompts, responses, golds = parse_request(body)
+        golds = _fill_golds(prompts, golds, golds_index, gold_required)
+        outcome = await _score(pool, (prompts, responses, golds))
+        totals, per_fn = outcome
+        if sample_log is not None:
+            sample_log.write(prompts, responses, golds, totals, per_fn)
+        return JSONResponse({"rewards": totals, "scores": totals, "extra_logs": per_fn})
+
+    return app
+
+
+def _fill_golds(
+    prompts: list[str], golds: list[str | None], index: GoldIndex | None, required: bool
+) -> list[str | None]:
+    filled = list(golds)
+    for i, prompt in enumerate(prompts):
+        if filled[i] is None and index is not None:
+            filled[i] = index.lookup(prompt)
+        if filled[i] is None and required:
+            where = "it is not in the --gold file" if index is not None else "the server has no --gold file"
+            raise Problem(
+                422,
+                f"no gold answer for prompts[{i}] ({prompt[:80]!r}): send 'golden_responses' (or OpenRLHF "
+                f"'labels'); {where}",
+            )
+    return filled
+
+
+async def _score(pool: ScoringPool, payload: tuple) -> tuple[list[float], dict[str, list[float | None]]]:
+    try:
+        message = await pool.score(payload)
+    except ScoringTimeout:
+        raise Problem(504, f"scoring took over {pool.timeout:g}s; its worker was replaced") from None
+    except WorkerDied as exc:
+        raise Problem(500, f"a scoring worker died ({exc}); it was replaced") from None
+    if message[0] == "ok":
+        return message[1], message[2]
+    if message[0] == "reward_error":
+        raise Problem(500, message[1])
+    raise Problem(500, f"scoring failed: {message[1]}")

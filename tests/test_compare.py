@@ -1,0 +1,157 @@
+"""`rlvr compare` on constructed eval directories: flips, the McNemar p-value, the verdict, refusals."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from rlvr.evaluation import cli as ev
+from rlvr.evaluation.compare import CompareError, compare_runs, load_run
+
+
+def write_eval_dir(
+    path: Path,
+    correct: list[bool],
+    model: str = "m",
+    extra_metrics: dict | None = None,
+    shuffle: bool = False,
+    questions: list[str] | None = None,
+    golds: list[str] | None = None,
+) -> Path:
+    questions = questions or [f"Question number {i}?" for i in range(len(correct))]
+    golds = golds or [str(i) for i in range(len(correct))]
+    predictions = [
+        {
+            "index": i,
+            "question": q,
+            "gold": g,
+            "extracted": g if ok else "-1",
+            "correct": ok,
+            "reward": float(ok),
+        }
+        for i, (q, g, ok) in enumerate(zip(questions, golds, correct, strict=True))
+    ]
+    if shuffle:
+        random.Random(0).shuffle(predictions)
+    metrics = {
+        "accuracy": sum(correct) / len(correct),
+        "format_rate": 1.0,
+        "num_problems": len(correct),
+        **(extra_metrics or {}),
+    }
+    summary = {
+        "metrics": metrics,
+        "model": model,
+        "dataset": "gsm8k",
+        "split": "test",
+        "template": "boxed",
+        "reward": "accuracy",
+        "sampling": {"num_samples": 1, "temperature": 0.0, "max_new_tokens": 256},
+    }
+    ev.write_run(path, summary, predictions)
+    return path
+
+
+def compare_args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    ev.add_compare_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+# 12 problems: both right 0-2, lost 3, gained 4-9, both wrong 10-11.
+BEFORE = [True] * 4 + [False] * 8
+AFTER = [True] * 3 + [False] + [True] * 6 + [False] * 2
+
+
+def test_compare_within_chance(tmp_path, capsys):
+    before = write_eval_dir(tmp_path / "before", BEFORE, model="base")
+    after = write_eval_dir(
+        tmp_path / "after", AFTER, model="tuned", extra_metrics={"pass@4": 0.9}, shuffle=True
+    )
+    out_json = tmp_path / "results" / "comparison.json"
+    assert ev.run_compare(compare_args(str(before), str(after), "--json", str(out_json), "--show", "2")) == 0
+    text = capsys.readouterr().out
+
+    result = json.loads(out_json.read_text())
+    assert result["table"] == {"both_correct": 3, "lost": 1, "gained": 6, "both_wrong": 2}
+    # 7 discordant, the smaller side 1: p = 2 (C(7,0) + C(7,1)) / 2^7 = 2 * 8 / 128 = 0.125
+    assert result["mcnemar_p"] == pytest.approx(0.125)
+    assert result["significant"] is False
+    assert result["accuracy"]["difference"] == pytest.approx(5 / 12)  # 9/12 - 4/12
+    low, high = result["accuracy"]["ci95"]
+    assert low < 5 / 12 < high
+    assert [f["index"] for f in result["gained"]] == [
+        4,
+        5,
+        6,
+        7,
+        8,
+        9,
+    ]  # matched by question although shuffled
+    assert [f["index"] for f in result["lost"]] == [3]
+    assert result["lost"][0]["before"] == "3" and result["lost"][0]["after"] == "-1"
+
+    assert "Within chance" in text and "p = 0.125" in text
+    # Newcombe's interval here is about [+2, +67] points, excluding 0 while p = 0.125: the output says so.
+    assert low > 0 and "disagree" in text
+    assert "gained (wrong -> right): 6, showing 2" in text and "lost (right -> wrong): 1, showing 1" in text
+    assert "Question number 4?" in text and "Question number 6?" not in text  # only --show 2 listed
+    assert "pass@4" in text  # a figure only one run has is still listed
+
+
+def test_compare_significant(tmp_path, capsys):
+    before = write_eval_dir(tmp_path / "before", [False] * 10 + [True] * 2)
+    after = write_eval_dir(tmp_path / "after", [True] * 12)
+    comparison = compare_runs(load_run(before), load_run(after))
+    # 10 gained, 0 lost: p = 2 C(10,0) / 2^10 = 2 / 1024
+    assert comparison["mcnemar_p"] == pytest.approx(2 / 1024)
+    assert comparison["verdict"].startswith("Significant: the second run is better by +83.3 points")  # 10/12
+    assert "disagree" not in comparison["verdict"]
+    assert comparison["settings_differ"] == {}
+
+
+def test_compare_with_bootstrap(tmp_path):
+    before = write_eval_dir(tmp_path / "before", BEFORE)
+    after = write_eval_dir(tmp_path / "after", AFTER)
+    comparison = compare_runs(load_run(before), load_run(after), bootstrap=500, seed=1)
+    assert comparison["bootstrap"]["num_resamples"] == 500
+    assert comparison["bootstrap"]["low"] <= 5 / 12 <= comparison["bootstrap"]["high"]
+
+
+def test_compare_refuses_runs_on_different_problems(tmp_path, capsys):
+    before = write_eval_dir(tmp_path / "before", BEFORE)
+    other = [f"Question number {i}?" for i in range(11)] + ["A different question?"]
+    after = write_eval_dir(tmp_path / "after", AFTER, questions=other)
+    assert ev.run_compare(compare_args(str(before), str(after))) == 2
+    err = capsys.readouterr().err
+    assert "not on the same problems" in err and "1 questions only in the first run" in err
+
+    shorter = write_eval_dir(tmp_path / "shorter", AFTER[:10])
+    with pytest.raises(CompareError, match="not on the same problems"):
+        compare_runs(load_run(before), load_run(shorter))
+
+
+def test_compare_refuses_different_gold_answers(tmp_path):
+    before = write_eval_dir(tmp_path / "before", BEFORE)
+    after = write_eval_dir(tmp_path / "after", AFTER, golds=["0"] * 12)
+    with pytest.raises(CompareError, match="different gold answers"):
+        compare_runs(load_run(before), load_run(after))
+
+
+def test_compare_warns_when_settings_differ(tmp_path, capsys):
+    before = write_eval_dir(tmp_path / "before", BEFORE)
+    after = write_eval_dir(tmp_path / "after", AFTER)
+    summary = json.loads((after / "summary.json").read_text())
+    summary["template"] = "plain"
+    (after / "summary.json").write_text(json.dumps(summary))
+    assert ev.run_compare(compare_args(str(before), str(after))) == 0
+    assert "warning: template differs ('boxed' vs 'plain')" in capsys.readouterr().out
+
+
+def test_compare_needs_eval_directories(tmp_path, capsys):
+    assert ev.run_compare(compare_args(str(tmp_path), str(tmp_path))) == 2
+    assert "summary.json does not exist" in capsys.readouterr().err

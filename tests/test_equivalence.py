@@ -1,0 +1,208 @@
+"""math_equal: numbers, LaTeX through math-verify, time limits, threads and junk input."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from fractions import Fraction
+
+import pytest
+
+from rlvr.rewards import math_equal, numeric_equal, parse_number
+from rlvr.rewards.equivalence import huge_power, normalize_answer
+
+
+@pytest.mark.parametrize(
+    ("pred", "gold", "expected"),
+    [
+        ("18", "18", True),
+        ("18.0", "18", True),  # trailing zeros
+        ("18.000", "18.0", True),
+        ("$18.00", "18", True),  # currency
+        ("\\$18", "18", True),
+        ("18 dollars", "18", True),  # units
+        ("18 dollars.", "18", True),
+        ("\\text{18 cm}", "18", True),
+        ("1,000", "1000", True),  # thousands commas
+        ("1,000,000", "1e6", True),
+        ("-3", "3", False),  # a sign is not decoration
+        ("-3", "-3.0", True),
+        ("+3", "3", True),
+        ("17", "18", False),
+        ("18.5", "18", False),
+        ("0.1", "1/10", True),  # exact, not floating point
+        ("3/4", "0.75", True),  # fractions
+        ("1 1/2", "1.5", True),  # a mixed number
+        ("-1 1/2", "-1.5", True),
+        ("\\frac{1}{2}", "0.5", True),
+        ("\\dfrac{3}{4}", "0.75", True),
+        ("\\frac12", "0.5", True),
+        ("-\\frac{1}{2}", "-0.5", True),
+        ("50%", "50", True),  # a percentage is its number ...
+        ("50\\%", "0.5", True),  # ... and its fraction
+        ("50%", "5", False),
+        ("x = 5", "5", True),
+        ("90^\\circ", "90", True),
+        ("$5$", "5", True),  # math delimiters
+        ("\\boxed{72}", "72", True),
+        ("5 million", "5", False),  # a scale word is not a unit
+        ("2 pi", "2", False),  # neither is a constant
+        ("1/0", "1", False),
+        ("0.33", "1/3", False),
+    ],
+)
+def test_numbers(pred, gold, expected):
+    assert math_equal(pred, gold) is expected
+
+
+@pytest.mark.parametrize(
+    ("pred", "gold", "expected"),
+    [
+        ("\\sqrt{2}/2", "\\frac{\\sqrt{2}}{2}", True),
+        ("\\frac{\\sqrt{2}}{2}", "\\frac{1}{\\sqrt{2}}", True),  # rationalised denominator
+        ("\\sqrt{8}", "2\\sqrt{2}", True),
+        ("2\\pi", "\\pi \\cdot 2", True),
+        ("\\pi", "3.14", False),
+        ("3^{2}", "9", True),  # powers
+        ("2^{10}", "1024", True),
+        ("(1, 2]", "(1,2]", True),  # intervals
+        ("[1, 2)", "[1, 2]", False),
+        ("(-\\infty, 3)", "(-\\infty,3)", True),
+        ("\\{1, 2, 3\\}", "\\{3, 2, 1\\}", True),  # sets ignore order
+        ("(1, 2)", "(2, 1)", False),  # tuples do not
+        ("(1, 2)", "(1,2)", True),
+        ("y = 2x + 1", "y = 1 + 2x", True),  # equations
+        ("x + x", "2x", True),  # simple expressions
+        ("x^2 - 1", "(x - 1)(x + 1)", True),
+        ("x + 1", "x + 2", False),
+        ("x = 2", "2", True),
+        ("hello", "18", False),
+    ],
+)
+def test_latex_through_math_verify(pred, gold, expected):
+    assert math_equal(pred, gold) is expected
+
+
+@pytest.mark.parametrize(
+    "junk",
+    [None, [], {}, b"18", object(), "", "   ", "{{{{", "\\frac{", "}", "$", "\\boxed{", "\x00", "é" * 50],
+)
+def test_junk_never_raises(junk):
+    assert math_equal(junk, "18") is False
+    assert math_equal("18", junk) is False
+
+
+def test_numbers_of_other_types():
+    assert math_equal(18, "18.0") is True
+    assert math_equal(True, "1") is False  # a bool is not a number here
+
+
+def test_power_tower_is_refused_at_once():
+    started = time.monotonic()
+    assert math_equal("5^{5^{5^{5^5}}}", "3") is False
+    assert math_equal("3", "9^{9^{9}}") is False
+    assert time.monotonic() - started < 0.1  # screened out before any sympy work
+    assert math_equal("5^{5^{5^{5^5}}}", "5^{5^{5^{5^5}}}") is True  # the same string is still equal
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "\\left(5^{5}\\right)^{5^{5^{5}}}",  # a tower the screen does not read: sympy runs until killed
+        "(10^{7})!",
+    ],
+)
+def test_runaway_sympy_returns_false_within_its_timeout(expression):
+    math_equal("\\sqrt{2}", "\\sqrt{2}+0")  # start the math-verify child first, so the timing is the compare
+    started = time.monotonic()
+    assert math_equal(expression, "3", timeout=1.5) is False
+    assert time.monotonic() - started < 1.5 + 0.5  # the deadline plus killing the child
+    # The pool replaces the killed child: the next symbolic comparison still works.
+    assert math_equal("\\sqrt{9}", "3") is True
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("5^{5^{5^{5^5}}}", True),
+        ("9^{9^{9}}", True),  # 370 million digits
+        ("9**9**9", True),
+        ("10^{10^{10}}", True),
+        ("2^{1000000}", True),  # 301,030 digits
+        ("2^{100000}", False),  # 30,103 digits: sympy takes milliseconds
+        ("5^{5^{5}}", False),  # 5^3125: 2,185 digits
+        ("1^{9^{9^{9}}}", False),  # 1 to any power is 1
+        ("x^{5^{5^5}}", False),  # symbolic base
+        ("2^{10}", False),
+        ("no powers", False),
+    ],
+)
+def test_huge_power(text, expected):
+    assert huge_power(text) is expected
+
+
+def test_ten_thousand_digit_number_is_fast():
+    huge = "9" * 10_000
+    started = time.monotonic()
+    assert math_equal(huge, "18") is False
+    assert math_equal("18", huge) is False
+    assert math_equal(huge + "+1", "2") is False
+    assert time.monotonic() - started < 0.1  # compared as strings, never parsed
+
+
+def test_from_a_thread_that_is_not_main():
+    results = {}
+
+    def compare():
+        results["latex"] = math_equal("\\frac{\\pi}{2}", "\\pi/2")
+        results["number"] = math_equal("$1,000", "1000")
+
+    thread = threading.Thread(target=compare)
+    thread.start()
+    thread.join(timeout=30)
+    assert results == {"latex": True, "number": True}
+
+
+def test_many_threads_at_once():
+    cases = [(f"\\frac{{{n}}}{{2}}", str(n / 2), True) for n in range(1, 9)] + [
+        ("\\sqrt{2}", "1.5", False)
+    ] * 4
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(lambda case: math_equal(case[0], case[1], timeout=20), cases))
+    assert results == [expected for _, _, expected in cases]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("$1,234.50", (Fraction(2469, 2), False)),
+        ("1 1/2 cups", (Fraction(3, 2), False)),
+        ("50%", (Fraction(50), True)),
+        ("50 percent", (Fraction(50), True)),
+        ("-$5", (Fraction(-5), False)),
+        ("1e3", (Fraction(1000), False)),
+        ("x + 1", None),
+        ("\\sqrt{2}", None),
+    ],
+)
+def test_parse_number(text, expected):
+    assert parse_number(text) == expected
+
+
+def test_numeric_equal_does_no_symbolic_work():
+    assert numeric_equal("72 clips", "72") is True
+    assert numeric_equal("\\sqrt{4}", "2") is False
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("$\\boxed{\\dfrac{1}{2}}$.", "\\frac{1}{2}"),
+        ("\\[ x \\]", "x"),
+        ("$x$ and $y$", "$x$ and $y$"),  # two formulas keep their dollars
+        ("\\left( 1, 2 \\right)", "( 1, 2 )"),
+    ],
+)
+def test_normalize_answer(text, expected):
+    assert normalize_answer(text) == expected

@@ -1,0 +1,185 @@
+"""Answer extraction: every style on the awkward cases, one case per line."""
+
+from __future__ import annotations
+
+import pytest
+
+from rlvr.rewards import EXTRACTION_STYLES, completion_text, extract_answer, extract_gold, prompt_text
+from rlvr.rewards.extraction import find_numbers, gold_answers
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (r"so \boxed{72}", "72"),
+        (r"\boxed{\frac{1}{2}}", r"\frac{1}{2}"),  # nested braces kept whole
+        (r"\boxed{\sqrt{\frac{a}{b}}} done", r"\sqrt{\frac{a}{b}}"),
+        (r"first \boxed{1}, then \boxed{2}", "2"),  # several boxes: the last
+        (r"\boxed{\boxed{5}}", "5"),  # a box in a box is the same answer
+        (r"\boxed{3} and then \boxed{4", "3"),  # unclosed last box (truncated): the last complete one
+        (r"\boxed{4", None),
+        (r"\fbox{12}", "12"),
+        (r"\boxed {7}", "7"),  # space before the brace
+        (r"\boxed{ 18 }", "18"),
+        (r"\boxed{\{1, 2\}}", r"\{1, 2\}"),  # escaped braces are not grouping
+        (r"\boxed{}", None),
+        ("no box here 42", None),
+        ("", None),
+    ],
+)
+def test_boxed(text, expected):
+    assert extract_answer(text, style="boxed") == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("<answer>7</answer>", "7"),
+        ("<reasoning>3+4</reasoning>\n<answer>\n 7 \n</answer>", "7"),
+        ("<answer>1</answer> wait <answer>2</answer>", "2"),  # several: the last
+        ("<answer>1</answer> wait <answer>2", "1"),  # last one unclosed: the last complete one
+        ("<answer>7", None),  # unclosed
+        ("7</answer>", None),  # never opened
+        ("<answer>...</answer>", None),  # the prompt's format placeholder is no answer
+        ("<answer>   </answer>", None),
+        ("<answer>a\nb</answer>", "a\nb"),
+        ("<Answer>7</Answer>", None),  # tags are case-sensitive
+    ],
+)
+def test_answer_tag(text, expected):
+    assert extract_answer(text, style="answer_tag") == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("48/2 = 24\n#### 72", "72"),
+        ("#### 1,000", "1,000"),  # commas kept by the extractor; math_equal reads them
+        ("#### 5\nmore text", "5"),
+        ("#### 3 #### 4", "4"),  # the last ####
+        ("#### ", None),
+        ("no marker", None),
+    ],
+)
+def test_gsm8k(text, expected):
+    assert extract_answer(text, style="gsm8k") == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("She has 3 apples and buys 4, so 7.", "7"),
+        ("It costs $1,234.50 in total", "1,234.50"),
+        ("The temperature is -3 degrees", "-3"),
+        ("10-3", "3"),  # subtraction, not negative three
+        ("half is 1/2", "1/2"),
+        ("about .5 of it", ".5"),
+        ("1,2345", "2345"),  # not a thousands group: "1" and "2345"
+        ("no digits", None),
+    ],
+)
+def test_last_number(text, expected):
+    assert extract_answer(text, style="last_number") == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (r"<answer>5</answer> but \boxed{6}", "6"),  # boxed beats the answer tag
+        ("<answer>5</answer> #### 6", "5"),  # the tag beats ####
+        ("#### 6\nThe answer is 7", "6"),  # #### beats "the answer is"
+        ("So the final answer is: **18 dollars**.", "18 dollars"),
+        ("The answer is $\\frac{1}{2}$.", "\\frac{1}{2}"),
+        ("I get 3, then 4", "4"),  # last number as the fallback
+        ("nothing at all", None),
+    ],
+)
+def test_auto(text, expected):
+    assert extract_answer(text) == expected
+
+
+def test_unknown_style_names_the_valid_ones():
+    with pytest.raises(
+        ValueError, match="unknown extraction style 'latex'.*answer_tag, auto, boxed, gsm8k, last_number"
+    ):
+        extract_answer("x", style="latex")
+
+
+@pytest.mark.parametrize("style", sorted(EXTRACTION_STYLES))
+@pytest.mark.parametrize("junk", [None, 42, ["<answer>1</answer>"], b"\\boxed{1}"])
+def test_junk_input_is_no_answer(style, junk):
+    assert extract_answer(junk, style=style) is None
+
+
+@pytest.mark.parametrize(
+    ("completion", "expected"),
+    [
+        ("plain", "plain"),
+        ([{"role": "assistant", "content": "chat"}], "chat"),
+        (
+            [
+                {"role": "assistant", "content": "a"},
+                {"role": "tool", "content": "t"},
+                {"role": "assistant", "content": "b"},
+            ],
+            "b",
+        ),
+        ([{"role": "assistant", "content": [{"type": "text", "text": "x"}, {"type": "image"}]}], "x"),
+        ({"role": "assistant", "content": "dict"}, "dict"),
+        ([], ""),
+        (None, ""),
+    ],
+)
+def test_completion_text(completion, expected):
+    assert completion_text(completion) == expected
+
+
+@pytest.mark.parametrize(
+    ("prompt", "expected"),
+    [
+        ("What is 2+3?", "What is 2+3?"),
+        ([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "2+3?"}], "2+3?"),
+        (
+            [
+                {"role": "user", "content": "q1"},
+                {"role": "assistant", "content": "a"},
+                {"role": "user", "content": "q2"},
+            ],
+            "q2",
+        ),
+        (None, ""),
+    ],
+)
+def test_prompt_text(prompt, expected):
+    assert prompt_text(prompt) == expected
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        ("Natalia sold 48+24 = 72 clips.\n#### 72", "72"),
+        ("#### 1,000", "1000"),  # GSM8K golds are numbers: commas dropped
+        (r"so the sum is $\boxed{\frac{1}{2}}$", r"\frac{1}{2}"),  # a MATH-style solution
+        ("  18 ", "18"),
+        ("$400$", "400"),  # align-anything's math-mode golds
+        ("$18", "$18"),  # a price keeps its dollar
+        (72, "72"),
+        (14.0, "14"),  # SVAMP stores integers as floats
+        (2.5, "2.5"),
+        (True, None),  # a bool is not an answer
+        (None, None),
+        ("", None),
+    ],
+)
+def test_extract_gold(answer, expected):
+    assert extract_gold(answer) == expected
+
+
+def test_gold_answers_falls_back_to_ground_truth_per_row():
+    assert gold_answers(3, answer=["#### 1", None, None], ground_truth=["9", "2", None]) == ["1", "2", None]
+    assert gold_answers(2, answer="7") == ["7", "7"]  # one value for the batch
+    assert gold_answers(2) == [None, None]
+
+
+def test_find_numbers():
+    assert find_numbers("48/2 = 24 clips, -3 degrees, 1,000 people") == ["48/2", "24", "-3", "1,000"]

@@ -1,0 +1,509 @@
+"""The reward server over real HTTP: both request formats, every bad request, auth, gold lookup, the sample log,
+a deliberate 500 and 504, 500 requests from 16 concurrent clients, `RemoteReward`, and the CLI."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pickle
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import SimpleNamespace
+
+import httpx
+import pytest
+import uvicorn
+
+from rlvr.rewards import RemoteReward, RemoteRewardError, get_reward
+from rlvr.server.app import GoldIndex, ServerConfig, create_app
+from rlvr.server.cli import add_arguments, run
+
+API_KEY = "test-key"
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+GOLD_ROWS = [
+    {
+        "question": "Natalia sold clips to 48 of her friends in April, and then she sold half as many in May. How many clips in total?",
+        "answer": "48/2 = 24\n48+24 = 72\n#### 72",
+    },
+    {
+        "question": "Weng earns $12 an hour for babysitting. She babysat for 50 minutes. How much did she earn?",
+        "answer": "#### 10",
+    },
+    {
+        "problem": "What is the positive root of x^2 = 1/2?",
+        "solution": "It is $\\boxed{\\frac{\\sqrt{2}}{2}}$.",
+    },
+]
+TRAP = '''
+import time
+
+def trap(prompts, completions, **kwargs):
+    """Raises or stalls on demand, to test the server's 500 and 504."""
+    if any("EXPLODE" in c for c in completions):
+        raise ValueError("asked to explode")
+    if any("STALL" in c for c in completions):
+        time.sleep(30)
+    return [0.0] * len(completions)
+'''
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("reward-server")
+    (tmp / "trap_rewards.py").write_text(TRAP)
+    (tmp / "gold.jsonl").write_text("".join(json.dumps(row) + "\n" for row in GOLD_ROWS))
+    config = ServerConfig(
+        rewards=["accuracy", "xml_format", f"{tmp / 'trap_rewards.py'}:trap"],
+        weights=[1.0, 0.5, 1.0],
+        gold_path=str(tmp / "gold.jsonl"),
+        workers=2,
+        api_key=API_KEY,
+        log_path=str(tmp / "samples.jsonl"),
+        request_timeout=5.0,
+        max_request_bytes=64 * 1024,
+    )
+    uv = uvicorn.Server(uvicorn.Config(create_app(config), host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=uv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 90  # two spawned workers import the package
+    while not uv.started:
+        assert thread.is_alive(), "the server thread died while starting"
+        assert time.monotonic() < deadline, "the server did not start in 90 s"
+        time.sleep(0.05)
+    port = uv.servers[0].sockets[0].getsockname()[1]
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=AUTH, timeout=30) as client:
+        yield SimpleNamespace(client=client, url=f"http://127.0.0.1:{port}", log=tmp / "samples.jsonl")
+    uv.should_exit = True
+    thread.join(timeout=30)
+
+
+def post(server, body, **kwargs):
+    return server.client.post("/get_reward", json=body, **kwargs)
+
+
+def test_health(server):
+    answer = server.client.get("/health")
+    assert answer.status_code == 200
+    assert answer.json() == {
+        "status": "ok",
+        "rewards": ["accuracy", "xml_format", "trap"],
+        "workers": 2,
+        "gold_questions": 3,
+    }
+
+
+def test_align_anything_request(server):
+    answer = post(
+        server,
+        {
+            "prompts": ["a", "b", "c"],
+            "responses": [
+                "<reasoning>r</reasoning><answer>72</answer>",
+                "\\boxed{9}",
+                "\\boxed{\\frac{1}{2}}",
+            ],
+            "golden_responses": ["72", "10", "0.5"],
+        },
+    )
+    assert answer.status_code == 200
+    body = answer.json()
+    # accuracy + 0.5 * xml_format + trap: 1 + 0.5 * 0.8 = 1.4; 0; 1.
+    assert body["rewards"] == pytest.approx([1.4, 0.0, 1.0])
+    assert body["scores"] == body["rewards"]
+    assert body["extra_logs"] == {
+        "accuracy": [1.0, 0.0, 1.0],
+        "xml_format": [0.8, 0.0, 0.0],
+        "trap": [0.0, 0.0, 0.0],
+    }
+
+
+def test_openrlhf_request(server):
+    prompts = ["<|user|>2+3?<|assistant|>", "<|user|>1+1?<|assistant|>"]
+    queries = [prompts[0] + "\\boxed{5}", "not prefixed \\boxed{3}"]
+    answer = post(server, {"query": queries, "prompts": prompts, "labels": ["5", "3"]})
+    assert answer.status_code == 200
+    assert answer.json()["rewards"] == [1.0, 1.0]
+
+
+def test_latex_is_verified_inside_the_worker(server):
+    # The symbolic path of math_equal, from a server worker process (math-verify in its own child).
+    answer = post(
+        server,
+        {
+            "prompts": ["q"],
+            "responses": ["\\boxed{\\frac{1}{\\sqrt{2}}}"],
+            "golden_responses": ["\\frac{\\sqrt{2}}{2}"],
+        },
+    )
+    assert answer.json()["extra_logs"]["accuracy"] == [1.0]
+
+
+@pytest.mark.parametrize(
+    ("prompt", "response", "accuracy"),
+    [
+        (GOLD_ROWS[0]["question"], "\\boxed{72}", 1.0),  # exact question
+        (
+            "  " + GOLD_ROWS[1]["question"].replace(" ", "\n", 3) + " ",
+            "\\boxed{10}",
+            1.0,
+        ),  # whitespace differs
+        (
+            f"<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\n{GOLD_ROWS[0]['question']}<|im_end|>\n",
+            "\\boxed{72}",
+            1.0,
+        ),  # inside a template
+        (GOLD_ROWS[2]["problem"], "\\boxed{\\sqrt{2}/2}", 1.0),  # a boxed solution as gold
+        (GOLD_ROWS[0]["question"], "\\boxed{71}", 0.0),
+    ],
+)
+def test_gold_looked_up_by_question(server, prompt, response, accuracy):
+    answer = post(server, {"prompts": [prompt], "responses": [response]})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["extra_logs"]["accuracy"] == [accuracy]
+
+
+def test_gold_null_items_are_looked_up(server):
+    body = {
+        "prompts": [GOLD_ROWS[0]["question"], "x"],
+        "responses": ["\\boxed{72}", "\\boxed{3}"],
+        "golden_responses": [None, "3"],
+    }
+    assert post(server, body).json()["extra_logs"]["accuracy"] == [1.0, 1.0]
+
+
+def test_prompt_without_gold_is_422(server):
+    answer = post(server, {"prompts": ["an unknown question"], "responses": ["\\boxed{1}"]})
+    assert answer.status_code == 422
+    assert "no gold answer for prompts[0] ('an unknown question')" in answer.json()["error"]
+    assert "not in the --gold file" in answer.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "error"),
+    [
+        (b"{not json", 400, "malformed JSON"),
+        (b"\xff\xfe", 400, "malformed JSON"),  # not UTF-8
+        (b"[1, 2]", 400, "must be a JSON object"),
+        (b'{"prompts": ["a"]}', 422, "missing field 'responses' or 'query'"),
+        (b'{"responses": ["a"]}', 422, "missing field 'prompts'"),
+        (b'{"query": ["a"]}', 422, "missing field 'prompts'"),
+        (b'{"prompts": "a", "responses": ["a"]}', 422, "field 'prompts' must be a list of strings, got str"),
+        (b'{"prompts": [1], "responses": ["a"]}', 422, "prompts[0] must be a string, got int"),
+        (b'{"prompts": ["a"], "responses": [null]}', 422, "responses[0] must be a string, got NoneType"),
+        (
+            b'{"prompts": ["a"], "responses": ["a"], "golden_responses": [5]}',
+            422,
+            "golden_responses[0] must be a string or null",
+        ),
+        (
+            b'{"prompts": ["a", "b"], "responses": ["a"]}',
+            422,
+            "lists of different lengths: 'prompts' has 2, 'responses' has 1",
+        ),
+        (b'{"query": ["a"], "prompts": ["a"], "labels": ["1", "2"]}', 422, "'labels' has 2"),
+        (
+            b'{"prompts": ["a"], "responses": ["' + b"x" * 70_000 + b'"], "golden_responses": ["1"]}',
+            413,
+            "over the 65536-byte limit",
+        ),
+    ],
+)
+def test_bad_requests_are_4xx_that_name_the_problem(server, body, status, error):
+    answer = server.client.post("/get_reward", content=body, headers={"Content-Type": "application/json"})
+    assert answer.status_code == status
+    assert error in answer.json()["error"]
+
+
+def test_body_over_the_limit_without_content_length_is_413(server):
+    def chunks():
+        for _ in range(100):
+            yield b"x" * 1024
+
+    answer = server.client.post("/get_reward", content=chunks())  # chunked: no Content-Length to check
+    assert answer.status_code == 413
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Authorization": "Bearer wrong"}, {"Authorization": API_KEY}, {"Authorization": "Basic dGVzdA=="}],
+)
+@pytest.mark.parametrize(("method", "path"), [("GET", "/health"), ("POST", "/get_reward")])
+def test_api_key_is_required(server, headers, method, path):
+    answer = httpx.request(
+        method, server.url + path, headers=headers, json={"prompts": ["a"], "responses": ["b"]}
+    )
+    assert answer.status_code == 401
+    assert "Authorization: Bearer" in answer.json()["error"]
+
+
+def test_raising_reward_is_500_naming_it_and_the_server_goes_on(server):
+    answer = post(server, {"prompts": ["q"], "responses": ["EXPLODE"], "golden_responses": ["1"]})
+    assert answer.status_code == 500
+    assert answer.json()["error"] == "reward function 'trap' failed: ValueError: asked to explode"
+    assert (
+        post(server, {"prompts": ["q"], "responses": ["\\boxed{1}"], "golden_responses": ["1"]}).status_code
+        == 200
+    )
+
+
+def test_stalled_request_is_504_and_does_not_stall_the_others(server):
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        stalled = pool.submit(
+            post, server, {"prompts": ["q"], "responses": ["STALL"], "golden_responses": ["1"]}
+        )
+        time.sleep(0.3)  # let the stalled request take its worker
+        started = time.monotonic()
+        for _ in range(10):  # served by the other worker meanwhile
+            assert (
+                post(
+                    server, {"prompts": ["q"], "responses": ["\\boxed{1}"], "golden_responses": ["1"]}
+                ).status_code
+                == 200
+            )
+        assert time.monotonic() - started < 4.0
+        answer = stalled.result(timeout=30)
+    assert answer.status_code == 504
+    assert "took over 5s" in answer.json()["error"]
+    # The stalled worker was replaced: two requests at once are both served.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = [
+            pool.submit(
+                post, server, {"prompts": ["q"], "responses": ["\\boxed{2}"], "golden_responses": ["2"]}
+            )
+            for _ in range(4)
+        ]
+        assert [f.result(timeout=60).status_code for f in futures] == [200] * 4
+
+
+def test_500_requests_from_16_concurrent_clients(server):
+    def client_run(client_index: int) -> list[tuple[int, int, list[float]]]:
+        results = []
+        with httpx.Client(base_url=server.url, headers=AUTH, timeout=60) as client:
+            for request_index in range(client_index, 500, 16):
+                n = request_index
+                body = {
+                    "prompts": [f"p{n}", f"p{n}"],
+                    "responses": [f"\\boxed{{{n}}}", f"<answer>{n + 1}</answer>"],
+                    "golden_responses": [str(n), str(n)],
+                }
+                answer = client.post("/get_reward", json=body)
+                rewards = answer.json().get("rewards") if answer.status_code == 200 else None
+                results.append((n, answer.status_code, rewards))
+        return results
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        results = [r for chunk in pool.map(client_run, range(16)) for r in chunk]
+    elapsed = time.monotonic() - started
+    assert sorted(n for n, _, _ in results) == list(range(500))  # every request answered once
+    assert [status for _, status, _ in results if status != 200] == []
+    # Right box: 1.0; wrong tag answer: 0 + 0.5 * 0.4 for its two answer tags.
+    assert all(rewards == pytest.approx([1.0, 0.2]) for _, _, rewards in results)
+    assert elapsed < 60, f"500 requests took {elapsed:.1f}s"
+    print(f"\n500 requests from 16 clients: {elapsed:.2f}s")
+
+
+def test_every_scored_sample_is_logged(server):
+    marker = f"log-check-{time.time_ns()}"
+    post(server, {"prompts": [marker], "responses": ["<answer>4</answer>"], "golden_responses": ["4"]})
+    records = [json.loads(line) for line in server.log.read_text().splitlines()]
+    mine = [r for r in records if r["prompt"] == marker]
+    assert len(mine) == 1
+    assert mine[0]["response"] == "<answer>4</answer>"
+    assert mine[0]["gold"] == "4"
+    assert mine[0]["rewards"] == {"accuracy": 1.0, "xml_format": 0.4, "trap": 0.0}
+    assert mine[0]["reward"] == pytest.approx(1.2)
+
+
+def test_remote_reward_against_the_server(server):
+    remote = RemoteReward(server.url + "/get_reward", timeout=30, api_key=API_KEY)
+    prompts = [[{"role": "user", "content": "2+3?"}], [{"role": "user", "content": GOLD_ROWS[0]["question"]}]]
+    completions = [
+        [{"role": "assistant", "content": "\\boxed{5}"}],
+        [{"role": "assistant", "content": "\\boxed{72}"}],
+    ]
+    # Row 0 sends its gold; row 1 has none, so the server finds it by the question.
+    assert remote(prompts=prompts, completions=completions, answer=["5", None]) == [1.0, 1.0]
+    assert get_reward(f"remote:{server.url}/get_reward").url == server.url + "/get_reward"
+
+
+def test_remote_reward_4xx_raises_at_once(server):
+    remote = RemoteReward(server.url + "/get_reward", api_key="wrong", retries=3, backoff=5.0)
+    started = time.monotonic()
+    with pytest.raises(RemoteRewardError, match=r"rejected the request \(401: missing or wrong API key"):
+        remote(prompts=["q"], completions=["a"], answer=["1"])
+    assert time.monotonic() - started < 4.0  # no retries with a 5 s backoff
+
+
+def test_remote_reward_unreachable_names_the_url_and_the_fix():
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}/get_reward"
+    remote = RemoteReward(url, timeout=2, retries=2, backoff=0.05)
+    started = time.monotonic()
+    with pytest.raises(
+        RemoteRewardError,
+        match=rf"cannot reach the reward server at {url} after 3 attempts.*rlvr serve-rewards",
+    ):
+        remote(prompts=["q"], completions=["a"])
+    assert 0.05 + 0.1 <= time.monotonic() - started < 5.0  # backoff 0.05 s, then 0.1 s
+
+
+def test_remote_reward_pickles_for_process_pools(server):
+    remote = pickle.loads(pickle.dumps(RemoteReward(server.url + "/get_reward", api_key=API_KEY)))
+    assert remote(prompts=["q"], completions=["\\boxed{4}"], answer=["4"]) == [1.0]
+
+
+def test_remote_reward_retries_5xx_then_succeeds(monkeypatch):
+    calls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(json.loads(request.content))
+        if len(calls) < 3:
+            return httpx.Response(503, json={"error": "busy"})
+        return httpx.Response(200, json={"rewards": [0.5], "scores": [0.5], "extra_logs": {}})
+
+    remote = RemoteReward("http://reward.test/get_reward", retries=3, backoff=0.01)
+    monkeypatch.setattr(remote, "_client", httpx.Client(transport=httpx.MockTransport(handler)))
+    assert remote(prompts=["q"], completions=["a"], ground_truth=["#### 7"]) == [0.5]
+    assert len(calls) == 3
+    assert calls[0] == {"prompts": ["q"], "responses": ["a"], "golden_responses": ["7"]}
+
+
+def test_remote_reward_gives_up_after_retries_on_5xx(monkeypatch):
+    remote = RemoteReward("http://reward.test/get_reward", retries=2, backoff=0.01)
+    transport = httpx.MockTransport(
+        lambda request: httpx.Response(500, json={"error": "reward function 'x' failed"})
+    )
+    monkeypatch.setattr(remote, "_client", httpx.Client(transport=transport))
+    with pytest.raises(RemoteRewardError, match=r"failed after 3 attempts.*500: reward function 'x' failed"):
+        remote(prompts=["q"], completions=["a"])
+
+
+@pytest.mark.parametrize(
+    ("prompt", "expected"),
+    [
+        ("What is 2 + 3? Answer with a number only.", "5"),
+        ("What   is 2 + 3?\nAnswer with a number only.", "5"),
+        ("System: be brief.\nUser: What is 2 + 3? Answer with a number only.\nAssistant:", "5"),
+        ("What is 2 + 3?", None),  # part of a question is not the question
+        ("Two plus three", None),
+    ],
+)
+def test_gold_index_lookup(prompt, expected):
+    index = GoldIndex([("What is 2 + 3? Answer with a number only.", "5"), ("What is 2 + 4?", "6")])
+    assert index.lookup(prompt) == expected
+
+
+def test_gold_index_ambiguous_embedding_is_none():
+    question_a = "A question long enough to be found inside a prompt, version a"
+    question_b = "A question long enough to be found inside a prompt, version b"
+    index = GoldIndex([(question_a, "1"), (question_b, "2")])
+    assert index.lookup(f"few-shot: {question_a} answer 1. now: {question_b}") is None
+
+
+def test_gold_file_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        GoldIndex.from_file(tmp_path / "none.jsonl")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "q", "answer": "#### 1"}\n{"text": "no fields"}\n')
+    with pytest.raises(ValueError, match=r"bad.jsonl:2: need a question field .* got keys \['text'\]"):
+        GoldIndex.from_file(bad)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _cli(*args: str, **kwargs) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            [str(Path(__file__).parents[1] / "src"), os.environ.get("PYTHONPATH", "")]
+        ),
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "rlvr.server.cli", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **kwargs,
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "error"),
+    [
+        (["--reward", "accuracyy"], "unknown reward 'accuracyy'; did you mean 'accuracy'?"),
+        (["--reward", "accuracy", "--weights", "1", "2"], "2 weights for 1 rewards"),
+        (
+            ["--reward", "accuracy", "--gold", "no/such/gold.jsonl"],
+            "gold file 'no/such/gold.jsonl' does not exist",
+        ),
+        (["--reward", "accuracy", "--workers", "0"], "workers must be at least 1"),
+    ],
+)
+def test_cli_refuses_bad_flags_before_serving(argv, error, capsys):
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert run(parser.parse_args(argv)) == 2
+    assert error in capsys.readouterr().err
+
+
+def test_cli_serves_and_stops(tmp_path):
+    port = _free_port()
+    log = tmp_path / "cli.jsonl"
+    process = _cli("--reward", "gsm8k_correctness", "--port", str(port), "--workers", "1", "--log", str(log))
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, process.stdout.read()
+            try:
+                if httpx.get(url + "/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the CLI server did not answer /health in 60 s"
+            time.sleep(0.2)
+        answer = httpx.post(
+            url + "/get_reward",
+            json={"prompts": ["q"], "responses": ["<answer>72</answer>"], "golden_responses": ["72"]},
+        )
+        assert answer.json()["rewards"] == [2.0]
+        assert json.loads(log.read_text())["rewards"] == {"gsm8k_correctness": 2.0}
+        # Workers are started from the server's threads: collect the children of every task.
+        children = [
+            int(pid)
+            for task in Path(f"/proc/{process.pid}/task").glob("*/children")
+            for pid in task.read_text().split()
+        ]
+    finally:
+        process.terminate()
+        output, _ = process.communicate(timeout=30)
+    # uvicorn shuts down cleanly on SIGTERM, then re-raises it: exit status -15.
+    assert process.returncode in (0, -signal.SIGTERM), output
+    assert "serving [gsm8k_correctness] at http://127.0.0.1:" in output
+    assert "Application shutdown complete" in output
+    if sys.platform == "linux":
+        assert children, "the server had no scoring worker"
+        deadline = time.monotonic() + 10
+        while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not [pid for pid in children if _alive(pid)], "a worker outlived the server"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return "zombie" not in Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
