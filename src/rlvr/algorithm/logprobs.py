@@ -32,11 +32,16 @@ def _chunk_logps(
     targets: torch.Tensor,
     temperature: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    logits = torch.nn.functional.linear(hidden, weight, bias).float() / temperature
+    # Two float32 [rows, vocab] tensors at most: the logits, and (no grad) the probabilities, which
+    # are overwritten in place by p * logit for the entropy.
+    logits = torch.nn.functional.linear(hidden, weight, bias).float()
+    if temperature != 1.0:
+        logits = logits / temperature
     logsumexp = torch.logsumexp(logits, dim=-1)
     logps = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - logsumexp
     with torch.no_grad():  # entropy is a diagnostic, never a loss term here
-        entropy = logsumexp - (torch.softmax(logits, dim=-1) * logits).sum(-1)
+        weighted = torch.exp(logits - logsumexp.unsqueeze(-1)).mul_(logits)
+        entropy = logsumexp - weighted.sum(-1)
     return logps, entropy
 
 
@@ -95,20 +100,74 @@ def completion_logps(
     completion_mask: torch.Tensor,
     temperature: float = 1.0,
     chunk_size: int = 1024,
+    group_size: int = 1,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-probs [B, C] (and entropies) of the last C tokens of `input_ids` [B, P + C] under `model`.
 
     Position ids follow the attention mask, as in generation, so left padding does not shift them.
+    With `group_size` G > 1 and each run of G rows sharing one prompt (as GRPO batches do), the prompt
+    is run once per group and its keys and values are repeated G times for the completions: the same
+    numbers and gradients (the repeat is differentiable) for about (G - 1) / G less prompt compute.
     """
     completion_len = completion_mask.shape[1]
+    prompt_len = input_ids.shape[1] - completion_len
     position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
     decoder = model.get_decoder()
-    hidden = decoder(
-        input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
-    ).last_hidden_state
-    # hidden state at t predicts token t + 1: positions P - 1 .. P + C - 2 score the completion
-    hidden = hidden[:, -completion_len - 1 : -1]
+    if group_size > 1 and _can_share_prompts(decoder, input_ids, prompt_len, group_size):
+        hidden = _shared_prompt_hidden(
+            model, decoder, input_ids, attention_mask, position_ids, prompt_len, group_size
+        )
+    else:
+        hidden = decoder(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
+        ).last_hidden_state
+        # hidden state at t predicts token t + 1: positions P - 1 .. P + C - 2 score the completion
+        hidden = hidden[:, -completion_len - 1 : -1]
     targets = input_ids[:, -completion_len:]
     return logps_from_hidden(
         hidden, model.get_output_embeddings(), targets, completion_mask, temperature, chunk_size
     )
+
+
+def _can_share_prompts(decoder: Any, input_ids: torch.Tensor, prompt_len: int, group_size: int) -> bool:
+    if input_ids.shape[0] % group_size or prompt_len == 0:
+        return False
+    if getattr(decoder, "gradient_checkpointing", False) and decoder.training:
+        return False  # checkpointed layers run without a KV cache
+    prompts = input_ids[:, :prompt_len]
+    return torch.equal(prompts[::group_size].repeat_interleave(group_size, dim=0), prompts)
+
+
+def _shared_prompt_hidden(
+    model: Any,
+    decoder: Any,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    position_ids: torch.Tensor,
+    prompt_len: int,
+    group_size: int,
+) -> torch.Tensor:
+    """Hidden states [B, C, H] that score the completion, with each group's prompt run once."""
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=model.config)
+    prompt = decoder(
+        input_ids=input_ids[::group_size, :prompt_len],
+        attention_mask=attention_mask[::group_size, :prompt_len],
+        position_ids=position_ids[::group_size, :prompt_len],
+        past_key_values=cache,
+        use_cache=True,
+    ).last_hidden_state
+    cache.batch_repeat_interleave(group_size)
+    total_len = input_ids.shape[1]
+    completion = decoder(
+        input_ids=input_ids[:, prompt_len:],
+        attention_mask=attention_mask,
+        position_ids=position_ids[:, prompt_len:],
+        past_key_values=cache,
+        use_cache=True,
+        cache_position=torch.arange(prompt_len, total_len, device=input_ids.device),
+    ).last_hidden_state
+    # the prompt's last state predicts the first completion token; completion states predict the rest
+    first = prompt[:, -1:].repeat_interleave(group_size, dim=0)
+    return torch.cat([first, completion[:, :-1]], dim=1)

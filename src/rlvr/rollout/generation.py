@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -111,6 +113,93 @@ def hf_generation_config(
     )
 
 
+def logits_processors(config: GenerationConfig) -> Any:
+    """The sampling transforms of `config` as transformers' own logits processors, in generate()'s order."""
+    from transformers import (
+        LogitsProcessorList,
+        MinPLogitsWarper,
+        RepetitionPenaltyLogitsProcessor,
+        TemperatureLogitsWarper,
+        TopKLogitsWarper,
+        TopPLogitsWarper,
+    )
+
+    processors = LogitsProcessorList()
+    if config.repetition_penalty != 1.0:
+        processors.append(RepetitionPenaltyLogitsProcessor(config.repetition_penalty))
+    if config.temperature != 1.0:
+        processors.append(TemperatureLogitsWarper(config.temperature))
+    if config.top_k:
+        processors.append(TopKLogitsWarper(config.top_k))
+    if config.top_p < 1.0:
+        processors.append(TopPLogitsWarper(config.top_p))
+    if config.min_p:
+        processors.append(MinPLogitsWarper(config.min_p))
+    return processors
+
+
+@torch.no_grad()
+def generate_static(
+    model: Any,
+    prompt_ids: torch.Tensor,
+    prompt_mask: torch.Tensor,
+    config: GenerationConfig,
+    eos_ids: list[int],
+    pad_id: int,
+    force_full_length: bool = False,
+) -> torch.Tensor:
+    """Sample completions [N, C] with a preallocated KV cache and a plain decode loop.
+
+    Decoding a 135M model on a CPU is bound by reading the weights once per token, and half of
+    `generate()`'s per-token time goes to bookkeeping around that; this loop keeps only the forward,
+    the logits processors and the sampling. Rows that finished get padding; the loop stops when all have.
+    """
+    from transformers import StaticCache
+
+    batch, prompt_len = prompt_ids.shape
+    max_new = config.max_completion_length
+    device = prompt_ids.device
+    cache = StaticCache(config=model.config, max_cache_len=prompt_len + max_new)
+    mask = torch.cat([prompt_mask, prompt_mask.new_ones(batch, max_new)], dim=1)
+    positions = (prompt_mask.long().cumsum(-1) - 1).clamp(min=0)
+    out = model(
+        input_ids=prompt_ids,
+        attention_mask=prompt_mask,
+        position_ids=positions,
+        past_key_values=cache,
+        use_cache=True,
+        cache_position=torch.arange(prompt_len, device=device),
+        logits_to_keep=1,
+    )
+    processors = logits_processors(config)
+    eos = torch.tensor(eos_ids, device=device)
+    seen = prompt_ids  # the repetition penalty looks at prompt and completion so far
+    finished = torch.zeros(batch, dtype=torch.bool, device=device)
+    next_position = positions[:, -1:] + 1
+    tokens = []
+    for step in range(max_new):
+        scores = processors(seen, out.logits[:, -1].float())
+        if force_full_length and step < max_new - 1:
+            scores[:, eos] = -math.inf  # min_new_tokens: EOS only at the last position
+        token = torch.multinomial(torch.softmax(scores, dim=-1), 1).squeeze(1)
+        token = torch.where(finished, torch.full_like(token, pad_id), token)
+        tokens.append(token)
+        finished |= torch.isin(token, eos)
+        if finished.all() or step == max_new - 1:
+            break
+        seen = torch.cat([seen, token.unsqueeze(1)], dim=1)
+        cache_position = torch.tensor([prompt_len + step], device=device)
+        out = model(
+            input_ids=token.unsqueeze(1),
+            attention_mask=mask[:, : prompt_len + step + 1],
+            position_ids=next_position + step,
+            past_key_values=cache,
+            use_cache=True,
+            cache_position=cache_position,
+        )
+    return torch.stack(tokens, dim=1)
+
+
 @torch.no_grad()
 def sample(
     model: Any,
@@ -121,32 +210,65 @@ def sample(
     max_prompt_length: int,
     autocast_dtype: torch.dtype | None = None,
     force_full_length: bool = False,
+    backend: str = "static",
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int]:
     """Sample `num_samples` completions per prompt in one padded batch.
 
-    Returns (prompt_ids [N, P], prompt_mask, completion_ids [N, C], completion_mask, truncated [N],
-    prompts cut), with each prompt's samples adjacent.
+    backend "static" is rlvr's decode loop (generate_static); "hf" is transformers' generate(), kept as
+    the reference. Returns (prompt_ids [N, P], prompt_mask, completion_ids [N, C], completion_mask,
+    truncated [N], prompts cut), with each prompt's samples adjacent.
     """
     device = next(model.parameters()).device
     prompt_ids, prompt_mask, cut = tokenize_prompts(tokenizer, prompt_texts, max_prompt_length, device)
     prompt_ids = prompt_ids.repeat_interleave(num_samples, dim=0)
     prompt_mask = prompt_mask.repeat_interleave(num_samples, dim=0)
     eos_ids = eos_token_ids(tokenizer, model)
-    gen_config = hf_generation_config(config, eos_ids, tokenizer.pad_token_id, force_full_length)
     was_training = model.training
     model.eval()
     try:
-        with autocast(device, autocast_dtype):
-            output = model.generate(
-                input_ids=prompt_ids, attention_mask=prompt_mask, generation_config=gen_config
-            )
+        with weights_in(model, autocast_dtype):
+            if backend == "static":
+                completion_ids = generate_static(
+                    model, prompt_ids, prompt_mask, config, eos_ids, tokenizer.pad_token_id, force_full_length
+                )
+            elif backend == "hf":
+                gen_config = hf_generation_config(config, eos_ids, tokenizer.pad_token_id, force_full_length)
+                output = model.generate(
+                    input_ids=prompt_ids, attention_mask=prompt_mask, generation_config=gen_config
+                )
+                completion_ids = output[:, prompt_ids.shape[1] :]
+            else:
+                raise ValueError(f"backend must be static or hf, got {backend!r}")
     finally:
         model.train(was_training)
-    completion_ids = output[:, prompt_ids.shape[1] :]
     if completion_ids.shape[1] == 0:  # every row stopped at once: keep one (EOS) column
         completion_ids = torch.full((len(prompt_ids), 1), eos_ids[0], device=device)
     completion_mask, truncated = completion_mask_from_eos(completion_ids, eos_ids)
     return prompt_ids, prompt_mask, completion_ids, completion_mask, truncated, cut
+
+
+@contextlib.contextmanager
+def weights_in(model: Any, dtype: torch.dtype | None) -> Iterator[None]:
+    """Run the block with the model's floating-point weights cast to `dtype`, then restore them.
+
+    Sampling in bfloat16 this way matches autocast's matmuls but keeps every activation, and the KV
+    cache, in one dtype (under autocast RoPE promotes keys to float32 while values stay bfloat16), and
+    avoids autocast's per-op dispatch. The float32 master weights are put back untouched. No gradients
+    may be taken inside.
+    """
+    if dtype is None:
+        yield
+        return
+    saved = {}
+    for param in model.parameters():  # tied weights appear once
+        if param.is_floating_point() and param.dtype != dtype:
+            saved[param] = param.data
+            param.data = param.data.to(dtype)
+    try:
+        yield
+    finally:
+        for param, data in saved.items():
+            param.data = data
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
