@@ -10,15 +10,10 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from rlvr.config import GenerationConfig
 from rlvr.data import build_messages, render_prompt
 from rlvr.evaluation.metrics import majority_vote, mean_pass_at_k
-from rlvr.rollout import (
-    autocast,
-    completion_mask_from_eos,
-    decode_completions,
-    eos_token_ids,
-    tokenize_prompts,
-)
+from rlvr.rollout import decode_completions, sample
 
 # The answer form each prompt template asks for; `format_rate` counts completions that answer in that form.
 TEMPLATE_ANSWER_STYLES = {
@@ -58,34 +53,6 @@ class Generations:
     prompts_cut: int  # prompts cut from the left to max_prompt_length
 
 
-def generation_settings(
-    tokenizer: Any, eos_ids: list[int], max_new_tokens: int, temperature: float, top_p: float
-) -> Any:
-    """A transformers GenerationConfig with every sampling knob set, greedy when temperature is 0.
-
-    transformers 5 fills settings left as None from the model's generation_config (Qwen2.5 ships top_k=20 and
-    repetition_penalty=1.05) and then from global defaults (top_k=50), so each one that changes the
-    distribution is given explicitly: an evaluation measures the model, not its hub defaults.
-    """
-    from transformers import GenerationConfig
-
-    common = {
-        "repetition_penalty": 1.0,  # applies to greedy decoding too
-        "no_repeat_ngram_size": 0,
-        "max_new_tokens": max_new_tokens,
-        "eos_token_id": eos_ids,
-        "pad_token_id": tokenizer.pad_token_id,
-        "use_cache": True,
-    }
-    if temperature == 0:
-        # Sampling knobs at transformers' global defaults: unused by greedy decoding, and no warning that a
-        # model's own (say top_k=20) is ignored.
-        return GenerationConfig(do_sample=False, temperature=1.0, top_p=1.0, top_k=50, **common)
-    return GenerationConfig(
-        do_sample=True, temperature=temperature, top_p=top_p, top_k=0, min_p=0.0, typical_p=1.0, **common
-    )
-
-
 @torch.no_grad()
 def generate_completions(
     model: Any,
@@ -102,25 +69,16 @@ def generate_completions(
 
     The model is put in eval mode (dropout off) for the call and given back in the mode it came in.
     """
-    device = next(model.parameters()).device
-    prompt_ids, prompt_mask, cut = tokenize_prompts(tokenizer, prompt_texts, max_prompt_length, device)
-    prompt_ids = prompt_ids.repeat_interleave(num_samples, dim=0)  # [N, P]
-    prompt_mask = prompt_mask.repeat_interleave(num_samples, dim=0)  # [N, P]
-    eos_ids = eos_token_ids(tokenizer, model)
-    settings = generation_settings(tokenizer, eos_ids, max_new_tokens, temperature, top_p)
-    was_training = model.training
-    model.eval()
-    try:
-        with autocast(device, autocast_dtype):
-            output = model.generate(
-                input_ids=prompt_ids, attention_mask=prompt_mask, generation_config=settings
-            )
-    finally:
-        model.train(was_training)
-    completion_ids = output[:, prompt_ids.shape[1] :]  # [N, C]
-    if completion_ids.shape[1] == 0:  # every row stopped at once: keep one (EOS) column
-        completion_ids = torch.full((len(prompt_ids), 1), eos_ids[0], device=device)
-    completion_mask, truncated = completion_mask_from_eos(completion_ids, eos_ids)  # [N, C], [N]
+    greedy = temperature == 0
+    config = GenerationConfig(
+        num_generations=num_samples,
+        max_completion_length=max_new_tokens,
+        temperature=1.0 if greedy else temperature,
+        top_p=top_p,
+    )
+    _, _, completion_ids, completion_mask, truncated, cut = sample(
+        model, tokenizer, prompt_texts, config, num_samples, max_prompt_length, autocast_dtype, greedy=greedy
+    )
     return Generations(
         completions=decode_completions(tokenizer, completion_ids, completion_mask),
         lengths=completion_mask.sum(dim=1).tolist(),

@@ -108,6 +108,8 @@ def hf_generation_config(
         top_k=config.top_k,
         min_p=config.min_p,
         repetition_penalty=config.repetition_penalty,
+        typical_p=1.0,
+        no_repeat_ngram_size=0,
         eos_token_id=eos_ids,
         pad_token_id=pad_id,
     )
@@ -147,8 +149,9 @@ def generate_static(
     eos_ids: list[int],
     pad_id: int,
     force_full_length: bool = False,
+    greedy: bool = False,
 ) -> torch.Tensor:
-    """Sample completions [N, C] with a preallocated KV cache and a plain decode loop.
+    """Sample (or, with `greedy`, decode by argmax) completions [N, C] with a preallocated KV cache.
 
     Decoding a 135M model on a CPU is bound by reading the weights once per token, and half of
     `generate()`'s per-token time goes to bookkeeping around that; this loop keeps only the forward,
@@ -171,17 +174,22 @@ def generate_static(
         cache_position=torch.arange(prompt_len, device=device),
         logits_to_keep=1,
     )
-    processors = logits_processors(config)
+    processors = logits_processors(config) if not greedy else None
     eos = torch.tensor(eos_ids, device=device)
     seen = prompt_ids  # the repetition penalty looks at prompt and completion so far
     finished = torch.zeros(batch, dtype=torch.bool, device=device)
     next_position = positions[:, -1:] + 1
     tokens = []
     for step in range(max_new):
-        scores = processors(seen, out.logits[:, -1].float())
+        scores = out.logits[:, -1].float()
+        if processors:
+            scores = processors(seen, scores)
         if force_full_length and step < max_new - 1:
             scores[:, eos] = -math.inf  # min_new_tokens: EOS only at the last position
-        token = torch.multinomial(torch.softmax(scores, dim=-1), 1).squeeze(1)
+        if greedy:
+            token = scores.argmax(dim=-1)
+        else:
+            token = torch.multinomial(torch.softmax(scores, dim=-1), 1).squeeze(1)
         token = torch.where(finished, torch.full_like(token, pad_id), token)
         tokens.append(token)
         finished |= torch.isin(token, eos)
@@ -211,11 +219,12 @@ def sample(
     autocast_dtype: torch.dtype | None = None,
     force_full_length: bool = False,
     backend: str = "static",
+    greedy: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int]:
     """Sample `num_samples` completions per prompt in one padded batch.
 
     backend "static" is rlvr's decode loop (generate_static); "hf" is transformers' generate(), kept as
-    the reference. Returns (prompt_ids [N, P], prompt_mask, completion_ids [N, C], completion_mask,
+    the reference. `greedy` decodes by argmax (evaluation). Returns (prompt_ids [N, P], prompt_mask, completion_ids [N, C], completion_mask,
     truncated [N], prompts cut), with each prompt's samples adjacent.
     """
     device = next(model.parameters()).device
@@ -229,10 +238,18 @@ def sample(
         with weights_in(model, autocast_dtype):
             if backend == "static":
                 completion_ids = generate_static(
-                    model, prompt_ids, prompt_mask, config, eos_ids, tokenizer.pad_token_id, force_full_length
+                    model,
+                    prompt_ids,
+                    prompt_mask,
+                    config,
+                    eos_ids,
+                    tokenizer.pad_token_id,
+                    force_full_length,
+                    greedy,
                 )
             elif backend == "hf":
                 gen_config = hf_generation_config(config, eos_ids, tokenizer.pad_token_id, force_full_length)
+                gen_config.do_sample = not greedy
                 output = model.generate(
                     input_ids=prompt_ids, attention_mask=prompt_mask, generation_config=gen_config
                 )
