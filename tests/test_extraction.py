@@ -88,6 +88,7 @@ def test_last_number(text, expected):
         (r"<answer>5</answer> but \boxed{6}", "6"),  # boxed beats the answer tag
         ("<answer>5</answer> #### 6", "5"),  # the tag beats ####
         ("#### 6\nThe answer is 7", "6"),  # #### beats "the answer is"
+        ("The answer is 72. The answer is 5.", "5"),  # the last marker on a line wins
         ("So the final answer is: **18 dollars**.", "18 dollars"),
         ("The answer is $\\frac{1}{2}$.", "\\frac{1}{2}"),
         ("I get 3, then 4", "4"),  # last number as the fallback

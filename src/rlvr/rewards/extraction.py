@@ -18,7 +18,7 @@ _BOX_OPENERS = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _NUMBER = re.compile(
     r"(?:(?<![\w)\]}])-)?(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?(?:/\d+(?:\.\d+)?)?|(?:(?<![\w)\]}])-)?\.\d+"
 )
-_THE_ANSWER_IS = re.compile(r"(?i)\bthe\s+(?:final\s+)?answer\s+is\s*[:：]?\s*(.+)")
+_THE_ANSWER_IS = re.compile(r"(?i)\bthe\s+(?:final\s+)?answer\s+is\s*[:：]?\s*")
 
 
 def completion_text(completion: Any) -> str:
@@ -158,10 +158,11 @@ def extract_the_answer_is(text: str) -> str | None:
     >>> extract_the_answer_is("So the final answer is: 18 dollars.")
     '18 dollars'
     """
-    matches = _THE_ANSWER_IS.findall(text)
-    if not matches:
+    # The text after the last marker, even when one line holds several ("... is 72. The answer is 5.")
+    markers = list(_THE_ANSWER_IS.finditer(text))
+    if not markers:
         return None
-    answer = matches[-1].split("\n", 1)[0].strip()
+    answer = text[markers[-1].end() :].split("\n", 1)[0].strip()
     answer = answer.rstrip(".").strip().strip("*").strip().rstrip(".").strip()  # "**18**." -> "18"
     if len(answer) >= 2 and answer.startswith("$") and answer.endswith("$"):
         answer = answer.strip("$").strip()
