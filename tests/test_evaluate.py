@@ -11,6 +11,7 @@ import torch
 
 from rlvr.evaluation import cli as ev
 from rlvr.evaluation.evaluate import EvaluationError, evaluate_model
+from rlvr.utils import read_jsonl
 
 QUESTIONS = [
     ("What is 2 + 3?", "5", 1),
@@ -68,10 +69,6 @@ def eval_args(model_dir: Path, problems: Path, output: Path, *extra: str) -> arg
             *extra,
         ]
     )
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def test_eval_end_to_end(tiny_model_dir, problems_file, tmp_path, capsys):

@@ -24,6 +24,7 @@ import uvicorn
 from rlvr.rewards import RemoteReward, RemoteRewardError, get_reward
 from rlvr.server.app import GoldIndex, ServerConfig, create_app
 from rlvr.server.cli import add_arguments, run
+from rlvr.utils import read_jsonl
 
 API_KEY = "test-key"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
@@ -313,7 +314,7 @@ def test_500_requests_from_16_concurrent_clients(server):
 def test_every_scored_sample_is_logged(server):
     marker = f"log-check-{time.time_ns()}"
     post(server, {"prompts": [marker], "responses": ["<answer>4</answer>"], "golden_responses": ["4"]})
-    records = [json.loads(line) for line in server.log.read_text().splitlines()]
+    records = read_jsonl(server.log)
     mine = [r for r in records if r["prompt"] == marker]
     assert len(mine) == 1
     assert mine[0]["response"] == "<answer>4</answer>"

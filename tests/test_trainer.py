@@ -1,6 +1,5 @@
 """The trainer on a tiny model built from a config: it learns, saves, resumes exactly, and fails clearly."""
 
-import json
 import shutil
 
 import pytest
@@ -9,6 +8,7 @@ from transformers import AutoModelForCausalLM
 
 from rlvr import GRPOConfig, GRPOTrainer
 from rlvr.trainer import RewardError
+from rlvr.utils import read_jsonl
 
 ROWS = [{"question": f"What is {i} + {i}?", "answer": str(2 * i)} for i in range(8)]
 
@@ -43,7 +43,7 @@ def make_config(model_dir, output_dir, **sections):
 
 
 def read_metrics(output_dir):
-    return [json.loads(line) for line in (output_dir / "metrics.jsonl").read_text().splitlines()]
+    return read_jsonl(output_dir / "metrics.jsonl")
 
 
 def test_a_few_steps_change_every_trainable_parameter(tiny_model_dir, tmp_path):
@@ -86,9 +86,7 @@ def test_a_few_steps_change_every_trainable_parameter(tiny_model_dir, tmp_path):
     assert all(torch.isfinite(torch.tensor(m["loss"])) for m in metrics)
     assert metrics[-1]["kl"] > 0  # the policy moved away from the frozen reference
 
-    completions = [
-        json.loads(line) for line in (tmp_path / "run" / "completions.jsonl").read_text().splitlines()
-    ]
+    completions = read_jsonl(tmp_path / "run" / "completions.jsonl")
     assert len(completions) == 3 * 8
     assert {"prompt", "completion", "rewards", "advantage", "answer"} <= set(completions[0])
     # advantages within each logged group of 4 sum to zero (group-relative)

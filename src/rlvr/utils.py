@@ -37,7 +37,8 @@ def atomic_directory(target: str | Path) -> Iterator[Path]:
 
 def append_jsonl(path: str | Path, record: dict[str, Any]) -> None:
     with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record, ensure_ascii=False, default=_json_default) + "\n")
+        # ASCII escapes: model output may hold U+0085 or U+2028, which str.splitlines() treats as line ends
+        f.write(json.dumps(record, default=_json_default) + "\n")
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:

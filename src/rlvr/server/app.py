@@ -121,9 +121,7 @@ class GoldIndex:
         if text.lstrip().startswith("["):
             rows = list(enumerate(json.loads(text), start=1))
         else:
-            rows = [
-                (n, json.loads(line)) for n, line in enumerate(text.splitlines(), start=1) if line.strip()
-            ]
+            rows = [(n, json.loads(line)) for n, line in enumerate(text.split("\n"), start=1) if line.strip()]
         pairs = []
         for number, row in rows:
             question = _first_field(row, QUESTION_FIELDS)
@@ -413,7 +411,7 @@ class SampleLog:
         ):
             rewards = {name: values[i] for name, values in per_fn.items()}
             record = {"time": now, "prompt": prompt, "response": response, "gold": gold, "reward": total}
-            lines.append(json.dumps({**record, "rewards": rewards}, ensure_ascii=False) + "\n")
+            lines.append(json.dumps({**record, "rewards": rewards}) + "\n")  # ASCII: no U+2028 line breaks
         with self._lock:
             self._file.write("".join(lines))
             self._file.flush()
