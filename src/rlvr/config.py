@@ -103,6 +103,11 @@ class GenerationConfig:
     """Min-p sampling (0: off)."""
     repetition_penalty: float = 1.0
     """>1 discourages repeats."""
+    seed_per_prompt: bool = False
+    """Sample each prompt's G completions in a call of their own, seeded from (training.seed, step, the prompt's
+    place in the global batch): completions then do not depend on the number of processes or on the other
+    prompts (a run on N GPUs repeats one on 1), at the cost of one generate call per prompt instead of one per
+    step (docs/distributed.md has the cost). false: one batched call on the process's random state."""
 
 
 @dataclass
@@ -115,6 +120,12 @@ class RewardsConfig:
     """Seconds per remote reward request."""
     remote_retries: int = 3
     """Retries (with exponential backoff) for a remote reward."""
+    num_workers: int = 0
+    """Processes that run the reward functions (per training process), each on a chunk of whole groups, so a
+    slow verifier does not hold up the step; 0 runs them in the training process."""
+    timeout: float | None = None
+    """Seconds one reward call may take in a worker before it is killed and the run stops with an error naming
+    the function (needs num_workers >= 1: a call in the training process cannot be stopped). None: no limit."""
 
 
 @dataclass
@@ -373,6 +384,16 @@ def validate(config: GRPOConfig) -> None:
             f"rewards.weights has {len(weights)} entries but rewards.functions has "
             f"{len(config.rewards.functions)}: give one weight per function"
         )
+    if config.rewards.num_workers < 0:
+        raise ConfigError(f"rewards.num_workers must be >= 0, got {config.rewards.num_workers}")
+    if config.rewards.timeout is not None:
+        if config.rewards.timeout <= 0:
+            raise ConfigError(f"rewards.timeout must be > 0 seconds, got {config.rewards.timeout}")
+        if config.rewards.num_workers == 0:
+            raise ConfigError(
+                "rewards.timeout needs rewards.num_workers >= 1: a reward call in the training process "
+                "cannot be stopped, one in a worker process can be killed"
+            )
     if not config.rewards.functions:
         raise ConfigError("rewards.functions is empty: name at least one reward, e.g. [accuracy]")
     unknown_report = set(t.report_to) - {"tensorboard", "wandb"}

@@ -1,7 +1,16 @@
-"""Checkpoints written atomically: weights, optimizer, scheduler, RNG, data position, trainer state."""
+"""Checkpoints written atomically: weights, optimizer, scheduler, each rank's RNG, data position, trainer state.
+
+Layout of `checkpoint-N/`: the model (or LoRA adapter) and tokenizer in Hugging Face format, `optimizer.pt`
+(the optimizer state keyed by parameter name, whole even under FSDP, and the scheduler), `rng_state_{rank}.pt`
+(one per process), `trainer_state.json`, and `ref_model.safetensors` when the reference model is refreshed.
+Every rank calls `save_checkpoint` and `load_checkpoint`: the ranks' random states and, under FSDP, the shards
+are gathered to rank 0, which writes all of it, so the rename that publishes the directory comes after every
+file is in.
+"""
 
 from __future__ import annotations
 
+import copy
 import json
 import random
 import re
@@ -12,16 +21,34 @@ from typing import Any
 import numpy as np
 import torch
 
-from rlvr.models import is_peft
+from rlvr.distributed import (
+    DistState,
+    PolicyForward,
+    full_model_state,
+    full_optimizer_state,
+    gather_objects,
+    is_sharded,
+    load_full_model_state,
+    load_full_optimizer_state,
+)
+from rlvr.models import is_peft, load_policy
+from rlvr.trainer.sampler import derived_seed
 from rlvr.utils import atomic_directory
 
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 
 
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
 def rng_state() -> dict[str, Any]:
     state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        # this process's GPU only: the others belong to other ranks
+        state["cuda"] = torch.cuda.get_rng_state()
     return state
 
 
@@ -30,66 +57,136 @@ def set_rng_state(state: dict[str, Any]) -> None:
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state(state["cuda"])
 
 
 def save_checkpoint(
     path: Path,
-    model: Any,
+    policy: PolicyForward,
     tokenizer: Any,
     optimizer: torch.optim.Optimizer,
     scheduler: Any,
     trainer_state: dict[str, Any],
-    ref_model: Any | None = None,
+    dist: DistState,
+    ref_policy: PolicyForward | None = None,
 ) -> Path:
-    """Write `path` (e.g. output_dir/checkpoint-20) through a temporary directory and a rename."""
+    """Write `path` (e.g. output_dir/checkpoint-20) through a temporary directory and a rename; every rank
+    calls it. `ref_policy` is saved when given (a reference model that is refreshed during training)."""
+    rng_states = gather_objects(rng_state(), dist)
+    model_state = full_model_state(policy) if is_sharded(policy) else None  # None: the model's own
+    optimizer_state = full_optimizer_state(policy, optimizer)
+    ref_state = full_model_state(ref_policy) if ref_policy is not None else None
+    if not dist.is_main:
+        return path
     with atomic_directory(path) as tmp:
-        model.save_pretrained(tmp)
+        policy.policy.save_pretrained(tmp, state_dict=model_state)
         tokenizer.save_pretrained(tmp)
-        torch.save(
-            {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp / "optimizer.pt"
-        )
-        torch.save(rng_state(), tmp / "rng_state.pt")
-        if ref_model is not None:
-            from safetensors.torch import save_model
+        torch.save({"optimizer": optimizer_state, "scheduler": scheduler.state_dict()}, tmp / "optimizer.pt")
+        for rank, state in enumerate(rng_states):
+            torch.save(state, tmp / f"rng_state_{rank}.pt")
+        if ref_state is not None:
+            from safetensors.torch import save_file
 
-            save_model(ref_model, str(tmp / "ref_model.safetensors"))
+            # tied weights share storage, which safetensors refuses: each gets its own copy
+            save_file(
+                {k: v.contiguous().clone() for k, v in ref_state.items()}, tmp / "ref_model.safetensors"
+            )
         (tmp / "trainer_state.json").write_text(json.dumps(trainer_state, indent=2))
     return path
 
 
 def load_checkpoint(
     path: Path,
-    model: Any,
+    policy: PolicyForward,
     optimizer: torch.optim.Optimizer,
     scheduler: Any,
-    ref_model: Any | None = None,
+    dist: DistState,
+    seed: int,
+    ref_policy: PolicyForward | None = None,
 ) -> dict[str, Any]:
-    """Restore everything `save_checkpoint` wrote; returns the trainer state."""
-    from safetensors.torch import load_file, load_model
+    """Restore what `save_checkpoint` wrote, on any number of ranks and either strategy; returns the trainer
+    state. Each rank reads the whole tensors and keeps its shard.
+
+    Rank r takes the random state rank r saved; a rank the writing run did not have (the run grew) seeds from
+    (seed, step, rank), and the states of ranks the run no longer has are left unused.
+    """
+    model = policy.policy
+    missing, unexpected = load_full_model_state(policy, read_model_weights(path, model))
+    check_loaded_keys(path, model, missing, unexpected)
+    # memory-mapped: the ranks of a node share the pages instead of each holding a copy
+    blobs = torch.load(path / "optimizer.pt", weights_only=False, mmap=True)
+    load_full_optimizer_state(policy, optimizer, blobs["optimizer"])
+    scheduler.load_state_dict(blobs["scheduler"])
+    if ref_policy is not None and (path / "ref_model.safetensors").exists():
+        from safetensors.torch import load_file
+
+        load_full_model_state(ref_policy, load_file(str(path / "ref_model.safetensors")))
+    trainer_state = json.loads((path / "trainer_state.json").read_text())
+    rng_file = path / f"rng_state_{dist.rank}.pt"
+    if rng_file.exists():
+        set_rng_state(torch.load(rng_file, weights_only=False))
+    else:
+        seed_everything(derived_seed(seed, trainer_state["step"], dist.rank))
+    return trainer_state
+
+
+def save_final(
+    output_dir: Path, policy: PolicyForward, tokenizer: Any, dist: DistState, merge: bool, model_config: Any
+) -> Path:
+    """`output_dir/final`, the model in Hugging Face format (LoRA: the adapter), and with `merge` also
+    `final-merged`, the base weights with the adapters merged in; every rank calls it, rank 0 writes."""
+    model = policy.policy
+    model_state = full_model_state(policy) if is_sharded(policy) else None
+    final = output_dir / "final"
+    if not dist.is_main:
+        return final
+    with atomic_directory(final) as tmp:
+        model.save_pretrained(tmp, state_dict=model_state)
+        tokenizer.save_pretrained(tmp)
+    if merge:
+        if model_state is None:  # merging in place would strip the live adapters: a copy
+            merged = copy.deepcopy(model).merge_and_unload()
+        else:  # sharded: a fresh CPU copy of the model, loaded with the gathered weights
+            merged, _ = load_policy(model_config, torch.device("cpu"))
+            merged.load_state_dict(model_state, strict=False)
+            merged = merged.merge_and_unload()
+        with atomic_directory(output_dir / "final-merged") as tmp:
+            merged.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+    return final
+
+
+def read_model_weights(path: Path, model: Any) -> dict[str, torch.Tensor]:
+    """The checkpoint's weights keyed as `model.state_dict()`: the full model's, or a LoRA adapter's (peft
+    writes adapter keys without the adapter name; it is put back here)."""
+    from safetensors.torch import load_file
 
     if is_peft(model):
-        from peft import set_peft_model_state_dict
+        saved = load_file(str(path / "adapter_model.safetensors"))
+        adapter = f".{model.active_adapter}."
+        names = {k.replace(adapter, "."): k for k in model.state_dict() if adapter in k}
+        unknown = sorted(set(saved) - set(names))
+        if unknown:
+            raise RuntimeError(f"checkpoint {path} has adapter weights the model lacks: {unknown[:5]}")
+        return {names[k]: v for k, v in saved.items()}
+    state: dict[str, torch.Tensor] = {}
+    for shard in sorted(path.glob("model*.safetensors")):
+        state.update(load_file(str(shard)))
+    return state
 
-        set_peft_model_state_dict(model, load_file(str(path / "adapter_model.safetensors")))
-    else:
-        state = {}
-        for shard in sorted(path.glob("model*.safetensors")):
-            state.update(load_file(str(shard)))
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        tied = {k for k in missing if k.endswith("lm_head.weight")}
-        if unexpected or set(missing) - tied:
-            raise RuntimeError(
-                f"checkpoint {path} does not match the model: missing {sorted(set(missing) - tied)}, "
-                f"unexpected {sorted(unexpected)}"
-            )
-    blobs = torch.load(path / "optimizer.pt", weights_only=False)
-    optimizer.load_state_dict(blobs["optimizer"])
-    scheduler.load_state_dict(blobs["scheduler"])
-    if ref_model is not None and (path / "ref_model.safetensors").exists():
-        load_model(ref_model, str(path / "ref_model.safetensors"))
-    set_rng_state(torch.load(path / "rng_state.pt", weights_only=False))
-    return json.loads((path / "trainer_state.json").read_text())
+
+def check_loaded_keys(path: Path, model: Any, missing: list[str], unexpected: list[str]) -> None:
+    """Raise when a checkpoint does not cover the model (a LoRA adapter covers only the adapter weights; a
+    tied output head is written once, as the embeddings)."""
+    if is_peft(model):
+        adapter = f".{model.active_adapter}."
+        missing = [k for k in missing if adapter in k]
+    missing = [k for k in missing if not k.endswith("lm_head.weight")]
+    if missing or unexpected:
+        raise RuntimeError(
+            f"checkpoint {path} does not match the model: missing {sorted(missing)[:10]}, "
+            f"unexpected {sorted(unexpected)[:10]}"
+        )
 
 
 def list_checkpoints(output_dir: Path) -> list[Path]:

@@ -1,8 +1,20 @@
-"""Which prompts each step trains on: a seeded permutation per epoch, sliced by rank."""
+"""Which prompts each step trains on (a seeded permutation per epoch, sliced by rank), and the seed each
+prompt's completions are sampled with."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
+
+
+def derived_seed(*keys: int) -> int:
+    """A 32-bit seed mixed from integer keys, e.g. (training seed, step, prompt position): neighbouring keys
+    give unrelated streams, unlike `seed + step`.
+
+    >>> derived_seed(0, 1, 2) == derived_seed(0, 1, 2) != derived_seed(0, 2, 1)
+    True
+    """
+    return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(1)[0])
 
 
 class PromptSampler:
@@ -53,9 +65,42 @@ class PromptSampler:
         self.position += global_batch
         return chunk[self.rank * self.prompts_per_step : (self.rank + 1) * self.prompts_per_step]
 
+    @property
+    def first_position(self) -> int:
+        """Where this rank's prompts start in the step's global batch."""
+        return self.rank * self.prompts_per_step
+
     def state_dict(self) -> dict[str, int]:
         return {"epoch": self.epoch, "position": self.position}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         self.epoch = int(state["epoch"])
         self.position = int(state["position"])
+
+
+def concat_groups(groups: list[tuple], pad_id: int) -> tuple:
+    """Join `sample` results of single prompts into one batch: prompts padded on the left, completions on
+    the right (masks 0 where padded), as one batched call lays them out.
+
+    >>> one = (torch.tensor([[7, 8]]), torch.ones(1, 2), torch.tensor([[5]]), torch.ones(1, 1), torch.tensor([False]), 0)
+    >>> two = (torch.tensor([[9]]), torch.ones(1, 1), torch.tensor([[5, 6]]), torch.ones(1, 2), torch.tensor([True]), 1)
+    >>> concat_groups([one, two], pad_id=0)[0], concat_groups([one, two], pad_id=0)[2]
+    (tensor([[7, 8],
+            [0, 9]]), tensor([[5, 0],
+            [5, 6]]))
+    """
+    prompt_width = max(g[0].shape[1] for g in groups)
+    completion_width = max(g[2].shape[1] for g in groups)
+
+    def pad(tensor: torch.Tensor, width: int, value: int, left: bool) -> torch.Tensor:
+        extra = width - tensor.shape[1]
+        return torch.nn.functional.pad(tensor, (extra, 0) if left else (0, extra), value=value)
+
+    return (
+        torch.cat([pad(g[0], prompt_width, pad_id, left=True) for g in groups]),
+        torch.cat([pad(g[1], prompt_width, 0, left=True) for g in groups]),
+        torch.cat([pad(g[2], completion_width, pad_id, left=False) for g in groups]),
+        torch.cat([pad(g[3], completion_width, 0, left=False) for g in groups]),
+        torch.cat([g[4] for g in groups]),
+        sum(g[5] for g in groups),
+    )

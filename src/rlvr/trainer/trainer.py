@@ -1,41 +1,48 @@
-"""The GRPO trainer: sample -> score -> advantages -> policy updates -> log -> checkpoint."""
+"""The GRPO trainer: sample -> score -> advantages -> policy updates -> log -> checkpoint.
+
+Under torchrun each process trains on its slice of the step's prompts (every group of G completions on one
+rank); gradients meet in DDP's all-reduce or FSDP's reduce-scatter, the logged figures are over all ranks,
+and rank 0 alone prints, logs and writes.
+"""
 
 from __future__ import annotations
 
-import copy
 import math
-import random
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from rlvr.algorithm import combine_rewards, completion_logps, group_advantages, grpo_loss
+from rlvr.algorithm import combine_rewards, group_advantages, grpo_loss
 from rlvr.config import ConfigError, GRPOConfig
 from rlvr.data import build_messages, load_problems, render_prompt
-from rlvr.distributed import DistState, all_reduce_sum, barrier, init_distributed
+from rlvr.distributed import (
+    DistState,
+    PolicyForward,
+    all_gather_objects,
+    all_reduce_sum,
+    barrier,
+    gather_objects,
+    global_norm,
+    gradient_sync,
+    init_distributed,
+    is_sharded,
+    max_over_ranks,
+    mean_over_ranks,
+    shard,
+    sum_over_ranks,
+    wrap_policy,
+)
 from rlvr.models import is_peft, load_policy, make_reference, resolve_device
 from rlvr.rollout import Rollout, autocast, decode_completions, sample
-from rlvr.trainer.checkpoint import (
-    list_checkpoints,
-    load_checkpoint,
-    rotate_checkpoints,
-    save_checkpoint,
-)
+from rlvr.trainer import checkpoint as ckpt
+from rlvr.trainer.checkpoint import seed_everything
 from rlvr.trainer.logging import RunLogger
-from rlvr.trainer.sampler import PromptSampler
-from rlvr.trainer.scoring import reward_name, score
-from rlvr.utils import atomic_directory
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+from rlvr.trainer.sampler import PromptSampler, concat_groups, derived_seed
+from rlvr.trainer.scoring import RewardPool, load_rewards
 
 
 class GRPOTrainer:
@@ -58,14 +65,26 @@ class GRPOTrainer:
         eval_dataset: list[dict[str, Any]] | None = None,
     ) -> None:
         self.config = config
-        self.dist: DistState = init_distributed(config.distributed.backend)
+        device = resolve_device(config.model.device)
+        self.dist: DistState = init_distributed(config.distributed.backend, device.type)
+        if device.type == "cuda" and self.dist.enabled:
+            device = torch.device("cuda", self.dist.local_rank)
+        if not self.dist.is_main:  # rank 0 speaks for all: the others' progress bars would repeat it
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
+            hf_logging.set_verbosity_error()
         self.output_dir = Path(config.training.output_dir)
-        seed_everything(config.training.seed + self.dist.rank)
+        # One seed on every rank while the model is built: LoRA's random initial weights must agree, since
+        # FSDP shards what each rank holds and broadcasts nothing. Each rank gets its own stream below.
+        seed_everything(config.training.seed)
         a = config.algorithm
 
         # Cheap checks first, so bad input fails before a model is loaded.
-        self.reward_funcs = reward_funcs or self._load_rewards()
-        self.reward_names = [reward_name(fn) for fn in self.reward_funcs]
+        refs, fns = (list(reward_funcs), list(reward_funcs)) if reward_funcs else load_rewards(config.rewards)
+        self.rewards = RewardPool(refs, config.rewards.num_workers, config.rewards.timeout, fns=fns)
+        self.reward_funcs = fns
+        self.reward_names = self.rewards.names
         if config.rewards.weights is not None and len(config.rewards.weights) != len(self.reward_funcs):
             raise ConfigError(
                 f"rewards.weights has {len(config.rewards.weights)} entries for "
@@ -75,7 +94,6 @@ class GRPOTrainer:
         self.problems = train_dataset if train_dataset is not None else self._load_problems()
         self.eval_problems = eval_dataset
 
-        device = resolve_device(config.model.device)
         if model is None:
             model, tokenizer = load_policy(config.model, device)
         elif tokenizer is None:
@@ -89,6 +107,16 @@ class GRPOTrainer:
                 "model with adapters off. Disable algorithm.ref_model_refresh_steps/sync_ref_model"
             )
         self.ref_model = make_reference(self.model) if a.beta > 0 else None
+        # `policy` generates and gives no-grad log-probs; `trained_policy` (DDP's wrapper, or the same
+        # module) runs forward + backward. `self.model` stays the Hugging Face model inside them.
+        self.policy, self.trained_policy = wrap_policy(
+            self.model, config.distributed.strategy, self.dist, device
+        )
+        self.sharded = is_sharded(self.policy)
+        self.ref_policy = PolicyForward(self.ref_model) if self.ref_model is not None else None
+        if self.ref_policy is not None and self.sharded:
+            shard(self.ref_policy, device, frozen=True)
+        seed_everything(config.training.seed + self.dist.rank)
 
         self.prompts_per_step = config.training.batch_size // config.generation.num_generations
         self.sampler = PromptSampler(
@@ -99,6 +127,7 @@ class GRPOTrainer:
             self.dist.rank,
             self.dist.world_size,
         )
+        # Built after sharding: under FSDP each rank's optimizer holds the state of its shards only.
         self.optimizer = torch.optim.AdamW(
             [p for p in self.model.parameters() if p.requires_grad],
             lr=config.training.learning_rate,
@@ -112,25 +141,6 @@ class GRPOTrainer:
         self.logger: RunLogger | None = None
 
     # ----------------------------------------------------------------------------------- set-up
-    def _load_rewards(self) -> list[Callable]:
-        from rlvr.rewards import get_reward
-
-        fns = []
-        for spec in self.config.rewards.functions:
-            if spec.startswith("remote:"):
-                from rlvr.rewards.remote import RemoteReward
-
-                fns.append(
-                    RemoteReward(
-                        spec[len("remote:") :],
-                        timeout=self.config.rewards.remote_timeout,
-                        retries=self.config.rewards.remote_retries,
-                    )
-                )
-            else:
-                fns.append(get_reward(spec))
-        return fns
-
     def _load_problems(self) -> list[dict[str, Any]]:
         d = self.config.data
         return load_problems(
@@ -173,37 +183,42 @@ class GRPOTrainer:
             disable=not self.dist.is_main,
             dynamic_ncols=True,
         )
-        while self.step < t.max_steps:
-            started = time.perf_counter()
-            rollout, timings = self.generate_rollout()
-            rewards_per_fn = self.score_rollout(rollout, timings)
-            advantages, stats = self.compute_advantages(rewards_per_fn)
-            stats.update(self.policy_updates(rollout, advantages, timings))
-            self.step += 1
-            stats.update(self.rollout_stats(rollout, timings, time.perf_counter() - started))
-            self.update_reference()
-            evaluated = bool(t.eval_steps) and self.step % t.eval_steps == 0
-            if evaluated:
-                stats.update(self.evaluate())
-            if evaluated or (t.logging_steps and self.step % t.logging_steps == 0):
-                self.logger.log_metrics(self.step, stats)
-            if t.log_completions_steps and self.step % t.log_completions_steps == 0:
-                self.logger.log_completions(self.completion_records(rollout, rewards_per_fn, advantages))
-            if t.save_steps and self.step % t.save_steps == 0:
-                self.save_checkpoint(stats)
-            progress.update(1)
-            progress.set_postfix(
-                reward=f"{stats['reward']:.3f}",
-                kl=f"{stats['kl']:.4f}",
-                len=f"{stats['completion_length/mean']:.0f}",
-            )
+        try:
+            while self.step < t.max_steps:
+                started = time.perf_counter()
+                rollout, timings = self.generate_rollout()
+                rewards_per_fn = self.score_rollout(rollout, timings)
+                advantages, stats = self.compute_advantages(rewards_per_fn)
+                stats.update(self.policy_updates(rollout, advantages, timings))
+                self.step += 1
+                stats.update(self.rollout_stats(rollout, timings, time.perf_counter() - started))
+                self.update_reference()
+                evaluated = bool(t.eval_steps) and self.step % t.eval_steps == 0
+                if evaluated:
+                    stats.update(self.evaluate())
+                if evaluated or (t.logging_steps and self.step % t.logging_steps == 0):
+                    self.logger.log_metrics(self.step, stats)
+                if t.log_completions_steps and self.step % t.log_completions_steps == 0:
+                    records = self.completion_records(rollout, rewards_per_fn, advantages)
+                    for part in gather_objects(records, self.dist) or []:  # the whole batch, in prompt order
+                        self.logger.log_completions(part)
+                if t.save_steps and self.step % t.save_steps == 0:
+                    self.save_checkpoint(stats)
+                progress.update(1)
+                progress.set_postfix(
+                    reward=f"{stats['reward']:.3f}",
+                    kl=f"{stats['kl']:.4f}",
+                    len=f"{stats['completion_length/mean']:.0f}",
+                )
+        finally:
+            self.rewards.close()
         progress.close()
         self.logger.close()
         return self.save_final()
 
     # ------------------------------------------------------------------------------- the steps
     def generate_rollout(self) -> tuple[Rollout, dict[str, float]]:
-        """Sample G completions for this step's prompts."""
+        """Sample G completions for each of this rank's prompts of the step."""
         cfg = self.config
         started = time.perf_counter()
         rows = [self.problems[i] for i in self.sampler.next_indices()]
@@ -212,16 +227,15 @@ class GRPOTrainer:
             for r in rows
         ]
         texts = [render_prompt(self.tokenizer, m) for m in messages]
+        seeds = None
+        if cfg.generation.seed_per_prompt:
+            first = self.sampler.first_position
+            seeds = [derived_seed(cfg.training.seed, self.step, first + i) for i in range(len(texts))]
+        with torch.no_grad():
+            prompt_ids, prompt_mask, completion_ids, completion_mask, truncated, cut = self.policy.run(
+                self._sample, texts, seeds
+            )
         g = cfg.generation.num_generations
-        prompt_ids, prompt_mask, completion_ids, completion_mask, truncated, cut = sample(
-            self.unwrapped_model,
-            self.tokenizer,
-            texts,
-            cfg.generation,
-            g,
-            cfg.data.max_prompt_length,
-            self.autocast_dtype,
-        )
         columns = {
             key: [row.get(key) for row in rows for _ in range(g)] for key in rows[0] if key != "prompt"
         }
@@ -238,6 +252,27 @@ class GRPOTrainer:
         )
         return rollout, {"timing/generate": time.perf_counter() - started}
 
+    def _sample(self, model: Any, texts: list[str], seeds: list[int] | None) -> tuple:
+        """`sample` on the plain model: one batched call on this process's random state, or with `seeds` one
+        call per prompt, each on its own seed, so a prompt's completions do not depend on which rank drew it
+        or on the other prompts in its batch (padding changes the numbers a little)."""
+        cfg = self.config
+        args = (
+            cfg.generation,
+            cfg.generation.num_generations,
+            cfg.data.max_prompt_length,
+            self.autocast_dtype,
+        )
+        if seeds is None:
+            return sample(model, self.tokenizer, texts, *args)
+        groups = []
+        devices = [self.device] if self.device.type == "cuda" else []
+        for text, seed in zip(texts, seeds):
+            with torch.random.fork_rng(devices=devices):  # the process's own stream is left as it was
+                torch.manual_seed(seed)
+                groups.append(sample(model, self.tokenizer, [text], *args))
+        return concat_groups(groups, self.tokenizer.pad_token_id)
+
     def score_rollout(self, rollout: Rollout, timings: dict[str, float]) -> torch.Tensor:
         """Rewards [N, F], NaN where a function said "not applicable"."""
         started = time.perf_counter()
@@ -246,46 +281,38 @@ class GRPOTrainer:
             ids[mask.bool()].tolist() for ids, mask in zip(rollout.completion_ids, rollout.completion_mask)
         ]
         columns = {**rollout.columns, "completion_ids": completion_ids}
-        per_fn = score(self.reward_funcs, rollout.prompts, rollout.completions, columns)
+        per_fn = self.rewards.score(
+            rollout.prompts, rollout.completions, columns, group_size=self.config.generation.num_generations
+        )
         timings["timing/score"] = time.perf_counter() - started
         return per_fn
 
     def compute_advantages(self, rewards_per_fn: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         cfg = self.config
         rewards = combine_rewards(rewards_per_fn, self.reward_weights)
+        valid = ~torch.isnan(rewards_per_fn)
+        local = {"sum": rewards.sum().item(), "sum_sq": (rewards**2).sum().item(), "count": rewards.numel()}
+        for j, name in enumerate(self.reward_names):  # each function over the completions it applied to
+            local[f"{name}/sum"] = torch.nan_to_num(rewards_per_fn[:, j]).sum().item()
+            local[f"{name}/count"] = valid[:, j].sum().item()
+        total = sum_over_ranks(local, self.dist)
+        mean = total["sum"] / total["count"]
         batch_std = None
         if cfg.algorithm.scale_rewards == "batch" and self.dist.enabled:
-            totals = all_reduce_sum(
-                torch.stack([rewards.sum(), (rewards**2).sum(), torch.tensor(float(rewards.numel()))]),
-                self.dist,
-            )
-            n = totals[2]
-            batch_std = torch.sqrt(((totals[1] - totals[0] ** 2 / n) / (n - 1)).clamp(min=0))
+            n = total["count"]  # unbiased, as torch.std on one process
+            batch_std = torch.tensor(math.sqrt(max((total["sum_sq"] - n * mean**2) / (n - 1), 0.0)))
         advantages, zero_std = group_advantages(
             rewards, cfg.generation.num_generations, cfg.algorithm.scale_rewards, batch_std=batch_std
         )
-        sums = all_reduce_sum(
-            torch.stack(
-                [
-                    rewards.sum(),
-                    (rewards**2).sum(),
-                    torch.tensor(float(rewards.numel())),
-                    zero_std.float().sum(),
-                    torch.tensor(float(zero_std.numel())),
-                ]
-            ),
-            self.dist,
-        )
-        mean = (sums[0] / sums[2]).item()
+        groups = sum_over_ranks({"zero_std": zero_std.sum().item(), "groups": zero_std.numel()}, self.dist)
         stats = {
             "reward": mean,
-            "reward_std": math.sqrt(max(sums[1].item() / sums[2].item() - mean**2, 0.0)),
-            "frac_reward_zero_std": (sums[3] / sums[4]).item(),
+            "reward_std": math.sqrt(max(total["sum_sq"] / total["count"] - mean**2, 0.0)),
+            "frac_reward_zero_std": groups["zero_std"] / groups["groups"],
         }
-        for j, name in enumerate(self.reward_names):
-            column = rewards_per_fn[:, j]
-            valid = ~torch.isnan(column)
-            stats[f"rewards/{name}"] = column[valid].mean().item() if valid.any() else float("nan")
+        for name in self.reward_names:
+            count = total[f"{name}/count"]
+            stats[f"rewards/{name}"] = total[f"{name}/sum"] / count if count else float("nan")
         return advantages, stats
 
     def policy_updates(
@@ -295,7 +322,11 @@ class GRPOTrainer:
         cfg = self.config
         a, t = cfg.algorithm, cfg.training
         input_ids, attention_mask = rollout.input_ids, rollout.attention_mask
-        loss_mask = rollout.completion_mask
+        # Log-probs are taken over every completion token, the loss over loss_mask. A micro-batch whose loss
+        # tokens are all masked out (truncated, with mask_truncated_completions) then still runs backward,
+        # adding zeros: under DDP/FSDP every rank must take part in each gradient reduction.
+        completion_mask = rollout.completion_mask
+        loss_mask = completion_mask
         if a.mask_truncated_completions:
             loss_mask = loss_mask * (~rollout.truncated).unsqueeze(1).long()
         advantages = advantages.to(self.device)
@@ -306,51 +337,49 @@ class GRPOTrainer:
         # Old log-probs are taken before the first update so the ratio is real when mu > 1; with
         # mu = 1 the policy has not moved since sampling, the ratio is exactly 1, and the pass is skipped.
         old_logps = (
-            self.batched_logps(self.model, input_ids, attention_mask, loss_mask, slices) if a.mu > 1 else None
+            self.batched_logps(self.policy, input_ids, attention_mask, completion_mask, slices)
+            if a.mu > 1
+            else None
         )
-        ref_logps = self.reference_logps(input_ids, attention_mask, loss_mask, slices) if a.beta > 0 else None
+        ref_logps = (
+            self.reference_logps(input_ids, attention_mask, completion_mask, slices) if a.beta > 0 else None
+        )
         timings["timing/logps"] = time.perf_counter() - started
 
         started = time.perf_counter()
         # Normalisers for the whole batch (and all ranks), so micro-batch losses add up to the batch loss.
         num_tokens = all_reduce_sum(loss_mask.sum().float(), self.dist) / self.dist.world_size
-        totals = {
-            "loss": 0.0,
-            "kl": 0.0,
-            "clip_ratio/low": 0.0,
-            "clip_ratio/high": 0.0,
-            "entropy": 0.0,
-            "grad_norm": 0.0,
-        }
+        totals = {"loss": 0.0, "kl": 0.0, "clip_ratio/low": 0.0, "clip_ratio/high": 0.0, "entropy": 0.0}
+        grad_norm = 0.0
         self.model.train()
         for _ in range(a.mu):
             self.optimizer.zero_grad(set_to_none=True)
-            for part in slices:
-                with autocast(self.device, self.autocast_dtype):
-                    logps, entropy = completion_logps(
-                        self.model,
-                        input_ids[part],
-                        attention_mask[part],
-                        loss_mask[part],
-                        cfg.generation.temperature,
-                        a.logprob_chunk_size,
+            for k, part in enumerate(slices):
+                with gradient_sync(self.trained_policy, sync=k == len(slices) - 1):
+                    with autocast(self.device, self.autocast_dtype):
+                        logps, entropy = self.trained_policy(
+                            input_ids[part],
+                            attention_mask[part],
+                            completion_mask[part],
+                            cfg.generation.temperature,
+                            a.logprob_chunk_size,
+                            cfg.generation.num_generations,
+                        )
+                    out = grpo_loss(
+                        logps=logps,
+                        old_logps=old_logps[part] if old_logps is not None else logps.detach(),
+                        advantages=advantages[part],
+                        mask=loss_mask[part],
+                        loss_type=a.loss_type,
+                        max_completion_length=cfg.generation.max_completion_length,
+                        epsilon=a.epsilon,
+                        epsilon_high=a.epsilon_high,
+                        beta=a.beta,
+                        ref_logps=ref_logps[part] if ref_logps is not None else None,
+                        num_sequences=len(rollout),
+                        num_tokens=num_tokens,
                     )
-                out = grpo_loss(
-                    logps=logps,
-                    old_logps=old_logps[part] if old_logps is not None else logps.detach(),
-                    advantages=advantages[part],
-                    mask=loss_mask[part],
-                    loss_type=a.loss_type,
-                    max_completion_length=cfg.generation.max_completion_length,
-                    epsilon=a.epsilon,
-                    epsilon_high=a.epsilon_high,
-                    beta=a.beta,
-                    ref_logps=ref_logps[part] if ref_logps is not None else None,
-                    num_sequences=len(rollout),
-                    num_tokens=num_tokens,
-                )
-                loss = out.loss / len(slices) if a.loss_type == "bnpo" else out.loss
-                if loss.requires_grad:  # a micro-batch whose tokens are all masked out adds nothing
+                    loss = out.loss / len(slices) if a.loss_type == "bnpo" else out.loss
                     loss.backward()
                 share = 1.0 / (len(slices) * a.mu)
                 totals["loss"] += loss.item() / a.mu
@@ -359,36 +388,42 @@ class GRPOTrainer:
                 totals["clip_ratio/high"] += out.high_clip.item() * share
                 mask_f = loss_mask[part].float()
                 totals["entropy"] += ((entropy * mask_f).sum() / mask_f.sum().clamp(min=1)).item() * share
-            grad_norm = torch.nn.utils.clip_grad_norm_(
+            # after the reduction every rank holds the same (averaged) gradient: the norm is global
+            norm = torch.nn.utils.clip_grad_norm_(
                 [p for p in self.model.parameters() if p.requires_grad],
                 t.max_grad_norm if t.max_grad_norm is not None else math.inf,
             )
-            totals["grad_norm"] += grad_norm.item() / a.mu
+            grad_norm += global_norm(norm) / a.mu
             self.optimizer.step()
             self.scheduler.step()
         timings["timing/update"] = time.perf_counter() - started
-        totals["learning_rate"] = self.scheduler.get_last_lr()[0]
-        return totals
+        # DDP averages gradients over ranks, and each rank's loss is normalised for that: the batch's loss and
+        # diagnostics are the means of the ranks'.
+        return {
+            **mean_over_ranks(totals, self.dist),
+            "grad_norm": grad_norm,
+            "learning_rate": self.scheduler.get_last_lr()[0],
+        }
 
     @torch.no_grad()
     def batched_logps(
         self,
-        model: Any,
+        policy: PolicyForward,
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor,
-        loss_mask: torch.Tensor,
+        completion_mask: torch.Tensor,
         slices: list[slice],
     ) -> torch.Tensor:
         parts = []
         for part in slices:
             with autocast(self.device, self.autocast_dtype):
-                logps, _ = completion_logps(
-                    model,
+                logps, _ = policy(
                     input_ids[part],
                     attention_mask[part],
-                    loss_mask[part],
+                    completion_mask[part],
                     self.config.generation.temperature,
                     self.config.algorithm.logprob_chunk_size,
+                    self.config.generation.num_generations,
                 )
             parts.append(logps)
         return torch.cat(parts)
@@ -397,49 +432,51 @@ class GRPOTrainer:
         self,
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor,
-        loss_mask: torch.Tensor,
+        completion_mask: torch.Tensor,
         slices: list[slice],
     ) -> torch.Tensor:
-        if self.ref_model is not None:
-            return self.batched_logps(self.ref_model, input_ids, attention_mask, loss_mask, slices)
-        with self.unwrapped_model.disable_adapter():  # LoRA: the base model is the reference
-            return self.batched_logps(self.model, input_ids, attention_mask, loss_mask, slices)
+        if self.ref_policy is not None:
+            return self.batched_logps(self.ref_policy, input_ids, attention_mask, completion_mask, slices)
+        with self.model.disable_adapter():  # LoRA: the base model is the reference
+            return self.batched_logps(self.policy, input_ids, attention_mask, completion_mask, slices)
 
     def update_reference(self) -> None:
         """Hard refresh every ref_model_refresh_steps, or TR-DPO soft sync every ref_model_sync_steps."""
         a = self.config.algorithm
-        if self.ref_model is None:
+        if self.ref_policy is None:
             return
+        # Through the PolicyForward roots: under FSDP both hold their shards in the same layout, and a root's
+        # state_dict() first puts back any shards left gathered after a forward.
         if a.ref_model_refresh_steps and self.step % a.ref_model_refresh_steps == 0:
-            self.ref_model.load_state_dict(self.unwrapped_model.state_dict())
+            self.ref_policy.load_state_dict(self.policy.state_dict())
         elif a.sync_ref_model and self.step % a.ref_model_sync_steps == 0:
             # parameters(), not state_dict(): tied embeddings appear once, so each is mixed once
             with torch.no_grad():
-                for ref, policy in zip(self.ref_model.parameters(), self.unwrapped_model.parameters()):
+                for ref, policy in zip(self.ref_policy.parameters(), self.policy.parameters()):
                     ref.mul_(1 - a.ref_model_mixup_alpha).add_(policy, alpha=a.ref_model_mixup_alpha)
 
     def rollout_stats(self, rollout: Rollout, timings: dict[str, float], seconds: float) -> dict[str, float]:
         lengths = rollout.completion_mask.sum(1).float()
-        totals = all_reduce_sum(
-            torch.stack(
-                [
-                    lengths.sum(),
-                    torch.tensor(float(len(lengths))),
-                    rollout.truncated.float().sum(),
-                    torch.tensor(float(rollout.num_prompts_cut)),
-                ]
-            ),
+        total = sum_over_ranks(
+            {
+                "tokens": lengths.sum().item(),
+                "completions": len(lengths),
+                "truncated": rollout.truncated.sum().item(),
+                "prompts_cut": rollout.num_prompts_cut,
+            },
             self.dist,
         )
+        # The slowest rank sets the pace: times are maxima over ranks.
+        slowest = max_over_ranks(
+            {"completion_length/max": lengths.max().item(), "step_seconds": seconds, **timings}, self.dist
+        )
         return {
-            "completion_length/mean": (totals[0] / totals[1]).item(),
-            "completion_length/max": lengths.max().item(),
-            "truncated_frac": (totals[2] / totals[1]).item(),
-            "prompts_cut": totals[3].item(),
-            "step_seconds": seconds,
-            "tokens_per_second": totals[0].item() / seconds,
+            "completion_length/mean": total["tokens"] / total["completions"],
+            "truncated_frac": total["truncated"] / total["completions"],
+            "prompts_cut": total["prompts_cut"],
+            "tokens_per_second": total["tokens"] / slowest["step_seconds"],
             "epoch": self.sampler.epoch,
-            **timings,
+            **slowest,
         }
 
     def completion_records(
@@ -468,8 +505,12 @@ class GRPOTrainer:
         return records
 
     def evaluate(self) -> dict[str, float]:
-        """Held-out accuracy with the evaluation module; keeps the best checkpoint by metric_for_best_model."""
-        from rlvr.evaluation import evaluate_model
+        """Held-out accuracy with the evaluation module; keeps the best checkpoint by metric_for_best_model.
+
+        Each rank evaluates every world_size-th problem; the records are gathered to all ranks, so every rank
+        computes the same figures and takes the same best-checkpoint decision (saving is collective).
+        """
+        from rlvr.evaluation.evaluate import summarize
 
         t = self.config.training
         if t.eval_dataset is None and self.eval_problems is None:
@@ -477,69 +518,101 @@ class GRPOTrainer:
         if self.eval_problems is None:
             d = self.config.data
             self.eval_problems = load_problems(t.eval_dataset, t.eval_split, d.data_dir, limit=t.eval_limit)
+        problems = self.eval_problems[: t.eval_limit]
+        with torch.no_grad():
+            mine = self.policy.run(self._evaluate_shard, problems[self.dist.rank :: self.dist.world_size])
+        parts = all_gather_objects(mine, self.dist)
+        summary = summarize(
+            [record for part in parts for record in part["predictions"]],
+            num_samples=1,
+            seconds=max(part["seconds"] for part in parts),
+            prompts_cut=sum(part["prompts_cut"] for part in parts),
+        )
+        metrics = {f"eval/{k}": v for k, v in summary.items() if isinstance(v, (int, float))}
+        value = metrics.get(t.metric_for_best_model)
+        if value is not None and (self.best_metric is None or value > self.best_metric):
+            self.best_metric = value
+            # set first: rotation keeps it
+            self.best_checkpoint = str(self.output_dir / f"checkpoint-{self.step}")
+            self.save_checkpoint(metrics)
+        return metrics
+
+    def _evaluate_shard(self, model: Any, problems: list[dict[str, Any]]) -> dict[str, Any]:
+        from rlvr.evaluation import evaluate_model
+
+        if not problems:  # more ranks than problems
+            return {"predictions": [], "seconds": 0.0, "prompts_cut": 0}
+        started = time.perf_counter()
         summary = evaluate_model(
-            self.unwrapped_model,
+            model,
             self.tokenizer,
-            self.eval_problems[: t.eval_limit],
+            problems,
             template=self.config.data.template,
-            reward=t.eval_reward,
+            reward=self.config.training.eval_reward,
             max_new_tokens=self.config.generation.max_completion_length,
             system_prompt=self.config.data.system_prompt,
             few_shot=self.config.data.few_shot,
             autocast_dtype=self.autocast_dtype,
             show_progress=False,
         )
-        metrics = {f"eval/{k}": v for k, v in summary.items() if isinstance(v, (int, float))}
-        value = metrics.get(t.metric_for_best_model)
-        if value is not None and (self.best_metric is None or value > self.best_metric):
-            self.best_metric = value
-            self.best_checkpoint = str(
-                self.output_dir / f"checkpoint-{self.step}"
-            )  # set first: rotation keeps it
-            self.save_checkpoint(metrics)
-        return metrics
+        return {
+            "predictions": summary["predictions"],
+            "seconds": time.perf_counter() - started,
+            "prompts_cut": summary["prompts_cut"],
+        }
 
     # ---------------------------------------------------------------------- saving and resuming
-    @property
-    def unwrapped_model(self) -> Any:
-        return getattr(self.model, "module", self.model)
-
     def trainer_state(self) -> dict[str, Any]:
         return {
             "step": self.step,
             "sampler": self.sampler.state_dict(),
             "best_metric": self.best_metric,
             "best_checkpoint": self.best_checkpoint,
+            "world_size": self.dist.world_size,
         }
 
     def save_checkpoint(self, metrics: dict[str, float] | None = None) -> Path:
-        path = self.output_dir / f"checkpoint-{self.step}"
+        """Write checkpoint-{step}; every rank calls it (the state of all ranks is gathered to rank 0)."""
+        a = self.config.algorithm
+        refreshed = a.ref_model_refresh_steps or a.sync_ref_model
+        path = ckpt.save_checkpoint(
+            self.output_dir / f"checkpoint-{self.step}",
+            self.policy,
+            self.tokenizer,
+            self.optimizer,
+            self.scheduler,
+            {**self.trainer_state(), "metrics": metrics or {}},
+            self.dist,
+            ref_policy=self.ref_policy if refreshed else None,
+        )
         if self.dist.is_main:
-            state = {**self.trainer_state(), "metrics": metrics or {}}
-            refreshes = self.config.algorithm.ref_model_refresh_steps or self.config.algorithm.sync_ref_model
-            save_checkpoint(
-                path,
-                self.unwrapped_model,
-                self.tokenizer,
-                self.optimizer,
-                self.scheduler,
-                state,
-                ref_model=self.ref_model if refreshes else None,
-            )
             keep = Path(self.best_checkpoint) if self.best_checkpoint else None
-            rotate_checkpoints(self.output_dir, self.config.training.save_total_limit, keep=keep)
+            ckpt.rotate_checkpoints(self.output_dir, self.config.training.save_total_limit, keep=keep)
         barrier(self.dist)
         return path
 
     def resume_from_latest(self) -> Path | None:
-        """Load the newest checkpoint in output_dir, if any."""
-        checkpoints = list_checkpoints(self.output_dir)
+        """Load the newest checkpoint in output_dir, if any; every rank calls it.
+
+        A checkpoint resumes on any number of processes and either strategy (see `checkpoint.load_checkpoint`
+        for the random states). With `generation.seed_per_prompt` sampling does not read those, so a resumed
+        run repeats the uninterrupted one on any number of processes.
+        """
+        checkpoints = ckpt.list_checkpoints(self.output_dir)
         if not checkpoints:
             if self.dist.is_main:
                 print(f"--resume: no checkpoint in {self.output_dir}, starting from step 0")
             return None
         path = checkpoints[-1]
-        state = load_checkpoint(path, self.unwrapped_model, self.optimizer, self.scheduler, self.ref_model)
+        state = ckpt.load_checkpoint(
+            path,
+            self.policy,
+            self.optimizer,
+            self.scheduler,
+            self.dist,
+            self.config.training.seed,
+            self.ref_policy,
+        )
         self.step = state["step"]
         self.sampler.load_state_dict(state["sampler"])
         self.best_metric = state.get("best_metric")
@@ -548,19 +621,10 @@ class GRPOTrainer:
 
     def save_final(self) -> Path:
         """The final model in Hugging Face format (LoRA: the adapter, plus a merged copy when lora.merge)."""
-        final = self.output_dir / "final"
-        if self.dist.is_main:
-            model = self.unwrapped_model
-            with atomic_directory(final) as tmp:
-                model.save_pretrained(tmp)
-                self.tokenizer.save_pretrained(tmp)
-            if is_peft(model) and self.config.model.lora.merge:
-                merged = copy.deepcopy(
-                    model
-                ).merge_and_unload()  # merging in place would strip the live adapters
-                with atomic_directory(self.output_dir / "final-merged") as tmp:
-                    merged.save_pretrained(tmp)
-                    self.tokenizer.save_pretrained(tmp)
+        merge = is_peft(self.model) and self.config.model.lora.merge
+        final = ckpt.save_final(
+            self.output_dir, self.policy, self.tokenizer, self.dist, merge, self.config.model
+        )
         barrier(self.dist)
         return final
 
