@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Measure SmolLM2-135M-Instruct on held-out generated arithmetic, train it with GRPO on the CPU
 # (configs/arithmetic_proof.yaml), measure again, and compare with a paired test.
-#   make demo                                     -> the shortened version (DEMO_STEPS=30, 150 problems)
+#   make demo                                     -> the shortened version (15 steps, 150 problems)
 #   DEMO_STEPS=100 DEMO_EVAL_LIMIT=300 bash scripts/demo.sh docs/results/arithmetic   -> the proof run
 set -euo pipefail
 out=${1:-runs/demo}
 rlvr=${RLVR:-.venv/bin/rlvr}
-steps=${DEMO_STEPS:-30}
+steps=${DEMO_STEPS:-15}
 limit=${DEMO_EVAL_LIMIT:-150}
 eval_args=(--dataset arithmetic --split test --limit "$limit" --template boxed --reward accuracy
            --max-new-tokens 64 --batch-size 100 --bf16 --no-progress)
