@@ -270,3 +270,21 @@ def test_a_reward_returning_the_wrong_length_is_an_error(tiny_model_dir, tmp_pat
     )
     with pytest.raises(RewardError, match="'short' must return a list of 8"):
         trainer.train()
+
+
+def test_grpo_raises_a_reward_the_model_can_learn(tiny_model_dir, tmp_path):
+    # Reward: how often the letter "a" appears. The random tiny model emits it rarely; if the update
+    # had the wrong sign or the advantages were misaligned with completions, the reward would not rise.
+    def count_a(prompts, completions, **kwargs):
+        return [c[0]["content"].count("a") / 4 for c in completions]
+
+    config = make_config(
+        tiny_model_dir,
+        tmp_path / "learn",
+        generation={"num_generations": 8, "max_completion_length": 16},
+        training={"max_steps": 25, "batch_size": 32, "learning_rate": 3e-3, "log_completions_steps": 0},
+    )
+    GRPOTrainer(config, reward_funcs=[count_a], train_dataset=ROWS).train()
+    rewards = [m["reward"] for m in read_metrics(tmp_path / "learn")]
+    first, last = sum(rewards[:5]) / 5, sum(rewards[-5:]) / 5
+    assert last > 3 * first, rewards
