@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -80,3 +83,26 @@ def gsm8k_rows() -> list[dict]:
     """Six GSM8K-style rows (question, answer with `#### N`)."""
     path = Path(__file__).parent / "fixtures" / "gsm8k_small.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until_healthy(process: subprocess.Popen, url: str, timeout: float = 60.0) -> None:
+    """Poll `url`/health until the server started as `process` answers 200; fail if it dies or times out."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while True:
+        assert process.poll() is None, process.stdout.read() if process.stdout else "server exited"
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, f"{url} did not answer /health in {timeout:.0f} s"
+        time.sleep(0.2)

@@ -1,24 +1,16 @@
 """rlvr's trainer scoring through a live `rlvr serve-rewards` (the real CLI, over real HTTP)."""
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
+from conftest import free_port, wait_until_healthy
 
 from rlvr import GRPOConfig, GRPOTrainer
 from rlvr.utils import read_jsonl
 
 ROWS = [{"question": f"What is {i} + {i}?", "answer": str(2 * i)} for i in range(8)]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_training_scores_through_a_live_reward_server(tiny_model_dir, tmp_path):
@@ -52,16 +44,7 @@ def test_training_scores_through_a_live_reward_server(tiny_model_dir, tmp_path):
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert server.poll() is None, server.stdout.read()
-            try:
-                if httpx.get(url + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "rlvr serve-rewards did not answer /health in 60 s"
-            time.sleep(0.2)
+        wait_until_healthy(server, url)
 
         config = GRPOConfig.from_dict(
             {

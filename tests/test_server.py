@@ -20,6 +20,7 @@ from types import SimpleNamespace
 import httpx
 import pytest
 import uvicorn
+from conftest import wait_until_healthy
 
 from rlvr.rewards import RemoteReward, RemoteRewardError, get_reward
 from rlvr.server.app import GoldIndex, ServerConfig, create_app
@@ -466,16 +467,7 @@ def test_cli_serves_and_stops(tmp_path):
     process = _cli("--reward", "gsm8k_correctness", "--port", str(port), "--workers", "1", "--log", str(log))
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, process.stdout.read()
-            try:
-                if httpx.get(url + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the CLI server did not answer /health in 60 s"
-            time.sleep(0.2)
+        wait_until_healthy(process, url)
         answer = httpx.post(
             url + "/get_reward",
             json={"prompts": ["q"], "responses": ["<answer>72</answer>"], "golden_responses": ["72"]},
