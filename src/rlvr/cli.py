@@ -52,38 +52,32 @@ def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_generate(args: argparse.Namespace) -> int:
     import torch
-    from transformers import GenerationConfig
 
-    from rlvr.config import ModelConfig
+    from rlvr.config import GenerationConfig, ModelConfig
     from rlvr.data import build_messages, render_prompt
     from rlvr.models import load_policy
-    from rlvr.rollout import autocast, decode_completions, eos_token_ids, tokenize_prompts
-    from rlvr.rollout.generation import completion_mask_from_eos
+    from rlvr.rollout import decode_completions, sample
 
     torch.manual_seed(args.seed)
     model, tokenizer = load_policy(ModelConfig(name_or_path=args.model))
-    model.eval()
     text = render_prompt(tokenizer, build_messages(args.prompt, args.template, args.system_prompt))
-    ids, mask, _ = tokenize_prompts(tokenizer, [text], 4096, model.device)
-    eos = eos_token_ids(tokenizer, model)
     greedy = args.temperature == 0
-    gen = GenerationConfig(
-        do_sample=not greedy,
+    config = GenerationConfig(
+        num_generations=args.num_samples,
+        max_completion_length=args.max_new_tokens,
         temperature=1.0 if greedy else args.temperature,
-        top_k=0,  # explicit: None would pick up the model's or transformers' defaults
-        top_p=1.0,
-        min_p=0.0,
-        repetition_penalty=1.0,
-        max_new_tokens=args.max_new_tokens,
-        eos_token_id=eos,
-        pad_token_id=tokenizer.pad_token_id,
-        num_return_sequences=args.num_samples,
     )
-    with torch.no_grad(), autocast(model.device, torch.bfloat16 if args.bf16 else None):
-        out = model.generate(input_ids=ids, attention_mask=mask, generation_config=gen)
-    completions = out[:, ids.shape[1] :]
-    completion_mask, _ = completion_mask_from_eos(completions, eos)
-    for i, completion in enumerate(decode_completions(tokenizer, completions, completion_mask)):
+    _, _, completion_ids, completion_mask, _, _ = sample(
+        model,
+        tokenizer,
+        [text],
+        config,
+        args.num_samples,
+        max_prompt_length=4096,
+        autocast_dtype=torch.bfloat16 if args.bf16 else None,
+        greedy=greedy,
+    )
+    for i, completion in enumerate(decode_completions(tokenizer, completion_ids, completion_mask)):
         if args.num_samples > 1:
             print(f"--- sample {i + 1}")
         print(completion)

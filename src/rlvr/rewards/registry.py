@@ -208,7 +208,7 @@ def combine_rewards(
             values = fn(prompts=list(prompts), completions=list(completions), **columns)
         except Exception as exc:
             raise RewardCallError(name, f"{type(exc).__name__}: {exc}") from exc
-        per_fn[name] = _check_values(name, values, len(completions))
+        per_fn[name] = check_reward_values(name, values, len(completions))
     totals = []
     for i in range(len(completions)):
         total = 0.0
@@ -227,7 +227,7 @@ class RewardCallError(RuntimeError):
         self.name = name
 
 
-def _check_values(name: str, values: Any, expected: int) -> list[float | None]:
+def check_reward_values(name: str, values: Any, expected: int) -> list[float | None]:
     if not isinstance(values, (list, tuple)):
         raise RewardCallError(name, f"returned {type(values).__name__}, expected a list of {expected} floats")
     if len(values) != expected:

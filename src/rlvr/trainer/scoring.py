@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from rlvr.config import RewardsConfig
-from rlvr.rewards.registry import RewardCallError, _check_values
+from rlvr.rewards.registry import RewardCallError, check_reward_values
 
 
 class RewardError(RuntimeError):
@@ -70,7 +70,7 @@ def checked_values(name: str, values: Any, texts: list[str], offset: int = 0) ->
             f"reward function {name!r} must return a list of {len(texts)} floats or None, got {got}"
         )
     try:
-        return _check_values(name, values, len(texts))
+        return check_reward_values(name, values, len(texts))
     except RewardCallError as exc:
         index = next(i for i, value in enumerate(values) if not _is_reward_value(name, value))
         raise RewardError(
@@ -80,7 +80,7 @@ def checked_values(name: str, values: Any, texts: list[str], offset: int = 0) ->
 
 def _is_reward_value(name: str, value: Any) -> bool:
     try:
-        _check_values(name, [value], 1)
+        check_reward_values(name, [value], 1)
     except RewardCallError:
         return False
     return True
