@@ -288,3 +288,16 @@ def test_grpo_raises_a_reward_the_model_can_learn(tiny_model_dir, tmp_path):
     rewards = [m["reward"] for m in read_metrics(tmp_path / "learn")]
     first, last = sum(rewards[:5]) / 5, sum(rewards[-5:]) / 5
     assert last > 3 * first, rewards
+
+
+def test_tensorboard_gets_the_same_scalars(tiny_model_dir, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    config = make_config(
+        tiny_model_dir, tmp_path / "tb", training={"max_steps": 2, "report_to": ["tensorboard"]}
+    )
+    GRPOTrainer(config, reward_funcs=[length_reward], train_dataset=ROWS).train()
+    events = EventAccumulator(str(tmp_path / "tb" / "tensorboard"))
+    events.Reload()
+    logged = [e.value for e in events.Scalars("reward")]
+    assert logged == pytest.approx([m["reward"] for m in read_metrics(tmp_path / "tb")])
