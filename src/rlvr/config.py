@@ -153,7 +153,7 @@ class AlgorithmConfig:
     """TR-DPO mix: ref <- alpha * policy + (1 - alpha) * ref."""
     ref_model_sync_steps: int = 64
     """Steps between TR-DPO soft updates."""
-    logprob_chunk_size: int = 1024
+    logprob_chunk_size: int = 256
     """Token rows per chunk in log-softmax, so a float32 [tokens, vocab] tensor is never whole."""
 
 

@@ -159,15 +159,23 @@ class PolicyForward(nn.Module):
         attention_mask: torch.Tensor,
         completion_mask: torch.Tensor,
         temperature: float = 1.0,
-        chunk_size: int = 1024,
+        chunk_size: int = 256,
         group_size: int = 1,
+        entropy: bool = True,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        logps, entropy = completion_logps(
-            self.policy, input_ids, attention_mask, completion_mask, temperature, chunk_size, group_size
+        logps, entropies = completion_logps(
+            self.policy,
+            input_ids,
+            attention_mask,
+            completion_mask,
+            temperature,
+            chunk_size,
+            group_size,
+            entropy,
         )
         # FSDP hooks the backward on this output; a view of it (logps is one) could lose the hook to an
         # in-place op. A [B, C] copy is cheap.
-        return logps.clone(), entropy
+        return logps.clone(), entropies
 
     def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """`fn(policy, *args, **kwargs)` with every parameter gathered; under FSDP every rank must call it.

@@ -2,8 +2,8 @@
 
 Log-softmax over a 49k-token vocabulary in float32 is 200 KB per token; at 8 x 1024 completion
 tokens the naive version holds 1.6 GB of logits, more again for its backward. Here the lm_head and
-log-softmax run on row chunks of the hidden states, and under autograd each chunk is recomputed in
-backward (activation checkpointing) instead of keeping its logits.
+log-softmax run on row chunks of the hidden states, and backward recomputes each chunk's logits
+instead of keeping them (`_ChunkedHeadLogps`).
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch.utils.checkpoint import checkpoint
 
 
 def selective_log_softmax(logits: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -25,24 +24,89 @@ def selective_log_softmax(logits: torch.Tensor, index: torch.Tensor) -> torch.Te
     return picked - torch.logsumexp(logits, dim=-1)
 
 
-def _chunk_logps(
+class _ChunkedHeadLogps(torch.autograd.Function):
+    """Log-probs of `targets` under lm_head(hidden), row chunk by row chunk, logits never all held.
+
+    Forward keeps only the hidden states and each row's log-sum-exp; backward recomputes one chunk's
+    logits at a time and turns them into the gradient in place: d logp / d logits = onehot - softmax.
+    One exponential pass per chunk in each direction, where autograd through log_softmax (under
+    activation checkpointing) needs several float32 [rows, vocab] temporaries and a second forward.
+    The matmuls run in `compute_dtype` (autocast's) with float32 logits, as autocast would run them.
+    """
+
+    @staticmethod
+    def forward(ctx, hidden, weight, bias, targets, temperature, chunk_size, compute_dtype, want_entropy):
+        logps = hidden.new_empty(hidden.shape[0], dtype=torch.float32)
+        entropy = torch.zeros_like(logps)
+        lse = torch.empty_like(logps)
+        head = _cast(weight, bias, compute_dtype)
+        for start in range(0, hidden.shape[0], chunk_size):
+            rows = slice(start, start + chunk_size)
+            logits = _logits(hidden[rows], *head, temperature, compute_dtype)
+            lse[rows] = torch.logsumexp(logits, dim=-1)
+            logps[rows] = logits.gather(-1, targets[rows].unsqueeze(-1)).squeeze(-1) - lse[rows]
+            if want_entropy:  # H = lse - sum(p * logits), a diagnostic: no gradient flows through it
+                probs = torch.exp(logits - lse[rows].unsqueeze(-1))
+                entropy[rows] = lse[rows] - probs.mul_(logits).sum(-1)
+        ctx.save_for_backward(hidden, weight, bias, targets, lse)
+        ctx.temperature, ctx.chunk_size, ctx.compute_dtype = temperature, chunk_size, compute_dtype
+        ctx.mark_non_differentiable(entropy)
+        return logps, entropy
+
+    @staticmethod
+    def backward(ctx, grad_logps, _grad_entropy):
+        hidden, weight, bias, targets, lse = ctx.saved_tensors
+        dtype = ctx.compute_dtype or hidden.dtype
+        grad_hidden = torch.empty_like(hidden) if ctx.needs_input_grad[0] else None
+        grad_weight = torch.zeros_like(weight, dtype=torch.float32) if ctx.needs_input_grad[1] else None
+        grad_bias = torch.zeros_like(bias, dtype=torch.float32) if ctx.needs_input_grad[2] else None
+        head_weight, head_bias = _cast(weight, bias, dtype)
+        for start in range(0, hidden.shape[0], ctx.chunk_size):
+            rows = slice(start, start + ctx.chunk_size)
+            g = grad_logps[rows].unsqueeze(-1)
+            logits = _logits(hidden[rows], head_weight, head_bias, ctx.temperature, dtype)
+            # d logp / d logits = onehot(target) - softmax, times the incoming gradient, over the temperature
+            grad_logits = logits.sub_(lse[rows].unsqueeze(-1)).exp_().mul_(-g)
+            grad_logits.scatter_add_(-1, targets[rows].unsqueeze(-1), g)
+            grad_logits = grad_logits.div_(ctx.temperature).to(dtype)
+            if grad_hidden is not None:
+                grad_hidden[rows] = grad_logits @ head_weight
+            if grad_weight is not None:
+                grad_weight += grad_logits.T @ hidden[rows].to(dtype)
+            if grad_bias is not None:
+                grad_bias += grad_logits.float().sum(0)
+        return (
+            grad_hidden,
+            grad_weight.to(weight.dtype) if grad_weight is not None else None,
+            grad_bias.to(bias.dtype) if grad_bias is not None else None,
+            None,
+            None,
+            None,
+            None,
+            None,
+        )
+
+
+def _cast(
+    weight: torch.Tensor, bias: torch.Tensor | None, dtype: torch.dtype | None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    if dtype is None:
+        return weight, bias
+    return weight.to(dtype), bias.to(dtype) if bias is not None else None
+
+
+def _logits(
     hidden: torch.Tensor,
     weight: torch.Tensor,
     bias: torch.Tensor | None,
-    targets: torch.Tensor,
     temperature: float,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    # Two float32 [rows, vocab] tensors at most: the logits, and (no grad) the probabilities, which
-    # are overwritten in place by p * logit for the entropy.
+    dtype: torch.dtype | None,
+) -> torch.Tensor:
+    """Float32 logits / temperature of one chunk; `weight` and `bias` are already in `dtype` (if given)."""
+    if dtype is not None:
+        hidden = hidden.to(dtype)
     logits = torch.nn.functional.linear(hidden, weight, bias).float()
-    if temperature != 1.0:
-        logits = logits / temperature
-    logsumexp = torch.logsumexp(logits, dim=-1)
-    logps = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - logsumexp
-    with torch.no_grad():  # entropy is a diagnostic, never a loss term here
-        weighted = torch.exp(logits - logsumexp.unsqueeze(-1)).mul_(logits)
-        entropy = logsumexp - weighted.sum(-1)
-    return logps, entropy
+    return logits.div_(temperature) if temperature != 1.0 else logits
 
 
 def logps_from_hidden(
@@ -51,12 +115,14 @@ def logps_from_hidden(
     targets: torch.Tensor,
     mask: torch.Tensor | None = None,
     temperature: float = 1.0,
-    chunk_size: int = 1024,
+    chunk_size: int = 256,
+    entropy: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-probs and entropies of `targets` [B, T] given final hidden states [B, T, H].
 
-    Only positions where `mask` is 1 are computed (the rest are 0). Returns (logps [B, T] float32,
-    entropy [B, T] float32, detached).
+    Only positions where `mask` is 1 are computed (the rest are 0), `chunk_size` rows at a time. Under
+    autocast the output projection runs in autocast's dtype. Returns (logps [B, T] float32, entropy
+    [B, T] float32, detached; zeros when `entropy` is False).
     """
     batch, length = targets.shape
     flat_hidden = hidden.reshape(batch * length, -1)
@@ -65,18 +131,27 @@ def logps_from_hidden(
     if mask is not None:
         rows = rows[mask.reshape(-1).bool()]
     weight, bias = _head_weights(lm_head)
+    compute_dtype = (
+        torch.get_autocast_dtype(hidden.device.type)
+        if torch.is_autocast_enabled(hidden.device.type)
+        else None
+    )
+    with torch.autocast(hidden.device.type, enabled=False):  # the function casts for itself
+        picked_logps, picked_entropy = _ChunkedHeadLogps.apply(
+            flat_hidden[rows],
+            weight,
+            bias,
+            flat_targets[rows],
+            temperature,
+            chunk_size,
+            compute_dtype,
+            entropy,
+        )
     logps = torch.zeros(batch * length, dtype=torch.float32, device=targets.device)
-    entropy = torch.zeros_like(logps)
-    for start in range(0, rows.numel(), chunk_size):
-        idx = rows[start : start + chunk_size]
-        args = (flat_hidden[idx], weight, bias, flat_targets[idx], temperature)
-        if torch.is_grad_enabled():
-            chunk_logps, chunk_entropy = checkpoint(_chunk_logps, *args, use_reentrant=False)
-        else:
-            chunk_logps, chunk_entropy = _chunk_logps(*args)
-        logps = logps.index_put((idx,), chunk_logps)
-        entropy[idx] = chunk_entropy.detach()
-    return logps.view(batch, length), entropy.view(batch, length)
+    logps = logps.index_put((rows,), picked_logps)
+    full_entropy = torch.zeros_like(logps)
+    full_entropy[rows] = picked_entropy
+    return logps.view(batch, length), full_entropy.view(batch, length)
 
 
 def _head_weights(lm_head: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -99,8 +174,9 @@ def completion_logps(
     attention_mask: torch.Tensor,
     completion_mask: torch.Tensor,
     temperature: float = 1.0,
-    chunk_size: int = 1024,
+    chunk_size: int = 256,
     group_size: int = 1,
+    entropy: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-probs [B, C] (and entropies) of the last C tokens of `input_ids` [B, P + C] under `model`.
 
@@ -125,7 +201,7 @@ def completion_logps(
         hidden = hidden[:, -completion_len - 1 : -1]
     targets = input_ids[:, -completion_len:]
     return logps_from_hidden(
-        hidden, model.get_output_embeddings(), targets, completion_mask, temperature, chunk_size
+        hidden, model.get_output_embeddings(), targets, completion_mask, temperature, chunk_size, entropy
     )
 
 

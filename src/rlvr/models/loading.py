@@ -73,14 +73,24 @@ def add_lora(model: Any, config: ModelConfig) -> Any:
     return get_peft_model(model, peft_config)
 
 
-def make_reference(policy: Any) -> Any | None:
+def make_reference(policy: Any, matmul_dtype: torch.dtype | None = None) -> Any | None:
     """A frozen copy of the policy for the KL term; None for LoRA, whose base model (adapters off) is the
-    reference, so no second copy of the weights is needed."""
+    reference, so no second copy of the weights is needed.
+
+    With `matmul_dtype` (autocast's, when training in bfloat16) the copy's linear layers are stored in
+    it: autocast casts their weights to that dtype at every call anyway, so the reference gives the same
+    numbers from half the memory. Weights shared with another module (a tied output head) stay as they are.
+    """
     if is_peft(policy):
         return None
     ref = copy.deepcopy(policy)
     ref.eval()
     ref.requires_grad_(False)
+    if matmul_dtype is not None:
+        shared = {id(p) for m in ref.modules() if not isinstance(m, torch.nn.Linear) for p in m.parameters(False)}
+        for module in ref.modules():
+            if isinstance(module, torch.nn.Linear) and id(module.weight) not in shared:
+                module.to(matmul_dtype)
     return ref
 
 

@@ -106,7 +106,11 @@ class GRPOTrainer:
                 "reference refresh/sync is not available with LoRA: the reference is the base "
                 "model with adapters off. Disable algorithm.ref_model_refresh_steps/sync_ref_model"
             )
-        self.ref_model = make_reference(self.model) if a.beta > 0 else None
+        # Reference linear weights in autocast's dtype, except where a TR-DPO soft sync's small steps would
+        # be rounded away, or under FSDP (one dtype per sharded unit).
+        fsdp = self.dist.enabled and config.distributed.strategy == "fsdp"
+        ref_dtype = self.autocast_dtype if not (a.sync_ref_model or fsdp) else None
+        self.ref_model = make_reference(self.model, ref_dtype) if a.beta > 0 else None
         # `policy` generates and gives no-grad log-probs; `trained_policy` (DDP's wrapper, or the same
         # module) runs forward + backward. `self.model` stays the Hugging Face model inside them.
         self.policy, self.trained_policy = wrap_policy(
@@ -128,11 +132,14 @@ class GRPOTrainer:
             self.dist.world_size,
         )
         # Built after sharding: under FSDP each rank's optimizer holds the state of its shards only.
+        # The fused kernel steps 135M parameters in a sixth of the time of the default (foreach) one on a
+        # CPU, without its parameter-sized temporaries; sharded (DTensor) parameters keep the default.
         self.optimizer = torch.optim.AdamW(
             [p for p in self.model.parameters() if p.requires_grad],
             lr=config.training.learning_rate,
             betas=(config.training.adam_beta1, config.training.adam_beta2),
             weight_decay=config.training.weight_decay,
+            fused=not self.sharded and device.type in ("cpu", "cuda"),
         )
         self.scheduler = self._make_scheduler()
         self.step = 0
@@ -424,6 +431,7 @@ class GRPOTrainer:
                     self.config.generation.temperature,
                     self.config.algorithm.logprob_chunk_size,
                     self.config.generation.num_generations,
+                    entropy=False,  # only the trained pass reports entropy
                 )
             parts.append(logps)
         return torch.cat(parts)
