@@ -270,7 +270,7 @@ def sample(
     was_training = model.training
     model.eval()
     try:
-        with weights_in(model, autocast_dtype):
+        with weights_in(model, autocast_dtype), prepacked_linears(model, enabled=backend == "static"):
             if backend == "static":
                 completion_ids = generate_static(
                     model,
@@ -322,6 +322,41 @@ def weights_in(model: Any, dtype: torch.dtype | None) -> Iterator[None]:
     finally:
         for param, data in saved.items():
             param.data = data
+
+
+@contextlib.contextmanager
+def prepacked_linears(model: Any, enabled: bool = True) -> Iterator[None]:
+    """On a CPU, run the block's linear layers from weights reordered once into oneDNN's blocked layout.
+
+    A decode step multiplies a handful of rows by every weight matrix, and the plain `linear` reorders
+    each weight on every call: reading from the prepacked copy is 1.2x (bfloat16) to 1.4x (float32)
+    faster per decode step of SmolLM2-135M on the 2-core machine, for one reorder pass per `sample` call.
+    The products are oneDNN's either way: in bfloat16 the samples were identical to the plain path's,
+    in float32 equal up to rounding (another summation order). Call it inside `weights_in`; parameters
+    are not touched, and without oneDNN, or on another device, nothing changes.
+    """
+    reorder = getattr(torch.ops.mkldnn, "_reorder_linear_weight", None)
+    patched = []
+    if enabled and reorder is not None and torch.backends.mkldnn.is_available():
+        for module in model.modules():
+            weight = getattr(module, "weight", None)
+            if isinstance(module, torch.nn.Linear) and weight.device.type == "cpu" and weight.is_floating_point():
+                module.forward = _prepacked_forward(module, reorder(weight.detach(), None))
+                patched.append(module)
+    try:
+        yield
+    finally:
+        for module in patched:
+            del module.forward  # back to the class's forward
+
+
+def _prepacked_forward(module: torch.nn.Linear, packed: torch.Tensor) -> Any:
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        if x.dtype != packed.dtype or x.device != packed.device:
+            return torch.nn.functional.linear(x, module.weight, module.bias)
+        return torch.ops.mkldnn._linear_pointwise(x, packed, module.bias, "none", [], "")
+
+    return forward
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
