@@ -2,6 +2,7 @@
 
     python benchmarks/grpo_step.py --quick          # both dtypes, under 5 minutes on a 2-core CPU
     python benchmarks/grpo_step.py --rounds 3 --steps 3 --dtypes bfloat16
+    python benchmarks/grpo_step.py --growth          # rlvr alone: time and memory against G and length
 
 Both systems train the prepared SmolLM2-135M-Instruct on the same two GSM8K prompts every step (boxed
 template), with the same G, batch, completion length (both forced to generate exactly
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import resource
@@ -238,6 +240,41 @@ def summarise(runs: list[dict]) -> dict:
     }
 
 
+GROWTH_G = (4, 8, 16)
+GROWTH_C = (64, 128, 256, 512)
+
+
+def growth(args: argparse.Namespace, dtype: str) -> dict:
+    """rlvr alone: step time and peak memory for every G x completion length, one prompt per step."""
+    table = {}
+    for g in GROWTH_G:
+        for c in GROWTH_C:
+            cell = argparse.Namespace(
+                **{**vars(args), "prompts": 1, "num_generations": g, "completion_length": c}
+            )
+            started = time.perf_counter()
+            table[(g, c)] = summarise([child("rlvr", dtype, cell)])
+            print(f"  G={g} C={c}: run done in {time.perf_counter() - started:.0f} s", flush=True)
+    print(f"rlvr {dtype}, 1 prompt x G generations x C tokens, median s per step / peak MB:")
+    print("G \\ C " + "".join(f"{c:>16}" for c in GROWTH_C))
+    for g in GROWTH_G:
+        cells = "".join(
+            f"{table[g, c]['median_s']:>9.2f} /{table[g, c]['peak_rss_mb']:>5.0f}" for c in GROWTH_C
+        )
+        print(f"{g:<6}" + cells)
+    for g in GROWTH_G:  # time ~ C^k: the slope of log time against log C, end points
+        k = math.log(table[g, GROWTH_C[-1]]["median_s"] / table[g, GROWTH_C[0]]["median_s"]) / math.log(
+            GROWTH_C[-1] / GROWTH_C[0]
+        )
+        print(f"G={g}: step time grows as C^{k:.2f} from C={GROWTH_C[0]} to {GROWTH_C[-1]}")
+    for c in GROWTH_C:
+        k = math.log(table[GROWTH_G[-1], c]["median_s"] / table[GROWTH_G[0], c]["median_s"]) / math.log(
+            GROWTH_G[-1] / GROWTH_G[0]
+        )
+        print(f"C={c}: step time grows as G^{k:.2f} from G={GROWTH_G[0]} to {GROWTH_G[-1]}")
+    return {f"G={g},C={c}": s for (g, c), s in table.items()}
+
+
 def machine() -> str:
     cpu = next(
         (
@@ -274,6 +311,12 @@ def main() -> int:
     parser.add_argument("--mu", type=int, default=1)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--json", default=None, help="also write the results here")
+    parser.add_argument(
+        "--growth",
+        action="store_true",
+        help="rlvr alone: step time and peak memory for G = 4, 8, 16 x completion length 64 to 512 "
+        "(first of --dtypes, 1 prompt, 1 measured step each), with the fitted growth",
+    )
     parser.add_argument("--child", choices=["rlvr", "trl"], help=argparse.SUPPRESS)
     parser.add_argument("--dtype", default="bfloat16", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -285,6 +328,12 @@ def main() -> int:
         args.rounds, args.steps = 1, 2
     dtypes = args.dtypes.split(",")
     print(f"machine: {machine()}")
+    if args.growth:
+        args.steps = 1
+        table = growth(args, dtypes[0])
+        if args.json:
+            Path(args.json).write_text(json.dumps({"machine": machine(), "growth": table}, indent=2))
+        return 0
     print(
         f"work: {args.prompts} prompts x {args.num_generations} generations x {args.completion_length} tokens, "
         f"beta={args.beta}, mu={args.mu}, {args.rounds} round(s) x {args.steps} measured steps per system"

@@ -4,12 +4,12 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from rlvr.algorithm import completion_logps, grpo_loss
+from rlvr.algorithm import completion_logps, grpo_loss, logps_from_hidden
 from rlvr.config import GenerationConfig
 from rlvr.data import build_messages, render_prompt
-from rlvr.models import load_tokenizer
+from rlvr.models import load_tokenizer, make_reference
 from rlvr.rollout import sample
-from rlvr.rollout.generation import weights_in
+from rlvr.rollout.generation import draw, prepacked_linears, weights_in
 
 G = 4
 
@@ -106,3 +106,121 @@ def test_sampling_in_bfloat16_restores_the_float32_weights(model):
         assert all(p.dtype == torch.bfloat16 for p in model.parameters())
     assert all(p.dtype == torch.float32 and torch.equal(p, before[n]) for n, p in model.named_parameters())
     assert model.lm_head.weight is model.model.embed_tokens.weight  # still tied
+
+
+def plain_logps(model, input_ids, attention_mask, completion_len):
+    """The textbook computation: the model's full float32 logits, log_softmax, pick the targets."""
+    position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+    logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids).logits
+    logits = logits[:, -completion_len - 1 : -1].float() / 0.9
+    targets = input_ids[:, -completion_len:]
+    return torch.log_softmax(logits, -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+
+
+def test_fast_path_gives_the_plain_paths_logps_and_loss(model):
+    """Shared prompts, the chunked output head and bfloat16 autocast against full float32 logits."""
+    input_ids, attention_mask, completion_mask = batch = grpo_batch(model.config.vocab_size)
+    torch.manual_seed(0)
+    reference = plain_logps(model, input_ids, attention_mask, completion_mask.shape[1]) * completion_mask
+    fast_logps, fast_loss, _ = logps_loss_and_grads(model, batch, group_size=G, dtype=torch.bfloat16)
+    torch.testing.assert_close(fast_logps, reference.detach(), atol=5e-2, rtol=0)
+    plain_loss = grpo_loss(
+        reference,
+        reference.detach() - 0.05,
+        torch.linspace(-1, 1, input_ids.shape[0]),
+        completion_mask,
+        "grpo",
+        8,
+        0.2,
+        beta=0.1,
+        ref_logps=reference.detach() + 0.1,
+    ).loss
+    assert fast_loss.item() == pytest.approx(plain_loss.item(), abs=5e-3)
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_chunked_head_under_autocast_matches_autograd(bias):
+    torch.manual_seed(0)
+    head = torch.nn.Linear(16, 50, bias=bias)
+    hidden = torch.randn(3, 7, 16, requires_grad=True)
+    targets = torch.randint(0, 50, (3, 7))
+    weights = torch.randn(3, 7)
+
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = head(hidden).float() / 0.7
+    full = torch.log_softmax(logits, -1)
+    expected = full.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    expected_entropy = -(full.exp() * full).sum(-1)
+    (expected * weights).sum().backward()
+    grads = [t.grad.clone() for t in (hidden, *head.parameters())]
+    for t in (hidden, *head.parameters()):
+        t.grad = None
+
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got, entropy = logps_from_hidden(hidden, head, targets, temperature=0.7, chunk_size=4)
+    (got * weights).sum().backward()
+    torch.testing.assert_close(got, expected.detach(), atol=1e-5, rtol=0)  # the same bfloat16 products
+    torch.testing.assert_close(entropy, expected_entropy.detach(), atol=1e-5, rtol=0)
+    for grad, t in zip(grads, (hidden, *head.parameters())):
+        torch.testing.assert_close(t.grad, grad, atol=2e-2, rtol=2e-2)  # bfloat16 matmuls in backward
+
+
+def test_draw_samples_each_row_from_its_probabilities():
+    torch.manual_seed(0)
+    probs = torch.tensor([[0.1, 0.0, 0.6, 0.3], [0.0, 0.0, 2.0, 2.0]])  # rows need not sum to 1
+    draws = torch.stack([draw(probs) for _ in range(20000)])
+    first = torch.bincount(draws[:, 0], minlength=4) / 20000
+    second = torch.bincount(draws[:, 1], minlength=4) / 20000
+    torch.testing.assert_close(first, torch.tensor([0.1, 0.0, 0.6, 0.3]), atol=0.015, rtol=0)
+    torch.testing.assert_close(second, torch.tensor([0.0, 0.0, 0.5, 0.5]), atol=0.015, rtol=0)
+    assert first[1] == 0 and second[:2].sum() == 0  # zero-probability entries are never drawn
+
+
+def test_prepacked_linears_give_the_same_products_and_are_removed(model):
+    input_ids = torch.randint(5, model.config.vocab_size, (4, 9))
+    with torch.no_grad(), weights_in(model, torch.bfloat16):
+        plain = model(input_ids=input_ids).logits
+        with prepacked_linears(model):
+            assert any("forward" in vars(m) for m in model.modules())  # the fast path is taken
+            packed = model(input_ids=input_ids).logits
+    torch.testing.assert_close(packed, plain, atol=1e-2, rtol=1e-2)
+    assert not any("forward" in vars(m) for m in model.modules())
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+
+
+def test_bfloat16_reference_gives_the_float32_references_logps_under_autocast(model):
+    input_ids, attention_mask, completion_mask = grpo_batch(model.config.vocab_size)
+    full, small = make_reference(model), make_reference(model, torch.bfloat16)
+    assert small.model.layers[0].mlp.up_proj.weight.dtype == torch.bfloat16
+    assert small.lm_head.weight is small.model.embed_tokens.weight  # tied head kept, float32
+    assert small.lm_head.weight.dtype == torch.float32
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        expected, _ = completion_logps(full, input_ids, attention_mask, completion_mask, group_size=G)
+        got, _ = completion_logps(small, input_ids, attention_mask, completion_mask, group_size=G)
+    torch.testing.assert_close(got, expected, atol=1e-6, rtol=0)
+
+
+def saved_bytes_and_logps(model, batch):
+    """Bytes autograd keeps for backward (parameters excluded), and the log-probs."""
+    storages = {}
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+
+    def keep(t):
+        ptr = t.untyped_storage().data_ptr()
+        if ptr not in params:
+            storages[ptr] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(keep, lambda t: t):
+        logps, _ = completion_logps(model, *batch, group_size=G)
+    return sum(storages.values()), logps.detach()
+
+
+def test_grouped_query_attention_keeps_less_for_backward_with_the_same_logps(model, monkeypatch):
+    batch = grpo_batch(model.config.vocab_size)
+    assert model.config.num_key_value_heads < model.config.num_attention_heads
+    grouped, logps = saved_bytes_and_logps(model, batch)
+    monkeypatch.setenv("TRANSFORMERS_SDPA_FORCE_GQA", "0")  # a user's own setting is left alone
+    repeated, expected = saved_bytes_and_logps(model, batch)
+    torch.testing.assert_close(logps, expected, atol=1e-6, rtol=0)
+    assert grouped < repeated

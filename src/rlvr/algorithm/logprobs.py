@@ -8,9 +8,15 @@ instead of keeping them (`_ChunkedHeadLogps`).
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Iterator
 from typing import Any
 
 import torch
+
+# transformers' switch for passing grouped key/value heads to SDPA as they are (read at every call)
+_FORCE_GQA = "TRANSFORMERS_SDPA_FORCE_GQA"
 
 
 def selective_log_softmax(logits: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -189,20 +195,42 @@ def completion_logps(
     prompt_len = input_ids.shape[1] - completion_len
     position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
     decoder = model.get_decoder()
-    if group_size > 1 and _can_share_prompts(decoder, input_ids, prompt_len, group_size):
-        hidden = _shared_prompt_hidden(
-            model, decoder, input_ids, attention_mask, position_ids, prompt_len, group_size
-        )
-    else:
-        hidden = decoder(
-            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
-        ).last_hidden_state
-        # hidden state at t predicts token t + 1: positions P - 1 .. P + C - 2 score the completion
-        hidden = hidden[:, -completion_len - 1 : -1]
+    with _grouped_query_sdpa(input_ids.device):
+        if group_size > 1 and _can_share_prompts(decoder, input_ids, prompt_len, group_size):
+            hidden = _shared_prompt_hidden(
+                model, decoder, input_ids, attention_mask, position_ids, prompt_len, group_size
+            )
+        else:
+            hidden = decoder(
+                input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
+            ).last_hidden_state
+            # hidden state at t predicts token t + 1: positions P - 1 .. P + C - 2 score the completion
+            hidden = hidden[:, -completion_len - 1 : -1]
     targets = input_ids[:, -completion_len:]
     return logps_from_hidden(
         hidden, model.get_output_embeddings(), targets, completion_mask, temperature, chunk_size, entropy
     )
+
+
+@contextlib.contextmanager
+def _grouped_query_sdpa(device: torch.device) -> Iterator[None]:
+    """Let SDPA take a grouped-query model's key/value heads as they are, on a CPU.
+
+    With an attention mask (always, here), transformers first repeats each key/value head to the number of
+    query heads, and SDPA keeps those copies for backward: for SmolLM2 (9 query, 3 key/value heads) that
+    is 2/3 of the saved keys and values, 330 MB of a GRPO step's peak in bfloat16. PyTorch's CPU kernel
+    takes the groups directly (`enable_gqa`) with the same results; GPU kernels fall back to the slow
+    math path with a mask, so they keep the copies. (Not for sampling either: the single-token decode
+    step is slower that way.)
+    """
+    if device.type != "cpu" or _FORCE_GQA in os.environ or torch.__version__ < (2, 5):
+        yield
+        return
+    os.environ[_FORCE_GQA] = "1"
+    try:
+        yield
+    finally:
+        os.environ.pop(_FORCE_GQA, None)
 
 
 def _can_share_prompts(decoder: Any, input_ids: torch.Tensor, prompt_len: int, group_size: int) -> bool:

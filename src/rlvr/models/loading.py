@@ -87,7 +87,9 @@ def make_reference(policy: Any, matmul_dtype: torch.dtype | None = None) -> Any 
     ref.eval()
     ref.requires_grad_(False)
     if matmul_dtype is not None:
-        shared = {id(p) for m in ref.modules() if not isinstance(m, torch.nn.Linear) for p in m.parameters(False)}
+        shared = {
+            id(p) for m in ref.modules() if not isinstance(m, torch.nn.Linear) for p in m.parameters(False)
+        }
         for module in ref.modules():
             if isinstance(module, torch.nn.Linear) and id(module.weight) not in shared:
                 module.to(matmul_dtype)

@@ -340,7 +340,11 @@ def prepacked_linears(model: Any, enabled: bool = True) -> Iterator[None]:
     if enabled and reorder is not None and torch.backends.mkldnn.is_available():
         for module in model.modules():
             weight = getattr(module, "weight", None)
-            if isinstance(module, torch.nn.Linear) and weight.device.type == "cpu" and weight.is_floating_point():
+            if (
+                isinstance(module, torch.nn.Linear)
+                and weight.device.type == "cpu"
+                and weight.is_floating_point()
+            ):
                 module.forward = _prepacked_forward(module, reorder(weight.detach(), None))
                 patched.append(module)
     try:
