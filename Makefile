@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 export RLVR_DATA_DIR ?= $(abspath ../shared/data)
 DEMO_DIR ?= runs/demo
 
-.PHONY: setup test test-slow lint demo clean
+.PHONY: setup test test-slow lint demo bench clean
 
 setup: $(VENV)/.installed
 
@@ -31,6 +31,9 @@ lint: setup
 
 demo: setup
 	bash scripts/demo.sh $(DEMO_DIR)
+
+bench: setup  # the test extra already holds TRL
+	$(PY) benchmarks/grpo_step.py --quick
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

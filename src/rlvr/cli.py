@@ -24,6 +24,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     from rlvr.config import GRPOConfig
+    from rlvr.distributed import leave_process_group
     from rlvr.trainer import GRPOTrainer
 
     config = GRPOConfig.from_yaml(args.config, args.overrides)
@@ -31,6 +32,7 @@ def run_train(args: argparse.Namespace) -> int:
     final = trainer.train(resume=args.resume)
     if trainer.dist.is_main:
         print(f"final model: {final}")
+    leave_process_group()
     return 0
 
 
