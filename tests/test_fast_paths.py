@@ -174,6 +174,8 @@ def test_draw_samples_each_row_from_its_probabilities():
     torch.testing.assert_close(first, torch.tensor([0.1, 0.0, 0.6, 0.3]), atol=0.015, rtol=0)
     torch.testing.assert_close(second, torch.tensor([0.0, 0.0, 0.5, 0.5]), atol=0.015, rtol=0)
     assert first[1] == 0 and second[:2].sum() == 0  # zero-probability entries are never drawn
+    with pytest.raises(ValueError, match="all zero, inf or NaN"):
+        draw(torch.tensor([[0.5, 0.5], [float("nan"), 0.5]]))
 
 
 def test_prepacked_linears_give_the_same_products_and_are_removed(model):
@@ -224,3 +226,13 @@ def test_grouped_query_attention_keeps_less_for_backward_with_the_same_logps(mod
     repeated, expected = saved_bytes_and_logps(model, batch)
     torch.testing.assert_close(logps, expected, atol=1e-6, rtol=0)
     assert grouped < repeated
+
+
+def test_gradient_checkpointing_recomputes_the_same_attention(model):
+    """Grouped-query SDPA is left out under checkpointing: the recompute must save what the forward did."""
+    batch = grpo_batch(model.config.vocab_size)
+    _, _, expected = logps_loss_and_grads(model, batch, group_size=G)
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    _, _, got = logps_loss_and_grads(model, batch, group_size=G)
+    for name, grad in expected.items():
+        torch.testing.assert_close(got[name], grad, atol=1e-5, rtol=1e-4)

@@ -120,10 +120,16 @@ def test_resume_gives_the_same_next_steps_as_an_uninterrupted_run(tiny_model_dir
     resumed_dir = tmp_path / "resumed"
     resumed_dir.mkdir()
     shutil.copytree(full_dir / "checkpoint-2", resumed_dir / "checkpoint-2")
+    # as if written by an optimizer on the foreach kernel (checkpoints from before the fused one)
+    blobs = torch.load(resumed_dir / "checkpoint-2" / "optimizer.pt", weights_only=False)
+    for group in blobs["optimizer"]["param_groups"]:
+        group["fused"], group["foreach"] = None, True
+    torch.save(blobs, resumed_dir / "checkpoint-2" / "optimizer.pt")
     trainer = GRPOTrainer(
         make_config(tiny_model_dir, resumed_dir, **sections), reward_funcs=[length_reward], train_dataset=ROWS
     )
     trainer.train(resume=True)
+    assert all(g["fused"] and not g["foreach"] for g in trainer.optimizer.param_groups)  # this run's kernel
     resumed = read_metrics(resumed_dir)
     assert [m["step"] for m in resumed] == [3, 4]
     for a, b in zip(uninterrupted[2:], resumed):

@@ -195,7 +195,7 @@ def completion_logps(
     prompt_len = input_ids.shape[1] - completion_len
     position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
     decoder = model.get_decoder()
-    with _grouped_query_sdpa(input_ids.device):
+    with _grouped_query_sdpa(decoder, input_ids.device):
         if group_size > 1 and _can_share_prompts(decoder, input_ids, prompt_len, group_size):
             hidden = _shared_prompt_hidden(
                 model, decoder, input_ids, attention_mask, position_ids, prompt_len, group_size
@@ -213,7 +213,7 @@ def completion_logps(
 
 
 @contextlib.contextmanager
-def _grouped_query_sdpa(device: torch.device) -> Iterator[None]:
+def _grouped_query_sdpa(decoder: Any, device: torch.device) -> Iterator[None]:
     """Let SDPA take a grouped-query model's key/value heads as they are, on a CPU.
 
     With an attention mask (always, here), transformers first repeats each key/value head to the number of
@@ -221,9 +221,11 @@ def _grouped_query_sdpa(device: torch.device) -> Iterator[None]:
     is 2/3 of the saved keys and values, 330 MB of a GRPO step's peak in bfloat16. PyTorch's CPU kernel
     takes the groups directly (`enable_gqa`) with the same results; GPU kernels fall back to the slow
     math path with a mask, so they keep the copies. (Not for sampling either: the single-token decode
-    step is slower that way.)
+    step is slower that way.) Not under gradient checkpointing: its recompute runs in backward, after
+    this block, and must save tensors of the same shapes as the forward did.
     """
-    if device.type != "cpu" or _FORCE_GQA in os.environ or torch.__version__ < (2, 5):
+    checkpointed = getattr(decoder, "gradient_checkpointing", False) and decoder.training
+    if device.type != "cpu" or checkpointed or _FORCE_GQA in os.environ or torch.__version__ < (2, 5):
         yield
         return
     os.environ[_FORCE_GQA] = "1"

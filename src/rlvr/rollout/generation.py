@@ -168,7 +168,8 @@ def generate_static(
     cache = StaticCache(config=model.config, max_cache_len=prompt_len + max_new)
     mask = torch.cat([prompt_mask, prompt_mask.new_ones(batch, max_new)], dim=1)
     positions = (prompt_mask.long().cumsum(-1) - 1).clamp(min=0)
-    rows = slice(None, None, group_size) if _groups_share_prompts(prompt_ids, group_size) else slice(None)
+    share = _groups_share_prompts(prompt_ids, group_size) and _rows_repeatable(cache)
+    rows = slice(None, None, group_size) if share else slice(None)
     out = model(
         input_ids=prompt_ids[rows],
         attention_mask=prompt_mask[rows],
@@ -217,13 +218,20 @@ def draw(probs: torch.Tensor) -> torch.Tensor:
     """One index per row of `probs` [B, V], drawn with those probabilities (rows need not sum to 1).
 
     By inverting the cumulative sum at one uniform number per row: for a 49k vocabulary this takes a
-    fortieth of `torch.multinomial`'s time on a CPU, which draws an exponential number per entry.
+    small part of `torch.multinomial`'s time on a CPU, which draws an exponential number per entry.
 
     >>> draw(torch.tensor([[0.0, 1.0, 0.0]]))
     tensor([1])
     """
-    cdf = probs.cumsum(dim=-1)
-    point = torch.rand(probs.shape[0], 1, device=probs.device, dtype=cdf.dtype) * cdf[:, -1:]
+    # float64: in float32 the running sum's rounding past 0.5 (6e-8) would swallow or double tiny entries
+    cdf = probs.cumsum(dim=-1, dtype=torch.float64)
+    total = cdf[:, -1:]
+    if not bool(torch.isfinite(total).all() and (total > 0).all()):
+        raise ValueError(
+            "cannot sample: a row of probabilities is all zero, inf or NaN (overflowing logits?); "
+            "check the model's outputs and the sampling settings (temperature, top_k, top_p, min_p)"
+        )
+    point = torch.rand(probs.shape[0], 1, device=probs.device, dtype=cdf.dtype) * total
     # the first index whose cumulative sum exceeds the point: zero-probability entries are never chosen
     return torch.searchsorted(cdf, point, right=True).clamp_(max=probs.shape[1] - 1).squeeze(1)
 
@@ -232,6 +240,13 @@ def _groups_share_prompts(prompt_ids: torch.Tensor, group_size: int) -> bool:
     if group_size <= 1 or prompt_ids.shape[0] % group_size:
         return False
     return torch.equal(prompt_ids[::group_size].repeat_interleave(group_size, dim=0), prompt_ids)
+
+
+def _rows_repeatable(cache: Any) -> bool:
+    """Whether `_repeat_cache_rows` can copy this cache's rows: plain static key/value layers only."""
+    from transformers.cache_utils import StaticLayer
+
+    return all(isinstance(layer, StaticLayer) for layer in cache.layers)
 
 
 def _repeat_cache_rows(cache: Any, repeats: int, batch: int) -> None:
@@ -337,21 +352,23 @@ def prepacked_linears(model: Any, enabled: bool = True) -> Iterator[None]:
     """
     reorder = getattr(torch.ops.mkldnn, "_reorder_linear_weight", None)
     patched = []
-    if enabled and reorder is not None and torch.backends.mkldnn.is_available():
-        for module in model.modules():
-            weight = getattr(module, "weight", None)
-            if (
-                isinstance(module, torch.nn.Linear)
-                and weight.device.type == "cpu"
-                and weight.is_floating_point()
-            ):
-                module.forward = _prepacked_forward(module, reorder(weight.detach(), None))
-                patched.append(module)
     try:
+        if enabled and reorder is not None and torch.backends.mkldnn.is_available():
+            for module in model.modules():
+                if isinstance(module, torch.nn.Linear) and _packable(module.weight):
+                    module.forward = _prepacked_forward(module, reorder(module.weight.detach(), None))
+                    patched.append(module)
         yield
     finally:
         for module in patched:
             del module.forward  # back to the class's forward
+
+
+def _packable(weight: torch.Tensor) -> bool:
+    if weight.device.type != "cpu" or weight.dtype not in (torch.float32, torch.bfloat16):
+        return False
+    # oneDNN's bfloat16 path needs AVX-512 (BW, VL, DQ); elsewhere it refuses to reorder
+    return weight.dtype != torch.bfloat16 or torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
 
 def _prepacked_forward(module: torch.nn.Linear, packed: torch.Tensor) -> Any:
