@@ -165,26 +165,9 @@ class PolicyForward(nn.Module):
         super().__init__()
         self.policy = policy
 
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
-        completion_mask: torch.Tensor,
-        temperature: float = 1.0,
-        chunk_size: int = 256,
-        group_size: int = 1,
-        entropy: bool = True,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        logps, entropies = completion_logps(
-            self.policy,
-            input_ids,
-            attention_mask,
-            completion_mask,
-            temperature,
-            chunk_size,
-            group_size,
-            entropy,
-        )
+    def forward(self, *args: Any, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """`completion_logps(policy, *args, **kwargs)`."""
+        logps, entropies = completion_logps(self.policy, *args, **kwargs)
         # FSDP hooks the backward on this output; a view of it (logps is one) could lose the hook to an
         # in-place op. A [B, C] copy is cheap.
         return logps.clone(), entropies
@@ -363,9 +346,14 @@ def full_optimizer_state(policy: PolicyForward, optimizer: torch.optim.Optimizer
 def load_full_optimizer_state(
     policy: PolicyForward, optimizer: torch.optim.Optimizer, state: dict[str, Any]
 ) -> None:
+    """Load `state` into `optimizer`, keeping the optimizer's own kernel (fused / foreach): loading would
+    otherwise take the saving run's choice from its param groups."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 
+    kernels = [(group.get("fused"), group.get("foreach")) for group in optimizer.param_groups]
     set_optimizer_state_dict(policy, optimizer, state, options=StateDictOptions(full_state_dict=True))
+    for group, (fused, foreach) in zip(optimizer.param_groups, kernels):
+        group["fused"], group["foreach"] = fused, foreach
 
 
 def _strip_prefix(state: dict[str, Any], prefix: str) -> dict[str, Any]:

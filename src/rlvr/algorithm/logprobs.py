@@ -236,12 +236,22 @@ def _grouped_query_sdpa(decoder: Any, device: torch.device) -> Iterator[None]:
 
 
 def _can_share_prompts(decoder: Any, input_ids: torch.Tensor, prompt_len: int, group_size: int) -> bool:
-    if input_ids.shape[0] % group_size or prompt_len == 0:
+    if prompt_len == 0:
         return False
     if getattr(decoder, "gradient_checkpointing", False) and decoder.training:
         return False  # checkpointed layers run without a KV cache
-    prompts = input_ids[:, :prompt_len]
-    return torch.equal(prompts[::group_size].repeat_interleave(group_size, dim=0), prompts)
+    return groups_share_prompts(input_ids[:, :prompt_len], group_size)
+
+
+def groups_share_prompts(prompt_ids: torch.Tensor, group_size: int) -> bool:
+    """Whether each run of `group_size` adjacent rows of `prompt_ids` [B, P] holds one prompt.
+
+    >>> groups_share_prompts(torch.tensor([[1, 2], [1, 2], [3, 4], [3, 4]]), 2)
+    True
+    """
+    if group_size <= 1 or prompt_ids.shape[0] % group_size:
+        return False
+    return torch.equal(prompt_ids[::group_size].repeat_interleave(group_size, dim=0), prompt_ids)
 
 
 def _shared_prompt_hidden(

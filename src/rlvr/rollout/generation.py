@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from rlvr.algorithm.logprobs import groups_share_prompts
 from rlvr.config import GenerationConfig
 
 
@@ -168,7 +169,7 @@ def generate_static(
     cache = StaticCache(config=model.config, max_cache_len=prompt_len + max_new)
     mask = torch.cat([prompt_mask, prompt_mask.new_ones(batch, max_new)], dim=1)
     positions = (prompt_mask.long().cumsum(-1) - 1).clamp(min=0)
-    share = _groups_share_prompts(prompt_ids, group_size) and _rows_repeatable(cache)
+    share = groups_share_prompts(prompt_ids, group_size) and _rows_repeatable(cache)
     rows = slice(None, None, group_size) if share else slice(None)
     out = model(
         input_ids=prompt_ids[rows],
@@ -234,12 +235,6 @@ def draw(probs: torch.Tensor) -> torch.Tensor:
     point = torch.rand(probs.shape[0], 1, device=probs.device, dtype=cdf.dtype) * total
     # the first index whose cumulative sum exceeds the point: zero-probability entries are never chosen
     return torch.searchsorted(cdf, point, right=True).clamp_(max=probs.shape[1] - 1).squeeze(1)
-
-
-def _groups_share_prompts(prompt_ids: torch.Tensor, group_size: int) -> bool:
-    if group_size <= 1 or prompt_ids.shape[0] % group_size:
-        return False
-    return torch.equal(prompt_ids[::group_size].repeat_interleave(group_size, dim=0), prompt_ids)
 
 
 def _rows_repeatable(cache: Any) -> bool:

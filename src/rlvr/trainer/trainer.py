@@ -612,7 +612,6 @@ class GRPOTrainer:
                 print(f"--resume: no checkpoint in {self.output_dir}, starting from step 0")
             return None
         path = checkpoints[-1]
-        kernels = [(group["fused"], group["foreach"]) for group in self.optimizer.param_groups]
         state = ckpt.load_checkpoint(
             path,
             self.policy,
@@ -622,9 +621,6 @@ class GRPOTrainer:
             self.config.training.seed,
             self.ref_policy,
         )
-        # load_state_dict also restores the saving run's kernel choice; keep this run's (fused or not)
-        for group, (fused, foreach) in zip(self.optimizer.param_groups, kernels):
-            group["fused"], group["foreach"] = fused, foreach
         self.step = state["step"]
         self.sampler.load_state_dict(state["sampler"])
         self.best_metric = state.get("best_metric")
