@@ -178,14 +178,17 @@ def test_draw_samples_each_row_from_its_probabilities():
         draw(torch.tensor([[0.5, 0.5], [float("nan"), 0.5]]))
 
 
-def test_prepacked_linears_give_the_same_products_and_are_removed(model):
+@pytest.mark.parametrize(("dtype", "tol"), [(torch.bfloat16, 1e-2), (None, 1e-4)])
+def test_prepacked_linears_give_the_same_products_and_are_removed(model, dtype, tol):
     input_ids = torch.randint(5, model.config.vocab_size, (4, 9))
-    with torch.no_grad(), weights_in(model, torch.bfloat16):
+    # oneDNN reorders bfloat16 weights only on CPUs with AVX-512; elsewhere the plain path stays
+    packs = dtype is None or torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    with torch.no_grad(), weights_in(model, dtype):
         plain = model(input_ids=input_ids).logits
         with prepacked_linears(model):
-            assert any("forward" in vars(m) for m in model.modules())  # the fast path is taken
+            assert any("forward" in vars(m) for m in model.modules()) == packs
             packed = model(input_ids=input_ids).logits
-    torch.testing.assert_close(packed, plain, atol=1e-2, rtol=1e-2)
+    torch.testing.assert_close(packed, plain, atol=tol, rtol=tol)
     assert not any("forward" in vars(m) for m in model.modules())
     assert all(p.dtype == torch.float32 for p in model.parameters())
 
