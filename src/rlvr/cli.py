@@ -18,7 +18,12 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         help="config overrides, e.g. training.max_steps=10 generation.num_generations=8",
     )
     parser.add_argument(
-        "--resume", action="store_true", help="continue from the newest checkpoint in output_dir"
+        "--resume", action="store_true", help="continue from the newest complete checkpoint in output_dir"
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="delete the previous run in output_dir first (training.overwrite_output_dir=true)",
     )
 
 
@@ -26,8 +31,12 @@ def run_train(args: argparse.Namespace) -> int:
     from rlvr.config import GRPOConfig
     from rlvr.distributed import leave_process_group
     from rlvr.trainer import GRPOTrainer
+    from rlvr.trainer.rundir import check_output_dir
 
-    config = GRPOConfig.from_yaml(args.config, args.overrides)
+    overrides = [*args.overrides, "training.overwrite_output_dir=true"] if args.overwrite else args.overrides
+    config = GRPOConfig.from_yaml(args.config, overrides)
+    # before the model loads: a directory holding another run is refused in a second, not a minute
+    check_output_dir(config.training.output_dir, args.resume, config.training.overwrite_output_dir)
     trainer = GRPOTrainer(config)
     final = trainer.train(resume=args.resume)
     if trainer.dist.is_main:
@@ -161,12 +170,16 @@ def main(argv: list[str] | None = None) -> int:
     from rlvr.models import ModelError
     from rlvr.rewards import RemoteRewardError, RewardSpecError
     from rlvr.trainer.scoring import RewardError
+    from rlvr.trainer.trainer import TrainingError
 
     try:
         return args.run(args)
     except (ConfigError, DataError, ModelError, RewardError, RewardSpecError, RemoteRewardError) as exc:
         print(f"rlvr {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except TrainingError as exc:  # not the user's input: the run itself failed, its saved work intact
+        print(f"rlvr {args.command}: error: {exc}", file=sys.stderr)
+        return 1
     except BrokenPipeError:  # `rlvr ... | head` closed the pipe: not an error
         sys.stderr.close()
         return 0

@@ -207,6 +207,12 @@ class TrainingConfig:
     """Reward that scores held-out answers (1.0 = correct)."""
     metric_for_best_model: str = "eval/accuracy"
     """Metric that picks the best checkpoint (higher is better)."""
+    overwrite_output_dir: bool = False
+    """Delete a previous run's checkpoints, logs and final model in output_dir (`rlvr train --overwrite`)."""
+    resume_allow_changes: bool = False
+    """Let --resume continue a checkpoint whose data, template, G or batch size differ from this config."""
+    max_nonfinite_updates: int = 3
+    """Optimizer steps in a row whose loss or gradient is NaN/inf that are skipped before the run stops."""
 
 
 @dataclass
@@ -386,6 +392,8 @@ def validate(config: GRPOConfig) -> None:
         )
     if config.rewards.num_workers < 0:
         raise ConfigError(f"rewards.num_workers must be >= 0, got {config.rewards.num_workers}")
+    if t.max_nonfinite_updates < 0:
+        raise ConfigError(f"training.max_nonfinite_updates must be >= 0, got {t.max_nonfinite_updates}")
     if config.rewards.timeout is not None:
         if config.rewards.timeout <= 0:
             raise ConfigError(f"rewards.timeout must be > 0 seconds, got {config.rewards.timeout}")

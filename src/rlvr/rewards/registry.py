@@ -228,18 +228,34 @@ class RewardCallError(RuntimeError):
 
 
 def check_reward_values(name: str, values: Any, expected: int) -> list[float | None]:
+    """`values` as floats or None; anything else is an error naming the function.
+
+    A reward is a finite number (int, float, a NumPy or one-element torch scalar) or None for "not
+    applicable". NaN and infinities are refused, not read as None: one inf reward makes every advantage of
+    its group NaN and with it every weight. Strings and bools are refused too: `"0"` or `False` is a
+    reward function's bug, and `float()` would quietly read them as numbers.
+
+    >>> check_reward_values("r", [1, 0.5, None], 3)
+    [1.0, 0.5, None]
+    """
     if not isinstance(values, (list, tuple)):
         raise RewardCallError(name, f"returned {type(values).__name__}, expected a list of {expected} floats")
     if len(values) != expected:
         raise RewardCallError(name, f"returned {len(values)} values for {expected} completions")
-    checked: list[float | None] = []
-    for value in values:
-        if value is None:
-            checked.append(None)
-            continue
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            raise RewardCallError(name, f"returned {value!r}, which is not a number or None") from None
-        checked.append(None if math.isnan(number) else number)
-    return checked
+    return [reward_value(name, value) for value in values]
+
+
+def reward_value(name: str, value: Any) -> float | None:
+    """One reward as a float or None, by the rule of `check_reward_values`."""
+    if value is None:
+        return None
+    number = value.item() if hasattr(value, "item") and getattr(value, "ndim", 0) == 0 else value
+    if isinstance(number, bool) or not isinstance(number, (int, float)):
+        raise RewardCallError(
+            name, f"returned {value!r}, which is not a number or None (rewards are finite numbers or None)"
+        )
+    if not math.isfinite(number):
+        raise RewardCallError(
+            name, f"returned {value!r}: rewards must be finite numbers, or None for not applicable"
+        )
+    return float(number)

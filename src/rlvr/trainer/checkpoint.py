@@ -189,6 +189,52 @@ def check_loaded_keys(path: Path, model: Any, missing: list[str], unexpected: li
         )
 
 
+def checkpoint_problem(path: Path) -> str | None:
+    """Why `path` cannot be resumed from (a file missing or unreadable), or None when it is complete.
+
+    Reads headers, not tensors: the safetensors headers, optimizer.pt's zip index (memory-mapped),
+    trainer_state.json. A checkpoint without model weights is never resumed from: that would train the base
+    model on under the checkpoint's step.
+    """
+    from safetensors import safe_open
+
+    state_file = path / "trainer_state.json"
+    try:
+        step = json.loads(state_file.read_text())["step"]
+        if not isinstance(step, int):
+            return f"trainer_state.json has step {step!r}, not a number"
+    except FileNotFoundError:
+        return "trainer_state.json is missing"
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return f"trainer_state.json is unreadable ({exc.__class__.__name__}: {exc})"
+    weights = sorted(path.glob("model*.safetensors")) or sorted(path.glob("adapter_model.safetensors"))
+    index = path / "model.safetensors.index.json"
+    if index.exists():
+        try:
+            shards = set(json.loads(index.read_text())["weight_map"].values())
+        except (OSError, ValueError, KeyError, AttributeError) as exc:
+            return f"{index.name} is unreadable ({exc.__class__.__name__}: {exc})"
+        absent = sorted(shards - {w.name for w in weights})
+        if absent:
+            return f"model weight shards are missing: {', '.join(absent)}"
+    if not weights:
+        return "its model weights (model.safetensors or adapter_model.safetensors) are missing"
+    for file in weights:
+        try:
+            with safe_open(str(file), framework="pt") as f:
+                f.keys()
+        except Exception as exc:  # safetensors raises its own SafetensorError for a cut or damaged file
+            return f"{file.name} is unreadable ({exc})"
+    for name in ("optimizer.pt", "rng_state_0.pt"):
+        if not (path / name).exists():
+            return f"{name} is missing"
+        try:
+            torch.load(path / name, weights_only=False, mmap=True)
+        except Exception as exc:  # a cut zip, a pickle error: whatever torch.load raises
+            return f"{name} is unreadable ({exc.__class__.__name__}: {exc})"
+    return None
+
+
 def list_checkpoints(output_dir: Path) -> list[Path]:
     """Checkpoints in `output_dir`, oldest first."""
     if not output_dir.is_dir():

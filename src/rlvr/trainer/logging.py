@@ -12,7 +12,14 @@ from rlvr.utils import append_jsonl
 class RunLogger:
     """Writes one metrics line per logged step; only the main process writes anything."""
 
-    def __init__(self, output_dir: Path, report_to: list[str], is_main: bool, config: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        output_dir: Path,
+        report_to: list[str],
+        is_main: bool,
+        config: dict[str, Any],
+        first_step: int = 1,
+    ) -> None:
         self.output_dir = output_dir
         self.is_main = is_main
         self.tensorboard = None
@@ -22,7 +29,9 @@ class RunLogger:
         if "tensorboard" in report_to:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.tensorboard = SummaryWriter(log_dir=str(output_dir / "tensorboard"))
+            # A resumed run drops the events of the steps it runs again, as metrics.jsonl drops their lines.
+            purge_step = first_step if first_step > 1 else None
+            self.tensorboard = SummaryWriter(log_dir=str(output_dir / "tensorboard"), purge_step=purge_step)
         if "wandb" in report_to:
             try:
                 import wandb

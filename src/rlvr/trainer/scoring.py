@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from rlvr.config import RewardsConfig
-from rlvr.rewards.registry import RewardCallError, check_reward_values
+from rlvr.rewards.registry import RewardCallError, reward_value
 
 
 class RewardError(RuntimeError):
@@ -62,28 +62,20 @@ def score(
 
 
 def checked_values(name: str, values: Any, texts: list[str], offset: int = 0) -> list[float | None]:
-    """`values` as floats or None (NaN counts as None), by the registry's rule for a reward value; an error
+    """`values` as floats or None, by the registry's rule for a reward value; an error
     names the function and shows the completion at fault (`texts[i]` is completion `offset + i`)."""
     if not isinstance(values, (list, tuple)) or len(values) != len(texts):
         got = len(values) if isinstance(values, (list, tuple)) else type(values).__name__
         raise RewardError(
             f"reward function {name!r} must return a list of {len(texts)} floats or None, got {got}"
         )
-    try:
-        return check_reward_values(name, values, len(texts))
-    except RewardCallError as exc:
-        index = next(i for i, value in enumerate(values) if not _is_reward_value(name, value))
-        raise RewardError(
-            f"{exc}; completion {offset + index}:\n---\n{texts[index]}\n---\nrewards must be numbers or None"
-        ) from None
-
-
-def _is_reward_value(name: str, value: Any) -> bool:
-    try:
-        check_reward_values(name, [value], 1)
-    except RewardCallError:
-        return False
-    return True
+    checked: list[float | None] = []
+    for index, value in enumerate(values):
+        try:
+            checked.append(reward_value(name, value))
+        except RewardCallError as exc:
+            raise RewardError(f"{exc}; completion {offset + index}:\n---\n{texts[index]}\n---") from None
+    return checked
 
 
 def _fill(column: torch.Tensor, values: list[float | None]) -> None:

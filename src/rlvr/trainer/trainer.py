@@ -7,9 +7,10 @@ and rank 0 alone prints, logs and writes.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +42,13 @@ from rlvr.rollout import Rollout, autocast, decode_completions, sample
 from rlvr.trainer import checkpoint as ckpt
 from rlvr.trainer.checkpoint import seed_everything
 from rlvr.trainer.logging import RunLogger
+from rlvr.trainer.rundir import RunDirError, prepare_output_dir, run_lock, run_signature
 from rlvr.trainer.sampler import PromptSampler, concat_groups, derived_seed
 from rlvr.trainer.scoring import RewardPool, load_rewards
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. the loss keeps diverging); the message says where the last good state is."""
 
 
 class GRPOTrainer:
@@ -143,6 +149,8 @@ class GRPOTrainer:
         )
         self.scheduler = self._make_scheduler()
         self.step = 0
+        self.nonfinite_in_a_row = 0  # optimizer steps skipped in a row for a non-finite loss or gradient
+        self.nonfinite_total = 0
         self.best_metric: float | None = None
         self.best_checkpoint: str | None = None
         self.logger: RunLogger | None = None
@@ -176,13 +184,18 @@ class GRPOTrainer:
     # ------------------------------------------------------------------------------- the loop
     def train(self, resume: bool = False) -> Path:
         """Run to max_steps (from the newest checkpoint when `resume`); returns the final model's directory."""
+        with self.claimed_output_dir(resume) as checkpoint:
+            if checkpoint is not None:
+                self.resume_from(checkpoint)
+            self.run_loop()
+            return self.save_final()
+
+    def run_loop(self) -> None:
+        """Steps from self.step to max_steps."""
         t = self.config.training
-        if resume:
-            self.resume_from_latest()
-        if self.dist.is_main:
-            self.output_dir.mkdir(parents=True, exist_ok=True)
-            (self.output_dir / "config.yaml").write_text(self.config.to_yaml())
-        self.logger = RunLogger(self.output_dir, t.report_to, self.dist.is_main, self.config.to_dict())
+        self.logger = RunLogger(
+            self.output_dir, t.report_to, self.dist.is_main, self.config.to_dict(), first_step=self.step + 1
+        )
         progress = tqdm(
             total=t.max_steps,
             initial=self.step,
@@ -214,14 +227,30 @@ class GRPOTrainer:
                 progress.update(1)
                 progress.set_postfix(
                     reward=f"{stats['reward']:.3f}",
-                    kl=f"{stats['kl']:.4f}",
+                    kl=f"{stats['kl']:.4f}" if "kl" in stats else "no reference",
                     len=f"{stats['completion_length/mean']:.0f}",
                 )
         finally:
             self.rewards.close()
-        progress.close()
-        self.logger.close()
-        return self.save_final()
+            progress.close()
+            self.logger.close()
+
+    @contextlib.contextmanager
+    def claimed_output_dir(self, resume: bool) -> Iterator[Path | None]:
+        """Hold output_dir for this run (rank 0 takes the lock and readies it; see `rundir`) and yield the
+        checkpoint to resume from; every rank gets the same checkpoint, or the same error."""
+        with contextlib.ExitStack() as stack:
+            outcome: tuple[str, Any] | None = None
+            if self.dist.is_main:
+                try:
+                    stack.enter_context(run_lock(self.output_dir))
+                    outcome = ("ok", prepare_output_dir(self.config, self.problems, resume))
+                except RunDirError as exc:
+                    outcome = ("error", str(exc))
+            kind, value = all_gather_objects(outcome, self.dist)[0]
+            if kind == "error":
+                raise RunDirError(value)
+            yield value
 
     # ------------------------------------------------------------------------------- the steps
     def generate_rollout(self) -> tuple[Rollout, dict[str, float]]:
@@ -359,8 +388,10 @@ class GRPOTrainer:
         totals = {"loss": 0.0, "kl": 0.0, "clip_ratio/low": 0.0, "clip_ratio/high": 0.0, "entropy": 0.0}
         grad_norm = 0.0
         self.model.train()
+        skipped_before = self.nonfinite_total
         for _ in range(a.mu):
             self.optimizer.zero_grad(set_to_none=True)
+            update_loss = 0.0
             for k, part in enumerate(slices):
                 with gradient_sync(self.trained_policy, sync=k == len(slices) - 1):
                     with autocast(self.device, self.autocast_dtype):
@@ -389,6 +420,7 @@ class GRPOTrainer:
                     loss = out.loss / len(slices) if a.loss_type == "bnpo" else out.loss
                     loss.backward()
                 share = 1.0 / (len(slices) * a.mu)
+                update_loss += loss.item()
                 totals["loss"] += loss.item() / a.mu
                 totals["kl"] += out.kl.item() * share
                 totals["clip_ratio/low"] += out.low_clip.item() * share
@@ -396,21 +428,51 @@ class GRPOTrainer:
                 mask_f = loss_mask[part].float()
                 totals["entropy"] += ((entropy * mask_f).sum() / mask_f.sum().clamp(min=1)).item() * share
             # after the reduction every rank holds the same (averaged) gradient: the norm is global
-            norm = torch.nn.utils.clip_grad_norm_(
-                [p for p in self.model.parameters() if p.requires_grad],
-                t.max_grad_norm if t.max_grad_norm is not None else math.inf,
+            norm = global_norm(
+                torch.nn.utils.clip_grad_norm_(
+                    [p for p in self.model.parameters() if p.requires_grad],
+                    t.max_grad_norm if t.max_grad_norm is not None else math.inf,
+                )
             )
-            grad_norm += global_norm(norm) / a.mu
-            self.optimizer.step()
-            self.scheduler.step()
+            if self.finite_update(norm, update_loss):
+                grad_norm += norm / a.mu
+                self.optimizer.step()
+            self.scheduler.step()  # skipped or not, so the schedule stays a function of the step
         timings["timing/update"] = time.perf_counter() - started
+        if a.beta == 0:  # no reference model: no KL to report (TRL leaves it out too)
+            del totals["kl"]
         # DDP averages gradients over ranks, and each rank's loss is normalised for that: the batch's loss and
         # diagnostics are the means of the ranks'.
         return {
             **mean_over_ranks(totals, self.dist),
             "grad_norm": grad_norm,
             "learning_rate": self.scheduler.get_last_lr()[0],
+            "nonfinite_updates": self.nonfinite_total - skipped_before,
+            "nonfinite_updates/total": self.nonfinite_total,
         }
+
+    def finite_update(self, grad_norm: float, loss: float) -> bool:
+        """True when the loss (on every rank) and the global gradient norm are finite. Otherwise the gradient
+        is dropped and the update skipped; after training.max_nonfinite_updates skipped in a row, stop."""
+        loss = sum_over_ranks({"loss": loss}, self.dist)["loss"]  # NaN or inf on any rank stays in the sum
+        if math.isfinite(grad_norm) and math.isfinite(loss):
+            self.nonfinite_in_a_row = 0
+            return True
+        self.optimizer.zero_grad(set_to_none=True)
+        self.nonfinite_in_a_row += 1
+        self.nonfinite_total += 1
+        limit = self.config.training.max_nonfinite_updates
+        if self.nonfinite_in_a_row > limit:
+            last = ckpt.list_checkpoints(self.output_dir)
+            raise TrainingError(
+                f"step {self.step + 1}: the loss ({loss}) or gradient norm ({grad_norm}) was not finite in "
+                f"{self.nonfinite_in_a_row} optimizer steps in a row, more than "
+                f"training.max_nonfinite_updates={limit}; each was skipped, so the weights are those of the "
+                f"last finite update. Last checkpoint: {last[-1] if last else 'none'}. Lower "
+                "training.learning_rate, look at the rewards in completions.jsonl, or raise "
+                "training.max_nonfinite_updates"
+            )
+        return False
 
     @torch.no_grad()
     def batched_logps(
@@ -577,12 +639,16 @@ class GRPOTrainer:
             "best_metric": self.best_metric,
             "best_checkpoint": self.best_checkpoint,
             "world_size": self.dist.world_size,
+            "nonfinite_in_a_row": self.nonfinite_in_a_row,
+            "nonfinite_total": self.nonfinite_total,
+            "run": run_signature(self.config, self.problems),  # what a resuming run must share
         }
 
     def save_checkpoint(self, metrics: dict[str, float] | None = None) -> Path:
         """Write checkpoint-{step}; every rank calls it (the state of all ranks is gathered to rank 0)."""
         a = self.config.algorithm
         refreshed = a.ref_model_refresh_steps or a.sync_ref_model
+        self.check_weights_finite(f"checkpoint-{self.step}")
         path = ckpt.save_checkpoint(
             self.output_dir / f"checkpoint-{self.step}",
             self.policy,
@@ -599,19 +665,13 @@ class GRPOTrainer:
         barrier(self.dist)
         return path
 
-    def resume_from_latest(self) -> Path | None:
-        """Load the newest checkpoint in output_dir, if any; every rank calls it.
+    def resume_from(self, path: Path) -> None:
+        """Load checkpoint `path` (chosen and checked by `rundir.prepare_output_dir`); every rank calls it.
 
         A checkpoint resumes on any number of processes and either strategy (see `checkpoint.load_checkpoint`
         for the random states). With `generation.seed_per_prompt` sampling does not read those, so a resumed
         run repeats the uninterrupted one on any number of processes.
         """
-        checkpoints = ckpt.list_checkpoints(self.output_dir)
-        if not checkpoints:
-            if self.dist.is_main:
-                print(f"--resume: no checkpoint in {self.output_dir}, starting from step 0")
-            return None
-        path = checkpoints[-1]
         state = ckpt.load_checkpoint(
             path,
             self.policy,
@@ -625,16 +685,33 @@ class GRPOTrainer:
         self.sampler.load_state_dict(state["sampler"])
         self.best_metric = state.get("best_metric")
         self.best_checkpoint = state.get("best_checkpoint")
-        return path
+        self.nonfinite_in_a_row = state.get("nonfinite_in_a_row", 0)
+        self.nonfinite_total = state.get("nonfinite_total", 0)
 
     def save_final(self) -> Path:
         """The final model in Hugging Face format (LoRA: the adapter, plus a merged copy when lora.merge)."""
         merge = is_peft(self.model) and self.config.model.lora.merge
+        self.check_weights_finite("final")
         final = ckpt.save_final(
             self.output_dir, self.policy, self.tokenizer, self.dist, merge, self.config.model
         )
         barrier(self.dist)
         return final
+
+    def check_weights_finite(self, name: str) -> None:
+        """Refuse to save NaN or infinite weights as `name` (on every rank: each checks its own shards)."""
+        bad = [n for n, p in self.model.named_parameters() if not torch.isfinite(_local(p)).all()]
+        if sum_over_ranks({"bad": len(bad)}, self.dist)["bad"]:
+            last = ckpt.list_checkpoints(self.output_dir)
+            raise TrainingError(
+                f"step {self.step}: the model's weights are not finite ({', '.join(bad[:3]) or 'on another rank'}"
+                f"{', ...' if len(bad) > 3 else ''}); {name} was not written. Last checkpoint: "
+                f"{last[-1] if last else 'none'}"
+            )
+
+
+def _local(param: torch.Tensor) -> torch.Tensor:
+    return param.to_local() if hasattr(param, "to_local") else param  # an FSDP shard is a DTensor
 
 
 def _none_if_nan(value: float) -> float | None:
