@@ -190,7 +190,7 @@ def test_resume_refuses_when_no_checkpoint_is_complete(tiny_model_dir, finished_
     ("change", "message"),
     [
         ({"generation": {"num_generations": 2}}, "generation.num_generations: 4 -> 2"),
-        ({"batch_size": 4}, "training.batch_size: 8 -> 4"),
+        ({"batch_size": 4}, "training.batch_size x processes: 8 -> 4"),
         ({"rows": ROWS[:6]}, r"problems: '8 problems, sha256 \w+' -> '6 problems"),
         ({"rows": [dict(r, answer="0") for r in ROWS]}, "problems: '8 problems"),  # same count, other answers
     ],

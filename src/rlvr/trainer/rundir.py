@@ -160,15 +160,16 @@ def drop_steps_after(path: Path, step: int) -> int:
     return dropped
 
 
-def run_signature(config: Any, problems: list[dict[str, Any]]) -> dict[str, Any]:
+def run_signature(config: Any, problems: list[dict[str, Any]], world_size: int = 1) -> dict[str, Any]:
     """What a checkpoint's run must share with the run that resumes it: the training problems (by content),
-    the prompt template, G and the batch size. Other settings (learning rate, max_steps, ...) may change."""
+    the prompt template, G and the batch size over all processes (a checkpoint resumes on another number of
+    processes with the same global batch). Other settings (learning rate, max_steps, ...) may change."""
     digest = hashlib.sha256(json.dumps(problems, sort_keys=True, default=str).encode()).hexdigest()
     return {
         "problems": f"{len(problems)} problems, sha256 {digest[:12]}",
         "data.template": config.data.template,
         "generation.num_generations": config.generation.num_generations,
-        "training.batch_size": config.training.batch_size,
+        "training.batch_size x processes": config.training.batch_size * world_size,
     }
 
 
@@ -181,7 +182,9 @@ def signature_changes(saved: dict[str, Any] | None, current: dict[str, Any]) -> 
     ]
 
 
-def prepare_output_dir(config: Any, problems: list[dict[str, Any]], resume: bool) -> Path | None:
+def prepare_output_dir(
+    config: Any, problems: list[dict[str, Any]], resume: bool, world_size: int = 1
+) -> Path | None:
     """Make `training.output_dir` ready for this run (call it holding `run_lock`); returns the checkpoint to
     resume from, or None to start at step 0. Raises RunDirError, naming what is wrong and what to do.
 
@@ -204,7 +207,7 @@ def prepare_output_dir(config: Any, problems: list[dict[str, Any]], resume: bool
     if checkpoint is not None:
         state = json.loads((checkpoint / "trainer_state.json").read_text())
         step = state["step"]
-        changes = signature_changes(state.get("run"), run_signature(config, problems))
+        changes = signature_changes(state.get("run"), run_signature(config, problems, world_size))
         if changes and not t.resume_allow_changes:
             raise RunDirError(
                 f"--resume: {checkpoint.name} was trained with other settings ({'; '.join(changes)}): "

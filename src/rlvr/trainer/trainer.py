@@ -244,7 +244,10 @@ class GRPOTrainer:
             if self.dist.is_main:
                 try:
                     stack.enter_context(run_lock(self.output_dir))
-                    outcome = ("ok", prepare_output_dir(self.config, self.problems, resume))
+                    outcome = (
+                        "ok",
+                        prepare_output_dir(self.config, self.problems, resume, self.dist.world_size),
+                    )
                 except RunDirError as exc:
                     outcome = ("error", str(exc))
             kind, value = all_gather_objects(outcome, self.dist)[0]
@@ -641,7 +644,9 @@ class GRPOTrainer:
             "world_size": self.dist.world_size,
             "nonfinite_in_a_row": self.nonfinite_in_a_row,
             "nonfinite_total": self.nonfinite_total,
-            "run": run_signature(self.config, self.problems),  # what a resuming run must share
+            "run": run_signature(
+                self.config, self.problems, self.dist.world_size
+            ),  # what a resuming run must share
         }
 
     def save_checkpoint(self, metrics: dict[str, float] | None = None) -> Path:
