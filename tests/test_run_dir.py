@@ -122,6 +122,45 @@ def test_two_trainers_cannot_share_a_directory(tiny_model_dir, tmp_path):
         assert not (run / "metrics.jsonl").exists()
     trainer.train()  # released: the same trainer now runs
     assert steps(run / "metrics.jsonl") == [1, 2, 3]
+    before = snapshot(run)
+    with run_lock(run):  # --overwrite cannot delete a run that is still training
+        with pytest.raises(ConfigError, match="in use by another training process"):
+            trainer_for(tiny_model_dir, run, overwrite_output_dir=True).train()
+    assert snapshot(run) == before
+
+
+def test_an_output_dir_that_is_a_file_is_refused(tiny_model_dir, tmp_path):
+    (tmp_path / "run").write_text("not a directory")
+    with pytest.raises(ConfigError, match="is a file, not a directory"):
+        trainer_for(tiny_model_dir, tmp_path / "run").train()
+
+
+def test_ctrl_c_ends_with_a_message_and_leaves_whole_checkpoints(
+    tiny_model_dir, tmp_path, capsys, monkeypatch
+):
+    import rlvr.trainer.trainer as module
+
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in ROWS))
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        yaml.safe_dump({**raw_config(tiny_model_dir, tmp_path / "run"), "data": {"dataset": str(data)}})
+    )
+    save = module.ckpt.save_checkpoint
+
+    def interrupted_second_save(path, *args, **kwargs):
+        if path.name == "checkpoint-2":
+            raise KeyboardInterrupt
+        return save(path, *args, **kwargs)
+
+    monkeypatch.setattr(module.ckpt, "save_checkpoint", interrupted_second_save)
+    assert main(["train", "--config", str(config)]) == 130
+    error = capsys.readouterr().err
+    assert "rlvr train: interrupted. Its finished checkpoints are whole: continue with --resume." in error
+    assert "Traceback" not in error
+    assert sorted(p.name for p in (tmp_path / "run").iterdir() if p.name.startswith("checkpoint")) == [
+        "checkpoint-1"
+    ]
 
 
 # ---------------------------------------------------------------------------------------------- resume

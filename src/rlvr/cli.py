@@ -180,6 +180,13 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingError as exc:  # not the user's input: the run itself failed, its saved work intact
         print(f"rlvr {args.command}: error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        # Ctrl-C: no traceback; a checkpoint is either whole or absent (written aside, then renamed)
+        hint = (
+            " Its finished checkpoints are whole: continue with --resume." if args.command == "train" else ""
+        )
+        print(f"rlvr {args.command}: interrupted.{hint}", file=sys.stderr)
+        return 130
     except BrokenPipeError:  # `rlvr ... | head` closed the pipe: not an error
         sys.stderr.close()
         return 0

@@ -46,8 +46,7 @@ def check_output_dir(output_dir: str | Path, resume: bool, overwrite: bool) -> N
     """Refuse to start a new run in a directory holding another run's work; needs no model, so the command
     line calls it before loading one."""
     output_dir = Path(output_dir)
-    if output_dir.exists() and not output_dir.is_dir():
-        raise RunDirError(f"training.output_dir {output_dir} is a file, not a directory: choose another path")
+    _require_directory(output_dir)
     if resume and overwrite:
         raise RunDirError(
             "--resume continues the run in training.output_dir and training.overwrite_output_dir (--overwrite) "
@@ -61,6 +60,11 @@ def check_output_dir(output_dir: str | Path, resume: bool, overwrite: bool) -> N
             "replace it with --overwrite (training.overwrite_output_dir=true), or choose another "
             "training.output_dir"
         )
+
+
+def _require_directory(output_dir: Path) -> None:
+    if output_dir.exists() and not output_dir.is_dir():
+        raise RunDirError(f"training.output_dir {output_dir} is a file, not a directory: choose another path")
 
 
 def clear_run(output_dir: Path) -> list[str]:
@@ -116,6 +120,7 @@ def run_lock(output_dir: Path) -> Iterator[None]:
     except ImportError:  # Windows: no flock; run without the guard
         yield
         return
+    _require_directory(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     fd = os.open(output_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
     try:
