@@ -15,12 +15,13 @@ _PLACEHOLDERS = {"", "...", "…", "<...>", "[...]"}
 
 _BOX_OPENERS = re.compile(r"\\(?:boxed|fbox)\s*\{")
 # What may stand between boxes that together form one answer: "\boxed{1}, \boxed{2}", "$\boxed{1}$ and $\boxed{2}$".
-_BOX_JOINER = re.compile(r"[\s$]*(?:,|;|\band\b|\bor\b)?[\s$]*")
+_BOX_JOINER = re.compile(r"[\s$]*(?:,?\s*\b(?:and|or)\b|,|;)?[\s$]*")
 # Numbers as models write them: signs, thousands commas, decimals, simple fractions. A minus counts only when it
 # does not follow a word character or a closing bracket, so the "-3" of "10-3" is not read as negative three. Digits
 # glued to a letter before them are part of a word or a name ("AZYUK2A", "x2", "H2O"), not a number.
 _NUMBER = re.compile(
-    r"(?:(?<![\w)\]}])-)?(?<![A-Za-z_\d])(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?(?:/\d+(?:\.\d+)?)?"
+    r"(?:(?<![\w)\]}])-)?(?<![A-Za-z_\d])(?:\d+ \d+/\d+(?![\d.])"  # a mixed number, "1 1/2"
+    r"|(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?(?:/\d+(?:\.\d+)?)?)"
     r"|(?:(?<![\w)\]}])-)?\.\d+"
 )
 # A bracketed list on one line, "(3, 2)" or "(-\infty, 1]": a number inside one is a coordinate or an endpoint.

@@ -16,6 +16,7 @@ from rlvr.rewards.equivalence import math_equal, numeric_equal
 from rlvr.rewards.extraction import (
     completion_text,
     extract_answer,
+    extract_answer_content,
     extract_answer_tag,
     extract_boxed,
     find_numbers,
@@ -165,8 +166,9 @@ def think_answer_format(text: str) -> bool:
 def math_verifier(prompts, completions, answer=None, ground_truth=None, **kwargs) -> list[float | None]:
     """`0.5 * format + accuracy` (seed 000, align-anything's math verifier): 1.5, 1.0, 0.5 or 0.0.
 
-    Format is `think_answer_format`; accuracy is `math_equal` between the `<answer>` content (its `\\boxed{}` if
-    it has one) and the gold.
+    Format is `think_answer_format`; accuracy is `math_equal` between the answer in the `<answer>` content (read
+    by `extract_answer_content`: its boxes, its "the answer is", its last formula in math mode, else all of it)
+    and the gold.
 
     >>> math_verifier(prompts=["q"] * 3, answer=["400"] * 3, completions=[
     ...     "<think>sqrt(400) = 20</think><answer>400</answer>", "The answer is <answer>400</answer>",
@@ -180,9 +182,8 @@ def math_verifier(prompts, completions, answer=None, ground_truth=None, **kwargs
             rewards.append(None)
             continue
         content = extract_answer_tag(text)
-        if content is not None:
-            content = extract_boxed(content) or content
-        correct = content is not None and math_equal(content, gold)
+        pred = None if content is None else extract_answer_content(content)
+        correct = pred is not None and math_equal(pred, gold)
         rewards.append(0.5 * float(think_answer_format(text)) + float(correct))
     return rewards
 
