@@ -23,6 +23,8 @@ import sys
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 from typing import Any
 
@@ -81,6 +83,25 @@ def math_equal(pred: Any, gold: Any, timeout: float = 5.0) -> bool:
         return False
 
 
+def math_equal_many(pairs: Sequence[tuple[Any, Any]], timeout: float = 5.0) -> list[bool]:
+    """`math_equal` of each `(pred, gold)` pair, the distinct symbolic ones compared side by side.
+
+    A GRPO batch holds many completions: each comparison sympy has to make takes tens of milliseconds in a
+    math-verify child, and the pool runs one child per CPU core (at least two).
+
+    >>> math_equal_many([("0.5", r"\\frac{1}{2}"), (r"\\sqrt{4}", "2"), ("3", "4")])
+    [True, True, False]
+    """
+    distinct = list(dict.fromkeys((_as_text(p), _as_text(g)) for p, g in pairs))
+    if len(distinct) <= 1:
+        return [math_equal(p, g, timeout) for p, g in pairs]
+    with ThreadPoolExecutor(max_workers=min(len(distinct), _pool_size())) as executor:
+        verdicts = dict(
+            zip(distinct, executor.map(lambda pair: math_equal(*pair, timeout), distinct), strict=True)
+        )
+    return [verdicts[(_as_text(p), _as_text(g))] for p, g in pairs]
+
+
 def _math_equal(pred: Any, gold: Any, timeout: float) -> bool:
     pred_text, gold_text = _as_text(pred), _as_text(gold)
     if pred_text is None or gold_text is None:
@@ -99,6 +120,10 @@ def _math_equal(pred: Any, gold: Any, timeout: float) -> bool:
         # "1,2" against "2,1": two decimal commas, or two lists of numbers; math-verify reads them as lists.
         if not (_DECIMAL_COMMA.fullmatch(pred_text) and _DECIMAL_COMMA.fullmatch(gold_text)):
             return False
+    elif re.sub(r"\s+", "", pred_text) == re.sub(r"\s+", "", gold_text):
+        return (
+            True  # "(3, 2)" and "(3,2)": spacing never changes a formula (numbers, "1 1/2", are read above)
+        )
     if huge_power(pred_text) or huge_power(gold_text):
         return False
     pred_text, gold_text = _MEMBERSHIP.sub("", pred_text), _MEMBERSHIP.sub("", gold_text)
@@ -414,8 +439,12 @@ def _pool() -> _SandboxPool:
     global _POOL
     with _POOL_LOCK:
         if _POOL is None or _POOL.pid != os.getpid():
-            _POOL = _SandboxPool(max_size=max(2, os.cpu_count() or 2))
+            _POOL = _SandboxPool(max_size=_pool_size())
         return _POOL
+
+
+def _pool_size() -> int:
+    return max(2, os.cpu_count() or 2)
 
 
 def _forget_pool_after_fork() -> None:
@@ -461,19 +490,20 @@ def _distinct_identities(gold: Any, pred: Any) -> bool:
     """
     import sympy
 
-    def identity_signature(expr: Any) -> tuple | None:
+    def signature(expr: Any) -> tuple | None:
         if not isinstance(expr, sympy.Eq) or not expr.free_symbols:
             return None
-        if sympy.simplify(expr.lhs - expr.rhs) != 0:
-            return None
-        functions = frozenset(type(f) for f in expr.atoms(sympy.Function))
-        return functions, frozenset(expr.free_symbols)
+        return frozenset(type(f) for f in expr.atoms(sympy.Function)), frozenset(expr.free_symbols)
 
     try:
-        gold_signature, pred_signature = identity_signature(gold), identity_signature(pred)
+        gold_signature, pred_signature = signature(gold), signature(pred)
+        if gold_signature is None or pred_signature is None or gold_signature == pred_signature:
+            return (
+                False  # the same functions of the same variables: math-verify's verdict stands, no simplify
+            )
+        return all(sympy.simplify(e.lhs - e.rhs) == 0 for e in (gold, pred))
     except Exception:  # sides sympy cannot subtract, e.g. tuples in "(p, q) = (3, 2)"
         return False
-    return gold_signature is not None and pred_signature is not None and gold_signature != pred_signature
 
 
 def _sandbox_main() -> None:
