@@ -252,6 +252,7 @@ def test_boxes_in_a_row_are_one_answer(text, expected):
         ("**Final Answer:** $\\frac{1}{2}$", "\\frac{1}{2}"),
         ("Final Answer: The final answer is $5$. I hope it is correct.", "5"),  # Minerva's phrasing
         ("The answer is therefore $7$, as claimed.", "7"),  # the formula after the marker, not the line
+        ("The answer is 7, not $5$.", "7, not $5$"),  # a number before the formula: the line as it stands
         ("I answered it: 7", None),  # "answered" is not the marker
     ],
 )

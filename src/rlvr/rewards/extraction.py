@@ -199,8 +199,9 @@ def extract_the_answer_is(text: str) -> str | None:
     rest = text[markers[-1].end() :]
     span = _MATH_SPAN.match(rest.lstrip("*").lstrip())
     if span is None:
-        line = rest.split("\n", 1)[0]
-        span = _MATH_SPAN.search(line)
+        span = _MATH_SPAN.search(rest.split("\n", 1)[0])
+        if span is not None and re.search(r"\d", rest[: span.start()]):
+            span = None  # "the answer is 7, not $5$": the number came first
     if span is not None:
         return _span_content(span) or None
     answer = rest.split("\n", 1)[0].strip()
