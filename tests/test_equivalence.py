@@ -206,3 +206,75 @@ def test_numeric_equal_does_no_symbolic_work():
 )
 def test_normalize_answer(text, expected):
     assert normalize_answer(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("pred", "gold", "expected"),
+    [
+        ("3,5", "3.5", True),  # one digit after the comma: a decimal comma
+        ("12,50", "12.5", True),
+        ("1,0000", "1", True),  # four digits: still a decimal comma
+        ("1,234", "1234", True),  # exactly three: thousands
+        ("1,234,567", "1234567", True),
+        ("1,23", "123", False),
+        ("2,1", "1,2", True),  # two decimal commas that differ: read as lists of numbers, by math-verify
+        ("10{,}000", "10000", True),  # TeX's comma inside a number
+        ("3{,}5", "3.5", True),
+        ("1\\!000", "1000", True),  # a negative thin space joins the digits
+    ],
+)
+def test_commas_are_decided_by_digits(pred, gold, expected):
+    assert math_equal(pred, gold) is expected
+
+
+@pytest.mark.parametrize(
+    ("pred", "gold", "expected"),
+    [
+        ("0.0833333333333333", "\\frac{1}{12}", True),  # a float as Python prints 1/12
+        ("0.6666666666666666", "2/3", True),  # the last digit cut, not rounded
+        ("0.666667", "2/3", True),  # six places, rounded
+        ("0.66667", "2/3", False),  # five places are an approximation
+        ("0.33", "1/3", False),
+        ("0.0834", "\\frac{1}{12}", False),
+        ("\\frac{1}{3}", "0.33", True),  # a gold decimal is matched at its own precision
+        ("\\frac{1}{3}", "0.3", False),  # one place is too coarse to stand for a fraction
+        ("0.34", "0.33", False),  # two decimals compare exactly
+        ("1/3", "0.333", True),
+        ("2/3", "0.666", False),  # 2/3 rounds to 0.667
+    ],
+)
+def test_decimals_against_fractions(pred, gold, expected):
+    assert math_equal(pred, gold) is expected
+
+
+@pytest.mark.parametrize(
+    ("pred", "gold", "expected"),
+    [
+        ("\\cfrac{2}{3}", "\\frac{2}{3}", True),
+        ("\\text{Evelyn}", "Evelyn", True),  # a whole \text{} is its words
+        ("x \\in [-2, 7]", "[-2,7]", True),  # membership: the set is the answer
+        ("-2 \\le x \\le 7", "x \\in [-2,7]", True),  # an inequality against an interval
+        ("-2 < x \\le 7", "x \\in [-2,7]", False),
+        ("x > 5", "(5, \\infty)", True),
+        ("\\sec^2 y = 1 + \\tan^2 y", "\\tan^2 y + 1 = \\sec^2 y", True),
+        ("\\sin^2 y + \\cos^2 y = 1", "\\tan^2 y + 1 = \\sec^2 y", False),  # math-verify alone says True
+        ("\\sec^2 x = 1 + \\tan^2 x", "\\tan^2 y + 1 = \\sec^2 y", False),  # another variable
+        ("2x + 4y = 6", "x + 2y = 3", True),  # a line up to a factor
+        ("(p,q)=(3,2)", "(3,2)", True),
+    ],
+)
+def test_latex_forms(pred, gold, expected):
+    assert math_equal(pred, gold) is expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("3,5", (Fraction(7, 2), False)),
+        ("1,0000", (Fraction(1), False)),
+        ("12,345", (Fraction(12345), False)),
+        ("1, 2", None),  # a comma and a space: a list, not a number
+    ],
+)
+def test_parse_number_commas(text, expected):
+    assert parse_number(text) == expected

@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from rlvr.rewards import EXTRACTION_STYLES, completion_text, extract_answer, extract_gold, prompt_text
-from rlvr.rewards.extraction import find_numbers, gold_answers
+from rlvr.rewards.extraction import (
+    extract_final_expression,
+    extract_math_mode,
+    extract_the_answer_is,
+    find_numbers,
+    gold_answers,
+)
 
 
 @pytest.mark.parametrize(
@@ -184,3 +190,84 @@ def test_gold_answers_falls_back_to_ground_truth_per_row():
 
 def test_find_numbers():
     assert find_numbers("48/2 = 24 clips, -3 degrees, 1,000 people") == ["48/2", "24", "-3", "1,000"]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("We get $x = 2$, then $y = 3$.", "y = 3"),  # the last formula
+        ("$$\\frac{1}{3}$$", "\\frac{1}{3}"),
+        ("so \\(\\sqrt{2}\\) and", "\\sqrt{2}"),
+        ("Thus\n\\[\n(1, 2]\n\\]", "(1, 2]"),  # display math over lines
+        ("It costs $5 and $10.", None),  # prices, not math mode
+        ("$5+$10=$15", None),  # a closing dollar before a digit is a price
+        ("\\$x\\$", None),  # escaped dollars
+        ("$ x $", None),  # pandoc's rule: no space inside the dollars
+        ("$x$ and\n$", "x"),
+        ("no math", None),
+    ],
+)
+def test_math_mode(text, expected):
+    assert extract_math_mode(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("So $x^2 = 4$ and there are 2 solutions.", "2"),  # a number after the last formula wins
+        ("The roots give $x = 2$.", "x = 2"),
+        ("We use 3 steps: $\\frac{1}{3}$", "\\frac{1}{3}"),
+        ("The password is AZYUK2A.", None),  # a digit inside a word is no number
+        ("x2 + 5", "5"),
+        ("H2O has 3 atoms", "3"),
+        ("the point (3, 2).", "(3, 2)"),  # a coordinate gives its point
+        ("x \\notin [1, 2]", "[1, 2]"),  # an endpoint gives its interval
+        ("add 1 1/2 cups", "1 1/2"),  # a mixed number
+        ("(3) gives 4", "4"),  # brackets without a comma are not a list
+    ],
+)
+def test_final_expression(text, expected):
+    assert extract_final_expression(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("\\boxed{1}, \\boxed{2}", "1, 2"),
+        ("$\\boxed{1}$ and $\\boxed{2}$", "1, 2"),
+        ("\\boxed{1}, \\boxed{2}, and \\boxed{3}", "1, 2, 3"),
+        ("\\boxed{1}; \\boxed{2}", "1, 2"),
+        ("\\boxed{1}. Checking: \\boxed{2}", "2"),  # words between: separate boxes, the last
+        ("x = \\boxed{1} and y = \\boxed{2}", "2"),  # names between boxes: not one answer
+    ],
+)
+def test_boxes_in_a_row_are_one_answer(text, expected):
+    assert extract_answer(text, style="boxed") == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Answer: 42", "42"),
+        ("**Final Answer:** $\\frac{1}{2}$", "\\frac{1}{2}"),
+        ("Final Answer: The final answer is $5$. I hope it is correct.", "5"),  # Minerva's phrasing
+        ("The answer is therefore $7$, as claimed.", "7"),  # the formula after the marker, not the line
+        ("The answer is 7, not $5$.", "7, not $5$"),  # a number before the formula: the line as it stands
+        ("I answered it: 7", None),  # "answered" is not the marker
+    ],
+)
+def test_final_answer_phrasings(text, expected):
+    assert extract_the_answer_is(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        ("$$(1,+\\infty)$$", "(1,+\\infty)"),
+        ("\\[x^2\\]", "x^2"),
+        ("\\(\\frac{1}{3}\\)", "\\frac{1}{3}"),
+        ("$x$ and $y$", "$x$ and $y$"),  # two formulas are not one math-mode answer
+    ],
+)
+def test_extract_gold_in_math_mode(answer, expected):
+    assert extract_gold(answer) == expected

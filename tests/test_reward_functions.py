@@ -156,6 +156,7 @@ def test_think_answer_format(completion, expected):
         ("<think>t</think><answer>The answer is \\boxed{400}</answer>", "400", 1.5),  # the box inside the tag
         ("Thinking... <answer>400</answer>", "400", 1.0),  # accuracy only
         ("<think>t</think><answer>20</answer>", "400", 0.5),  # format only
+        (r"<think>t</think><answer>So $x = \frac13$</answer>", r"$\frac{1}{3}$", 1.5),  # formula in the tag
         ("400", "400", 0.0),  # no answer tag, no accuracy
     ],
 )
@@ -174,6 +175,9 @@ def test_math_verifier(completion, gold, expected):
         ("First 3 then 4", "4", 1.0),  # the last number
         (r"\boxed{-3}", "3", 0.0),
         (r"\boxed{(1, 2]}", "(1,2]", 1.0),
+        (r"The answer is $\frac13$.", r"$\frac{1}{3}$", 1.0),  # math mode on both sides, no box
+        (r"\boxed{1}, \boxed{2}", r"\{1,2\}", 1.0),  # boxes in a row are one answer
+        ("The code is AZYUK2A", "2", 0.0),  # a digit inside a word is no answer
         ("no answer", "5", 0.0),
     ],
 )

@@ -3,7 +3,7 @@
 A reward is any callable `fn(prompts, completions, **columns) -> list[float | None]` (TRL's contract).
 """
 
-from rlvr.rewards.equivalence import math_equal, numeric_equal, parse_number
+from rlvr.rewards.equivalence import math_equal, math_equal_many, numeric_equal, parse_number
 from rlvr.rewards.extraction import (
     EXTRACTION_STYLES,
     completion_text,
@@ -57,6 +57,7 @@ __all__ = [
     "length_penalty",
     "list_rewards",
     "math_equal",
+    "math_equal_many",
     "math_verifier",
     "numeric_equal",
     "overlong_penalty",

@@ -1,10 +1,10 @@
 """Is a predicted final answer equal to the gold one?
 
-Two paths. Plain numbers ("1,000", "$18.00", "18 dollars", "3/4", "1 1/2", "50%", `\\frac{1}{2}`) are compared
-exactly as fractions in this process, in microseconds. Everything else (LaTeX expressions, intervals, sets,
-tuples, equations) goes to Hugging Face math-verify in a child process that is killed when it overruns the
-deadline: math-verify's own timeout uses SIGALRM, which fails off the main thread, and no signal can interrupt
-sympy while it multiplies out `5^{5^{5^{5^5}}}` in C.
+Two paths. Plain numbers ("1,000", "$18.00", "18 dollars", "3/4", "1 1/2", "50%", `\\frac{1}{2}`, "3,5") are
+compared exactly as fractions in this process, in microseconds. Everything else (LaTeX expressions, intervals, sets,
+tuples, equations, inequalities, matrices) goes to Hugging Face math-verify in a child process that is killed when
+it overruns the deadline: math-verify's own timeout uses SIGALRM, which fails off the main thread, and no signal can
+interrupt sympy while it multiplies out `5^{5^{5^{5^5}}}` in C.
 
 This module imports only the standard library at the top: the child process runs this very file as a script
 (see `_Sandbox`), without importing the `rlvr` package.
@@ -23,6 +23,8 @@ import sys
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 from typing import Any
 
@@ -35,6 +37,8 @@ _SANDBOX_RUN_NAME = "__rlvr_math_sandbox__"
 _MATH_DELIMITERS = (("$$", "$$"), ("\\[", "\\]"), ("\\(", "\\)"), ("$", "$"))
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _TEXT_COMMAND = re.compile(r"\\(?:text|textbf|textrm|mathrm|mbox)\s*\{([^{}]*)\}")
+# "x \in [-2, 7]": the set is the answer, whatever the variable is called.
+_MEMBERSHIP = re.compile(r"^[A-Za-z](?:_\{?\w+\}?)?\s*\\in\s*")
 _ASSIGNMENT = re.compile(r"^[A-Za-z]\w*\s*=\s*(?=[-+$\\.\d])")
 _DEGREES = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|°")
 _PERCENT = re.compile(r"\s*(?:\\%|%|\s+percent)$")
@@ -46,7 +50,15 @@ _NOT_UNITS = frozenset(
     "pi sqrt inf infty infinity log ln exp sin cos tan mod frac"
     " hundred thousand million billion trillion dozen half quarter squared cubed".split()
 )
+# Commas are read by their digits: groups of exactly three after the first are thousands ("1,000", "12,345,678"),
+# one comma followed by any other count of digits is a decimal comma ("3,5" is 3.5, "1,0000" is 1).
 _THOUSANDS = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
+_DECIMAL_COMMA = re.compile(r"[+-]?\d+,\d+")
+# A decimal of at least this many places that is within one unit of its last place of an exact fraction is that
+# fraction: 0.0833333333333333 is 1/12 as a float prints it; 0.33 is not 1/3.
+_MIN_FLOAT_PLACES = 6
+# A gold decimal of at least this many places is matched by a fraction that rounds to it: a gold of 0.33 means 1/3.
+_MIN_GOLD_PLACES = 2
 _DECIMAL = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)"
 _PLAIN_NUMBER = re.compile(rf"{_DECIMAL}(?:[eE][+-]?\d{{1,3}})?")
 _FRACTION = re.compile(rf"({_DECIMAL})\s*/\s*({_DECIMAL})")
@@ -71,6 +83,25 @@ def math_equal(pred: Any, gold: Any, timeout: float = 5.0) -> bool:
         return False
 
 
+def math_equal_many(pairs: Sequence[tuple[Any, Any]], timeout: float = 5.0) -> list[bool]:
+    """`math_equal` of each `(pred, gold)` pair, the distinct symbolic ones compared side by side.
+
+    A GRPO batch holds many completions: each comparison sympy has to make takes tens of milliseconds in a
+    math-verify child, and the pool runs one child per CPU core (at least two).
+
+    >>> math_equal_many([("0.5", r"\\frac{1}{2}"), (r"\\sqrt{4}", "2"), ("3", "4")])
+    [True, True, False]
+    """
+    distinct = list(dict.fromkeys((_as_text(p), _as_text(g)) for p, g in pairs))
+    if len(distinct) <= 1:
+        return [math_equal(p, g, timeout) for p, g in pairs]
+    with ThreadPoolExecutor(max_workers=min(len(distinct), _pool_size())) as executor:
+        verdicts = dict(
+            zip(distinct, executor.map(lambda pair: math_equal(*pair, timeout), distinct), strict=True)
+        )
+    return [verdicts[(_as_text(p), _as_text(g))] for p, g in pairs]
+
+
 def _math_equal(pred: Any, gold: Any, timeout: float) -> bool:
     pred_text, gold_text = _as_text(pred), _as_text(gold)
     if pred_text is None or gold_text is None:
@@ -82,11 +113,20 @@ def _math_equal(pred: Any, gold: Any, timeout: float) -> bool:
         return True
     if len(pred_text) > MAX_ANSWER_CHARS or len(gold_text) > MAX_ANSWER_CHARS:
         return False
-    pred_number, gold_number = parse_number(pred_text), parse_number(gold_text)
+    pred_number, gold_number = _parse_number(pred_text), _parse_number(gold_text)
     if pred_number is not None and gold_number is not None:
-        return _numbers_equal(pred_number, gold_number)
+        if _numbers_equal(pred_number, gold_number):
+            return True
+        # "1,2" against "2,1": two decimal commas, or two lists of numbers; math-verify reads them as lists.
+        if not (_DECIMAL_COMMA.fullmatch(pred_text) and _DECIMAL_COMMA.fullmatch(gold_text)):
+            return False
+    elif re.sub(r"\s+", "", pred_text) == re.sub(r"\s+", "", gold_text):
+        return (
+            True  # "(3, 2)" and "(3,2)": spacing never changes a formula (numbers, "1 1/2", are read above)
+        )
     if huge_power(pred_text) or huge_power(gold_text):
         return False
+    pred_text, gold_text = _MEMBERSHIP.sub("", pred_text), _MEMBERSHIP.sub("", gold_text)
     return _symbolic_equal(pred_text, gold_text, timeout)
 
 
@@ -118,10 +158,13 @@ def normalize_answer(text: str) -> str:
         text = text.rstrip(".").strip()
         if text == before:
             break
-    text = re.sub(r"\\[,;:! ]", " ", text)
+    text = text.replace("\\!", "")  # a negative thin space joins what it stands between: "1\!000" is 1000
+    text = re.sub(r"\\[,;: ]", " ", text)
     text = text.replace("\\left", "").replace("\\right", "")
-    text = re.sub(r"\\[dt]frac", r"\\frac", text)
-    return re.sub(r"\s+", " ", text).strip()
+    text = re.sub(r"\\[dtc]frac", r"\\frac", text)
+    text = re.sub(r"\s+", " ", text).strip()
+    whole_text = _TEXT_COMMAND.fullmatch(text)
+    return whole_text.group(1).strip() if whole_text else text  # "\text{Evelyn}" is the word Evelyn
 
 
 def _balanced(text: str) -> bool:
@@ -143,6 +186,13 @@ def parse_number(text: str) -> tuple[Fraction, bool] | None:
     >>> parse_number("x + 1") is None
     True
     """
+    parsed = _parse_number(text)
+    return None if parsed is None else parsed[:2]
+
+
+def _parse_number(text: str) -> tuple[Fraction, bool, int | None] | None:
+    """`(value, is_percent, places)`: `places` counts the digits after a decimal point, 0 for an integer, None for
+    a number written exactly as a fraction or with an exponent."""
     if not isinstance(text, str) or len(text) > MAX_ANSWER_CHARS:
         return None
     text = normalize_answer(text)
@@ -160,8 +210,15 @@ def parse_number(text: str) -> tuple[Fraction, bool] | None:
         text = units.group(1).strip()
     if _THOUSANDS.fullmatch(text):
         text = text.replace(",", "")
+    elif _DECIMAL_COMMA.fullmatch(text):
+        text = text.replace(",", ".")
     value = _number_value(text)
-    return None if value is None else (value, is_percent)
+    if value is None:
+        return None
+    places = None
+    if _PLAIN_NUMBER.fullmatch(text) and "e" not in text.lower():
+        places = len(text.rstrip(".").partition(".")[2])
+    return value, is_percent, places
 
 
 def _number_value(text: str) -> Fraction | None:
@@ -186,14 +243,19 @@ def numeric_equal(pred: str, gold: str) -> bool:
     >>> numeric_equal("72 clips", "72"), numeric_equal(r"\\sqrt{4}", "2")
     (True, False)
     """
-    pred_number, gold_number = parse_number(pred), parse_number(gold)
+    pred_number, gold_number = _parse_number(pred), _parse_number(gold)
     return pred_number is not None and gold_number is not None and _numbers_equal(pred_number, gold_number)
 
 
-def _numbers_equal(pred: tuple[Fraction, bool], gold: tuple[Fraction, bool]) -> bool:
-    (pred_value, pred_percent), (gold_value, gold_percent) = pred, gold
+def _numbers_equal(pred: tuple[Fraction, bool, int | None], gold: tuple[Fraction, bool, int | None]) -> bool:
+    (pred_value, pred_percent, pred_places), (gold_value, gold_percent, gold_places) = pred, gold
     if pred_value == gold_value:
         return True
+    if not pred_percent and not gold_percent:
+        if pred_places is not None and pred_places >= _MIN_FLOAT_PLACES and gold_places is None:
+            return abs(pred_value - gold_value) <= Fraction(1, 10**pred_places)
+        if gold_places is not None and gold_places >= _MIN_GOLD_PLACES and pred_places is None:
+            return round(pred_value, gold_places) == gold_value
     # One side written as a percentage: "50%" is both 50 and 0.5.
     if pred_percent and not gold_percent:
         return pred_value / 100 == gold_value
@@ -377,8 +439,12 @@ def _pool() -> _SandboxPool:
     global _POOL
     with _POOL_LOCK:
         if _POOL is None or _POOL.pid != os.getpid():
-            _POOL = _SandboxPool(max_size=max(2, os.cpu_count() or 2))
+            _POOL = _SandboxPool(max_size=_pool_size())
         return _POOL
+
+
+def _pool_size() -> int:
+    return max(2, os.cpu_count() or 2)
 
 
 def _forget_pool_after_fork() -> None:
@@ -416,6 +482,30 @@ def _limit_cpu(seconds: float) -> None:
         pass
 
 
+def _distinct_identities(gold: Any, pred: Any) -> bool:
+    """True when both are equations that hold everywhere but speak of different functions or variables.
+
+    math-verify compares equations by `lhs - rhs`, which is 0 for every identity, so it finds
+    `\\sin^2 x + \\cos^2 x = 1` equal to `\\tan^2 y + 1 = \\sec^2 y`.
+    """
+    import sympy
+
+    def signature(expr: Any) -> tuple | None:
+        if not isinstance(expr, sympy.Eq) or not expr.free_symbols:
+            return None
+        return frozenset(type(f) for f in expr.atoms(sympy.Function)), frozenset(expr.free_symbols)
+
+    try:
+        gold_signature, pred_signature = signature(gold), signature(pred)
+        if gold_signature is None or pred_signature is None or gold_signature == pred_signature:
+            return (
+                False  # the same functions of the same variables: math-verify's verdict stands, no simplify
+            )
+        return all(sympy.simplify(e.lhs - e.rhs) == 0 for e in (gold, pred))
+    except Exception:  # sides sympy cannot subtract, e.g. tuples in "(p, q) = (3, 2)"
+        return False
+
+
 def _sandbox_main() -> None:
     from math_verify import parse, verify
 
@@ -435,7 +525,12 @@ def _sandbox_main() -> None:
             request = json.loads(line)
             _limit_cpu(float(request.get("cpu_seconds", 5.0)))
             gold, pred = parse_math(request["gold"]), parse_math(request["pred"])
-            equal = bool(gold and pred and verify(gold, pred, timeout_seconds=None))
+            # allow_set_relation_comp: "-2 \le x \le 7" against the interval "[-2, 7]" compares as sets.
+            equal = bool(
+                gold and pred and verify(gold, pred, allow_set_relation_comp=True, timeout_seconds=None)
+            )
+            if equal and _distinct_identities(gold[0], pred[0]):
+                equal = False
         except Exception:
             equal = False
         out.write(json.dumps({"equal": equal}).encode() + b"\n")

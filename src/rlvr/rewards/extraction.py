@@ -1,4 +1,5 @@
-"""Pulling the final answer out of a completion: `\\boxed{}`, `<answer>` tags, GSM8K's `####`, the last number.
+"""Pulling the final answer out of a completion: `\\boxed{}`, `<answer>` tags, GSM8K's `####`, final-answer
+phrasings, math mode (`$...$`, `\\(...\\)`, ...), the last number.
 
 Every extractor takes text and returns the answer string or None; none of them raises on odd input.
 """
@@ -13,12 +14,31 @@ from typing import Any
 _PLACEHOLDERS = {"", "...", "…", "<...>", "[...]"}
 
 _BOX_OPENERS = re.compile(r"\\(?:boxed|fbox)\s*\{")
+# What may stand between boxes that together form one answer: "\boxed{1}, \boxed{2}", "$\boxed{1}$ and $\boxed{2}$".
+_BOX_JOINER = re.compile(r"[\s$]*(?:,?\s*\b(?:and|or)\b|,|;)?[\s$]*")
 # Numbers as models write them: signs, thousands commas, decimals, simple fractions. A minus counts only when it
-# does not follow a word character or a closing bracket, so the "-3" of "10-3" is not read as negative three.
+# does not follow a word character or a closing bracket, so the "-3" of "10-3" is not read as negative three. Digits
+# glued to a letter before them are part of a word or a name ("AZYUK2A", "x2", "H2O"), not a number.
 _NUMBER = re.compile(
-    r"(?:(?<![\w)\]}])-)?(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?(?:/\d+(?:\.\d+)?)?|(?:(?<![\w)\]}])-)?\.\d+"
+    r"(?:(?<![\w)\]}])-)?(?<![A-Za-z_\d])(?:\d+ \d+/\d+(?![\d.])"  # a mixed number, "1 1/2"
+    r"|(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?(?:/\d+(?:\.\d+)?)?)"
+    r"|(?:(?<![\w)\]}])-)?\.\d+"
 )
-_THE_ANSWER_IS = re.compile(r"(?i)\bthe\s+(?:final\s+)?answer\s+is\s*[:：]?\s*")
+# A bracketed list on one line, "(3, 2)" or "(-\infty, 1]": a number inside one is a coordinate or an endpoint.
+_BRACKET_GROUP = re.compile(r"[(\[][^()\[\]\n]*,[^()\[\]\n]*[)\]]")
+_THE_ANSWER_IS = re.compile(
+    r"(?i)(?:\bthe\s+(?:final\s+)?answer\s+is|\b(?:final\s+)?answer\s*(?:\*\*)?\s*[:：])\s*[:：]?\s*"
+)
+# Math mode as LaTeX writes it. An inline `$...$` follows pandoc's rule, which tells math from prices: the opening
+# `$` has a non-space after it, the closing one a non-space before it and no digit after it, so "costs $5 and $10"
+# holds no formula. Display math may span lines; inline math may not.
+_MATH_SPAN = re.compile(
+    r"(?<!\\)\$\$(?P<display>.+?)\$\$"
+    r"|\\\[(?P<bracket>.+?)\\\]"
+    r"|\\\((?P<paren>.+?)\\\)"
+    r"|(?<![\\$\w])\$(?P<inline>[^\s$](?:[^$\n]*?[^\s$\\])?)\$(?!\d)",
+    re.DOTALL,
+)
 
 
 def completion_text(completion: Any) -> str:
@@ -75,30 +95,41 @@ def extract_boxed(text: str) -> str | None:
     """Content of the last complete `\\boxed{...}` (or `\\fbox{...}`), nested braces kept whole.
 
     A box inside another box belongs to the outer one; a box left unclosed (a truncated completion) is skipped.
+    Boxes in a row separated only by a comma, "and" or "or" are one answer: `\\boxed{1}, \\boxed{2}` gives `1, 2`.
 
     >>> extract_boxed(r"so \\boxed{\\frac{1}{2}}")
     '\\\\frac{1}{2}'
-    >>> extract_boxed(r"\\boxed{1} then \\boxed{2}")
-    '2'
+    >>> extract_boxed(r"\\boxed{1} then \\boxed{2}"), extract_boxed(r"$\\boxed{1}$ and $\\boxed{2}$")
+    ('2', '1, 2')
     """
-    last = None
+    boxes: list[tuple[int, int, str]] = []  # (start, end, content) of each complete box
     position = 0
     while (opener := _BOX_OPENERS.search(text, position)) is not None:
         end = _closing_brace(text, opener.end())
         if end is None:
             position = opener.end()
             continue
-        last = text[opener.end() : end]
+        boxes.append((opener.start(), end + 1, text[opener.end() : end]))
         position = end + 1
-    if last is None:
+    if not boxes:
         return None
-    inner = last.strip()
+    answer = [_unbox(boxes[-1][2])]
+    for (_, end, content), (start, _, _) in zip(boxes[-2::-1], boxes[:0:-1], strict=True):
+        if not _BOX_JOINER.fullmatch(text[end:start]):
+            break
+        answer.insert(0, _unbox(content))
+    parts = [part for part in answer if part]
+    return ", ".join(parts) if parts else None
+
+
+def _unbox(content: str) -> str:
+    inner = content.strip()
     # \boxed{\boxed{5}}: the inner box is the same answer.
     while (opener := _BOX_OPENERS.match(inner)) is not None and _closing_brace(inner, opener.end()) == len(
         inner
     ) - 1:
         inner = inner[opener.end() : -1].strip()
-    return inner or None
+    return inner
 
 
 def _closing_brace(text: str, start: int) -> int | None:
@@ -153,20 +184,47 @@ def extract_gsm8k(text: str) -> str | None:
 
 
 def extract_the_answer_is(text: str) -> str | None:
-    """The rest of the line after the last "the answer is", without a closing period or markdown bold.
+    """After the last "the answer is" or "answer:": its first formula in math mode, else the rest of the line
+    without a closing period or markdown bold.
 
     >>> extract_the_answer_is("So the final answer is: 18 dollars.")
     '18 dollars'
+    >>> extract_the_answer_is(r"Final Answer: The final answer is $\\frac13$. I hope it is correct.")
+    '\\\\frac13'
     """
     # The text after the last marker, even when one line holds several ("... is 72. The answer is 5.")
     markers = list(_THE_ANSWER_IS.finditer(text))
     if not markers:
         return None
-    answer = text[markers[-1].end() :].split("\n", 1)[0].strip()
+    rest = text[markers[-1].end() :]
+    span = _MATH_SPAN.match(rest.lstrip("*").lstrip())
+    if span is None:
+        span = _MATH_SPAN.search(rest.split("\n", 1)[0])
+        if span is not None and re.search(r"\d", rest[: span.start()]):
+            span = None  # "the answer is 7, not $5$": the number came first
+    if span is not None:
+        return _span_content(span) or None
+    answer = rest.split("\n", 1)[0].strip()
     answer = answer.rstrip(".").strip().strip("*").strip().rstrip(".").strip()  # "**18**." -> "18"
-    if len(answer) >= 2 and answer.startswith("$") and answer.endswith("$"):
-        answer = answer.strip("$").strip()
     return answer or None
+
+
+def extract_math_mode(text: str) -> str | None:
+    """Content of the last formula in math mode: `$...$`, `$$...$$`, `\\(...\\)` or `\\[...\\]`.
+
+    A dollar before a price is not math mode (see `_MATH_SPAN`).
+
+    >>> extract_math_mode(r"We get $x = 2$, so the sum is $$\\frac{1}{3}$$.")
+    '\\\\frac{1}{3}'
+    >>> extract_math_mode("It costs $5 and $10.") is None
+    True
+    """
+    spans = list(_MATH_SPAN.finditer(text))
+    return _span_content(spans[-1]) or None if spans else None
+
+
+def _span_content(span: re.Match[str]) -> str:
+    return next(group for group in span.groups() if group is not None).strip().rstrip(".,;").strip()
 
 
 def extract_last_number(text: str) -> str | None:
@@ -190,13 +248,54 @@ def find_numbers(text: str) -> list[str]:
     return _NUMBER.findall(text) if isinstance(text, str) else []
 
 
+def extract_final_expression(text: str) -> str | None:
+    """Whichever comes last: the last formula in math mode, or the last number outside one.
+
+    A number inside a bracketed list ("(3, 2)", "(-\\infty, 1)") gives the whole list: it is a coordinate or an
+    endpoint, and "the point (3, 2)" does not answer "2".
+
+    >>> extract_final_expression("So $x^2 = 4$ and there are 2 solutions.")
+    '2'
+    >>> extract_final_expression("The roots give $x = 2$.")
+    'x = 2'
+    >>> extract_final_expression("so x lies in (-infinity, 1).")
+    '(-infinity, 1)'
+    """
+    spans = list(_MATH_SPAN.finditer(text))
+    numbers = list(_NUMBER.finditer(text))
+    last_span = spans[-1] if spans else None
+    last_number = numbers[-1] if numbers else None
+    if last_number is not None and (last_span is None or last_number.start() >= last_span.end()):
+        for group in _BRACKET_GROUP.finditer(text):
+            if group.start() < last_number.start() and last_number.end() <= group.end():
+                return group.group()
+        return last_number.group()
+    return None if last_span is None else _span_content(last_span) or None
+
+
+def extract_answer_content(content: str) -> str | None:
+    """The answer inside an answer field (an `<answer>` tag's content): its box, its "the answer is", its last
+    formula in math mode, else the content as it stands.
+
+    >>> extract_answer_content(r"The answer is $\\frac{1}{3}$"), extract_answer_content("x = 5")
+    ('\\\\frac{1}{3}', 'x = 5')
+    """
+    for extractor in (extract_boxed, extract_the_answer_is, extract_math_mode):
+        answer = extractor(content)
+        if answer is not None:
+            return answer
+    return content.strip() or None
+
+
 def _extract_auto(text: str) -> str | None:
+    tag = extract_answer_tag(text)
+    if extract_boxed(text) is None and tag is not None:
+        return extract_answer_content(tag)
     for extractor in (
         extract_boxed,
-        extract_answer_tag,
         extract_gsm8k,
         extract_the_answer_is,
-        extract_last_number,
+        extract_final_expression,
     ):
         answer = extractor(text)
         if answer is not None:
@@ -216,8 +315,9 @@ EXTRACTION_STYLES: dict[str, Callable[[str], str | None]] = {
 def extract_answer(text: str, style: str = "auto") -> str | None:
     """The final answer in `text` by one of `EXTRACTION_STYLES`, or None when there is none.
 
-    `auto` tries, in order: the last `\\boxed{}`, the last `<answer>` tag, `####`, "the answer is ...", the last
-    number.
+    `auto` tries, in order: the last `\\boxed{}` (boxes in a row joined), the last `<answer>` tag (read with
+    `extract_answer_content`), `####`, "the answer is ..." or "answer: ...", then whichever comes last of the last
+    formula in math mode and the last number.
 
     >>> extract_answer(r"2 + 3 = 5, so \\boxed{5}.")
     '5'
@@ -260,8 +360,9 @@ def extract_gold(text: Any) -> str | None:
         if boxed is not None:
             return boxed
     text = text.strip()
-    if len(text) > 2 and text[0] == text[-1] == "$" and "$" not in text[1:-1]:
-        text = text[1:-1].strip()  # align-anything's golds are "$400$"
+    span = _MATH_SPAN.fullmatch(text)
+    if span is not None:
+        text = _span_content(span)  # align-anything's golds are "$400$"; MATH-style ones "$$(1,+\infty)$$"
     return text or None
 
 

@@ -12,10 +12,11 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from rlvr.rewards.equivalence import math_equal, numeric_equal
+from rlvr.rewards.equivalence import math_equal_many, numeric_equal
 from rlvr.rewards.extraction import (
     completion_text,
     extract_answer,
+    extract_answer_content,
     extract_answer_tag,
     extract_boxed,
     find_numbers,
@@ -165,8 +166,9 @@ def think_answer_format(text: str) -> bool:
 def math_verifier(prompts, completions, answer=None, ground_truth=None, **kwargs) -> list[float | None]:
     """`0.5 * format + accuracy` (seed 000, align-anything's math verifier): 1.5, 1.0, 0.5 or 0.0.
 
-    Format is `think_answer_format`; accuracy is `math_equal` between the `<answer>` content (its `\\boxed{}` if
-    it has one) and the gold.
+    Format is `think_answer_format`; accuracy is `math_equal` between the answer in the `<answer>` content (read
+    by `extract_answer_content`: its boxes, its "the answer is", its last formula in math mode, else all of it)
+    and the gold.
 
     >>> math_verifier(prompts=["q"] * 3, answer=["400"] * 3, completions=[
     ...     "<think>sqrt(400) = 20</think><answer>400</answer>", "The answer is <answer>400</answer>",
@@ -174,17 +176,14 @@ def math_verifier(prompts, completions, answer=None, ground_truth=None, **kwargs
     [1.5, 1.0, 0.5]
     """
     golds = gold_answers(len(completions), answer, ground_truth)
-    rewards: list[float | None] = []
-    for text, gold in zip(_texts(completions), golds, strict=True):
-        if gold is None:
-            rewards.append(None)
-            continue
-        content = extract_answer_tag(text)
-        if content is not None:
-            content = extract_boxed(content) or content
-        correct = content is not None and math_equal(content, gold)
-        rewards.append(0.5 * float(think_answer_format(text)) + float(correct))
-    return rewards
+    texts = _texts(completions)
+    contents = [extract_answer_tag(text) for text in texts]
+    preds = [None if content is None else extract_answer_content(content) for content in contents]
+    correct = _correct(preds, golds)
+    return [
+        None if gold is None else 0.5 * float(think_answer_format(text)) + float(right)
+        for text, gold, right in zip(texts, golds, correct, strict=True)
+    ]
 
 
 @register_reward("accuracy")
@@ -196,15 +195,18 @@ def accuracy(prompts, completions, answer=None, ground_truth=None, **kwargs) -> 
     [1.0, 1.0, 0.0]
     """
     golds = gold_answers(len(completions), answer, ground_truth)
-    return [
-        None if gold is None else float(_is_correct(text, gold))
-        for text, gold in zip(_texts(completions), golds, strict=True)
-    ]
+    correct = _correct([extract_answer(text, style="auto") for text in _texts(completions)], golds)
+    return [None if gold is None else float(right) for gold, right in zip(golds, correct, strict=True)]
 
 
-def _is_correct(text: str, gold: str) -> bool:
-    pred = extract_answer(text, style="auto")
-    return pred is not None and math_equal(pred, gold)
+def _correct(preds: Sequence[str | None], golds: Sequence[str | None]) -> list[bool]:
+    """Whether each extracted answer equals its gold; a missing answer or gold is not correct."""
+    scored = [i for i, (pred, gold) in enumerate(zip(preds, golds, strict=True)) if pred is not None and gold]
+    verdicts = math_equal_many([(preds[i], golds[i]) for i in scored])
+    correct = [False] * len(preds)
+    for i, verdict in zip(scored, verdicts, strict=True):
+        correct[i] = verdict
+    return correct
 
 
 def _lengths(completions: Sequence[Any], completion_ids: Any, completion_length: Any) -> list[int]:
@@ -269,6 +271,7 @@ def length_penalty(
     golds = gold_answers(len(completions), answer, ground_truth)
     lengths = _lengths(completions, completion_ids, completion_length)
     texts = _texts(completions)
+    correct = _correct([extract_answer(text, style="auto") for text in texts], golds)
     groups: dict[str, list[int]] = {}
     for i, prompt in enumerate(prompts):
         groups.setdefault(json.dumps(prompt, sort_keys=True, default=str), []).append(i)
@@ -283,5 +286,5 @@ def length_penalty(
                 rewards[i] = 0.0
                 continue
             lam = 0.5 - (lengths[i] - shortest) / (longest - shortest)
-            rewards[i] = lam if _is_correct(texts[i], golds[i]) else min(0.0, lam)
+            rewards[i] = lam if correct[i] else min(0.0, lam)
     return rewards

@@ -1,0 +1,181 @@
+"""Competition-math answers as MATH, NuminaMath and OpenThoughts write them: one table, one case per line.
+
+Each case is `(class, gold, completion, correct)`: the gold as a dataset stores it, a whole completion, and whether
+the completion's final answer is the gold one. `accuracy` must agree with `correct` on every line.
+`benchmarks/latex_answers.py` scores the same table with math-verify used plainly and writes the comparison in
+docs/rewards.md.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from rlvr.evaluation.evaluate import problem_record
+from rlvr.rewards import accuracy, math_equal, math_verifier
+
+# fmt: off
+LATEX_CASES = [
+    # Golds written in math mode, and whole solutions as golds.
+    ("math-mode gold", r"$\frac{1}{3}$", r"So the probability is \boxed{\frac{1}{3}}.", True),
+    ("math-mode gold", r"$$(1,+\infty)$$", r"Hence $x$ ranges over \boxed{(1, \infty)}.", True),
+    ("math-mode gold", r"$$(1,+\infty)$$", r"\boxed{[1, \infty)}", False),  # a closed end is another set
+    ("math-mode gold", r"\[2\sqrt{2}\]", r"\boxed{\sqrt{8}}", True),
+    ("math-mode gold", r"\(x^2+1\)", r"The answer is $1 + x^2$.", True),
+    ("math-mode gold", r"$\frac{1}{3}$", r"\boxed{\frac{1}{4}}", False),
+    ("math-mode gold", r"$400$", "So the total is 400.", True),
+    ("math-mode gold", r"The sum is $\boxed{-\frac{7}{2}}$.", r"\boxed{-3.5}", True),  # a MATH solution as gold
+    # Answers in math mode without a box.
+    ("math mode, no box", r"\frac{1}{3}", r"The answer is $\frac13$", True),
+    ("math mode, no box", r"\frac{1}{3}", r"Therefore the probability is $\dfrac{1}{3}$.", True),
+    ("math mode, no box", "2", r"Solving, we find $x = 2$.", True),
+    ("math mode, no box", r"\frac{\pi}{4}", r"Thus the angle is \(\frac{\pi}{4}\).", True),
+    ("math mode, no box", "12", "Adding up,\n\\[ 5 + 7 = 12 \\]", True),
+    ("math mode, no box", r"\frac{1}{3}", r"Final Answer: The final answer is $\frac{1}{3}$. I hope it is correct.", True),  # noqa: E501
+    ("math mode, no box", "5", "**Answer:** $5$", True),
+    ("math mode, no box", r"\frac{1}{3}", r"The answer is $\frac{1}{4}$", False),
+    ("math mode, no box", "6", "We have $x = 2$, so the area is 6 square units.", True),  # a later number wins
+    ("math mode, no box", "12", "It costs $5 and then $7, so $12 in total.", True),  # prices are not math mode
+    # TeX shorthands, \left...\right, \text, \! and {,} inside numbers.
+    ("TeX shorthand", r"\frac{1}{3}", r"\boxed{\frac13}", True),
+    ("TeX shorthand", r"\sqrt{3}", r"\boxed{\sqrt3}", True),
+    ("TeX shorthand", r"\frac{2}{3}", r"\boxed{\cfrac{2}{3}}", True),
+    ("TeX shorthand", r"\frac{1}{1+\sqrt{2}}", r"\boxed{\sqrt{2}-1}", True),  # rationalised
+    ("TeX shorthand", "(1,2)", r"\boxed{\left(1, 2\right)}", True),
+    ("TeX shorthand", "5", r"\boxed{5\text{ cm}}", True),
+    ("TeX shorthand", r"\text{Tuesday}", r"\boxed{\text{Tuesday}}", True),
+    ("TeX shorthand", "Tuesday", r"\boxed{\text{Tuesday}}", True),
+    ("TeX shorthand", "10000", r"\boxed{10{,}000}", True),
+    ("TeX shorthand", "1000000", r"\boxed{1\!000\!000}", True),
+    ("TeX shorthand", r"\sqrt{3}", r"\boxed{\sqrt2}", False),
+    ("TeX shorthand", r"\text{Monday}", r"\boxed{\text{Tuesday}}", False),
+    # Several boxes that together are the answer.
+    ("several boxes", r"\{1,2\}", r"\boxed{1}, \boxed{2}", True),
+    ("several boxes", "1, 2", r"The roots are $\boxed{2}$ and $\boxed{1}$.", True),
+    ("several boxes", "1, 2, 3", r"\boxed{1}, \boxed{2}, and \boxed{3}", True),
+    ("several boxes", "2", r"First \boxed{1}, then \boxed{2}", True),  # words between boxes: the last one
+    ("several boxes", r"\{1,2\}", r"\boxed{1}, \boxed{3}", False),
+    # Tuples and sets of tuples.
+    ("tuples and sets", "(3,2)", r"\boxed{(3, 2)}", True),
+    ("tuples and sets", "(3,2)", r"\boxed{(p,q)=(3,2)}", True),
+    ("tuples and sets", "(3,2)", r"\boxed{(2,3)}", False),  # order matters in a tuple
+    ("tuples and sets", r"\{(1,2),(3,4)\}", r"\boxed{(3,4),(1,2)}", True),  # not in a set
+    ("tuples and sets", "(1,2),(3,4)", r"\boxed{\{(1, 2), (3, 4)\}}", True),
+    ("tuples and sets", r"\{(1,2),(3,4)\}", r"\boxed{(1,2),(4,3)}", False),
+    ("tuples and sets", "(3,2)", "So the point is (3, 2).", True),  # a bracketed list outside math mode, whole
+    ("tuples and sets", "2", "So the point is (3, 2).", False),  # not its last coordinate
+    # Relations and inequalities.
+    ("relations", r"x \geq 5", r"\boxed{5 \leq x}", True),
+    ("relations", "x > 5", r"\boxed{x \ge 5}", False),
+    ("relations", r"x \in [-2,7]", r"\boxed{-2 \le x \le 7}", True),
+    ("relations", r"-2 \le x \le 7", r"\boxed{[-2, 7]}", True),
+    ("relations", "[-2,7]", r"\boxed{-2 < x \le 7}", False),
+    ("relations", r"(5,\infty)", r"\boxed{x > 5}", True),
+    ("relations", "x<-1", r"\boxed{(-\infty, -1)}", True),
+    # Equations of lines and planes, equal up to a nonzero factor.
+    ("lines and planes", "y = 2x + 3", r"\boxed{2x - y + 3 = 0}", True),
+    ("lines and planes", "x+2y=3", r"\boxed{2x + 4y = 6}", True),
+    ("lines and planes", "2x - y + 3z = 5", r"\boxed{-4x + 2y - 6z + 10 = 0}", True),
+    ("lines and planes", "x+2y=3", r"\boxed{x + 2y = 6}", False),
+    ("lines and planes", "y = 2x + 3", r"\boxed{y = 3x + 2}", False),
+    # Ratios.
+    ("ratios", "11:21", r"\boxed{V_1:V_2=11:21}", True),
+    ("ratios", "11:21", r"\boxed{11:21}", True),
+    ("ratios", "3:4", "The ratio is $3:4$.", True),
+    ("ratios", "11:21", r"\boxed{21:11}", False),
+    # Matrices and vectors.
+    ("matrices", r"\begin{pmatrix}1&2\\3&4\end{pmatrix}", r"\boxed{\begin{bmatrix}1&2\\3&4\end{bmatrix}}", True),
+    ("matrices", r"\begin{pmatrix}1&2\\3&4\end{pmatrix}", r"$\left(\begin{array}{cc}1&2\\3&4\end{array}\right)$", True),  # noqa: E501
+    ("matrices", r"\begin{pmatrix}1/2\\0\end{pmatrix}", r"\boxed{\begin{pmatrix}0.5\\0\end{pmatrix}}", True),
+    ("matrices", r"\begin{pmatrix}1&2\\3&4\end{pmatrix}", r"\boxed{\begin{pmatrix}1&3\\2&4\end{pmatrix}}", False),  # noqa: E501  the transpose
+    ("matrices", r"\begin{pmatrix}1\\2\end{pmatrix}", r"\boxed{\begin{pmatrix}2\\1\end{pmatrix}}", False),
+    # Decimals that round to a fraction.
+    ("rounded decimals", r"\frac{1}{12}", r"\boxed{0.0833333333333333}", True),
+    ("rounded decimals", r"\frac{2}{3}", r"\boxed{0.6666666666666666}", True),  # the float's last digit cut
+    ("rounded decimals", r"\frac{1}{3}", r"\boxed{0.33}", False),  # two places are not the fraction
+    ("rounded decimals", "0.33", r"\boxed{\frac{1}{3}}", True),  # but a gold rounded to two places is
+    ("rounded decimals", r"\frac{1}{12}", r"\boxed{0.0834}", False),
+    ("rounded decimals", r"\frac{\sqrt{3}}{2}", r"\boxed{0.8660254}", True),
+    # Identities.
+    ("identities", r"\sec^2 y", r"\boxed{\tan^2 y + 1}", True),
+    ("identities", r"\tan^2 y + 1 = \sec^2 y", r"\boxed{\sec^2 y = 1 + \tan^2 y}", True),
+    ("identities", r"\tan^2 y + 1 = \sec^2 y", r"\boxed{\sin^2 y + \cos^2 y = 1}", False),  # true, but another
+    ("identities", r"\cos 2x", r"\boxed{1 - 2\sin^2 x}", True),
+    ("identities", r"\sin 2x", r"\boxed{\sin x \cos x}", False),
+    # The last number, the other direction: what is not an answer.
+    ("last number", "2", "The password is AZYUK2A.", False),  # a digit inside a word is not a number
+    ("last number", "7", "Since 3 + 4 = 7, there are 7 apples", True),
+    ("last number", "-3", "The temperature dropped to -3 degrees.", True),
+    ("last number", "1", r"so x lies in (-\infty, 1).", False),  # the interval, not its endpoint
+    ("last number", r"(-\infty,1)", r"so x lies in (-\infty, 1).", True),
+    ("last number", "1", r"x \notin [1, 2]", False),  # a negated interval is not 1
+    # Numbers, units and commas: rlvr's exact fast path.
+    ("numbers and units", "18", r"She pays \boxed{\$18.00}.", True),
+    ("numbers and units", "1000", "#### 1,000", True),
+    ("numbers and units", "1.5", "She needs 1 1/2 cups.", True),  # a mixed number
+    ("numbers and units", "50", r"\boxed{50\%}", True),
+    ("numbers and units", "3.5", r"\boxed{3,5}", True),  # one digit after the comma: a decimal comma
+    ("numbers and units", "1234", r"\boxed{1,234}", True),  # three digits after it: thousands
+    ("numbers and units", "12.5", r"\boxed{12,50}", True),
+    ("numbers and units", "1,2", r"\boxed{2,1}", True),  # both decimal commas and unequal: read as lists
+    ("numbers and units", "1234", r"\boxed{1,23}", False),
+    ("numbers and units", "-3", r"\boxed{3}", False),
+]
+# fmt: on
+
+TIMEOUT = 5.0  # math_equal's default
+
+
+@pytest.mark.parametrize(
+    ("kind", "gold", "completion", "correct"),
+    LATEX_CASES,
+    ids=[f"{c[0]}-{i}" for i, c in enumerate(LATEX_CASES)],
+)
+def test_accuracy_reads_latex_answers(kind, gold, completion, correct):
+    assert accuracy(prompts=["q"], completions=[completion], answer=[gold]) == [float(correct)]
+
+
+def test_every_class_has_right_and_wrong_cases():
+    kinds = {kind for kind, *_ in LATEX_CASES}
+    for kind in kinds:
+        verdicts = {correct for k, _, _, correct in LATEX_CASES if k == kind}
+        assert verdicts == {True, False}, kind
+
+
+def test_the_whole_table_scores_fast_and_no_call_reaches_its_timeout():
+    math_equal(r"\sqrt{2}", r"\sqrt{2}+0")  # start the math-verify child, as a trainer's first batch does
+    slowest = 0.0
+    started = time.perf_counter()
+    for _, gold, completion, _ in LATEX_CASES:
+        call_started = time.perf_counter()
+        accuracy(prompts=["q"], completions=[completion], answer=[gold])
+        slowest = max(slowest, time.perf_counter() - call_started)
+    total = time.perf_counter() - started
+    assert slowest < TIMEOUT / 2, slowest
+    assert total < 30, (
+        total
+    )  # about 3 s on the 2-core development machine; the bound leaves room for a busy one
+
+
+@pytest.mark.parametrize(
+    ("completion", "gold", "expected"),
+    [
+        (r"<think>t</think><answer>$\frac13$</answer>", r"$\frac{1}{3}$", 1.5),
+        (r"<think>t</think><answer>The answer is $\dfrac{1}{3}$.</answer>", r"$\frac{1}{3}$", 1.5),
+        (r"<think>t</think><answer>\boxed{1}, \boxed{2}</answer>", r"\{1,2\}", 1.5),
+        (r"<think>t</think><answer>(p,q)=(3,2)</answer>", "(3,2)", 1.5),
+        (r"<think>t</think><answer>(2,3)</answer>", "(3,2)", 0.5),
+    ],
+)
+def test_math_verifier_reads_latex_answers(completion, gold, expected):
+    assert math_verifier(prompts=["q"], completions=[completion], answer=[gold]) == [expected]
+
+
+def test_evaluation_votes_with_the_same_verifier():
+    # Three samples, two of them 1/3 written differently: they vote together and the majority is right.
+    completions = [r"so $\frac13$", r"\boxed{0.25}", r"The answer is $\dfrac{1}{3}$."]
+    row = {"question": "q", "answer": r"$\frac{1}{3}$"}
+    record = problem_record(0, row, completions, [1.0, 0.0, 1.0], [5] * 3, [False] * 3, "boxed", math_equal)
+    assert record["samples"][0]["extracted"] == r"\frac13"
+    assert (record["majority_votes"], record["maj_correct"]) == (2, True)
