@@ -197,7 +197,11 @@ def test_inspect_errors(tmp_path, capsys):
             "training.log_completions_steps = 0: this run logs no",
         ),
         # metrics.jsonl alone (no config.yaml): still a run, the setting unknown
-        (None, [1, 2], "no completions logged yet: the run has reached step 2 (no config.yaml says when"),
+        (
+            None,
+            [1, 2],
+            "no completions logged yet: the run has reached step 2 (config.yaml gives no training.log",
+        ),
         # config.yaml alone, nothing logged: a run that has not finished a step
         (
             "training:\n  log_completions_steps: 5\n",

@@ -263,7 +263,8 @@ def _no_completions(run_dir: Path) -> str:
     if isinstance(max_steps, int):
         reached += f" of {max_steps}"
     if not isinstance(every, int) or every < 0:
-        return f"{run_dir}: no completions logged yet: {reached} (no config.yaml says when they are logged)"
+        unknown = "config.yaml gives no training.log_completions_steps"
+        return f"{run_dir}: no completions logged yet: {reached} ({unknown})"
     said = f"{run_dir}: no completions logged yet: training.log_completions_steps = {every} and {reached}"
     if isinstance(max_steps, int) and max_steps < every:
         return f"{said}, so it will log none; set training.log_completions_steps to {max_steps} or less"
