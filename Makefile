@@ -4,11 +4,18 @@ PY := $(VENV)/bin/python
 # torch goes in first and alone: a torch requirement that 2.13.0 does not satisfy would pull
 # CUDA builds (gigabytes) onto a CPU machine. On a GPU machine set TORCH_SPEC to the build you want.
 TORCH_SPEC ?= torch==2.13.0
-# Local copies of the datasets, used when the hub is unreachable (configurable, never hard-coded in code).
-export RLVR_DATA_DIR ?= $(abspath ../shared/data)
+# RLVR_DATA_DIR: a folder of local dataset copies (<name>/<split>.jsonl), read before the hub (README, "Data").
+# The project's own machines keep theirs in ../shared/data: that default is exported only where the folder
+# exists and RLVR_DATA_DIR is not already set; elsewhere datasets come from the hub or from files you name.
+SHARED_DATA := $(abspath ../shared/data)
+ifeq ($(origin RLVR_DATA_DIR),undefined)
+ifneq ($(wildcard $(SHARED_DATA)/.),)
+export RLVR_DATA_DIR := $(SHARED_DATA)
+endif
+endif
 DEMO_DIR ?= runs/demo
 
-.PHONY: setup test test-slow lint demo bench clean
+.PHONY: setup test test-slow lint demo bench clean data-dir
 
 setup: $(VENV)/.installed
 
@@ -34,6 +41,9 @@ demo: setup
 
 bench: setup  # the test extra already holds TRL
 	$(PY) benchmarks/grpo_step.py --quick
+
+data-dir:  # where `make` targets read local dataset copies from, if anywhere
+	@echo "RLVR_DATA_DIR=$${RLVR_DATA_DIR:-(unset: datasets come from the hub or from files)}"
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

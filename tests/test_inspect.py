@@ -173,3 +173,62 @@ def test_inspect_errors(tmp_path, capsys):
     assert ev.run_inspect(inspect_args(str(tmp_path), "--step", "7")) == 2
     assert "step 7 has no completions" in capsys.readouterr().err
     assert not math.isnan(inspect_run(tmp_path)["shown_steps"][0]["mean_reward"])
+
+
+@pytest.mark.parametrize(
+    ("config", "metric_steps", "expected"),
+    [
+        # 3 steps trained, completions every 10: the run is recognised, the reason given
+        (
+            "training:\n  log_completions_steps: 10\n  max_steps: 20\n",
+            [1, 2, 3],
+            "no completions logged yet: training.log_completions_steps = 10 and the run has reached step 3 "
+            "of 20; the first are logged at step 10",
+        ),
+        # max_steps below the interval: it never will
+        (
+            "training:\n  log_completions_steps: 10\n  max_steps: 4\n",
+            [1, 2],
+            "step 2 of 4, so it will log none; set training.log_completions_steps to 4 or less",
+        ),
+        (
+            "training:\n  log_completions_steps: 0\n",
+            [1],
+            "training.log_completions_steps = 0: this run logs no",
+        ),
+        # metrics.jsonl alone (no config.yaml): still a run, the setting unknown
+        (
+            None,
+            [1, 2],
+            "no completions logged yet: the run has reached step 2 (config.yaml gives no training.log",
+        ),
+        # config.yaml alone, nothing logged: a run that has not finished a step
+        (
+            "training:\n  log_completions_steps: 5\n",
+            None,
+            "= 5 and the run has no steps logged yet; the first",
+        ),
+    ],
+    ids=["short-run", "never-logs", "logging-off", "metrics-only", "no-step-yet"],
+)
+def test_inspect_a_run_without_completions(tmp_path, capsys, config, metric_steps, expected):
+    if config is not None:
+        (tmp_path / "config.yaml").write_text(config)
+    if metric_steps is not None:
+        (tmp_path / "metrics.jsonl").write_text("".join(json.dumps({"step": s}) + "\n" for s in metric_steps))
+    assert ev.run_inspect(inspect_args(str(tmp_path))) == 2
+    err = capsys.readouterr().err
+    assert expected in err
+    assert "give a training output directory" not in err and err.count("\n") == 1  # one line, no traceback
+
+
+def test_inspect_a_run_whose_completions_file_is_empty(tmp_path, capsys):
+    (tmp_path / "config.yaml").write_text("training:\n  log_completions_steps: 2\n")
+    (tmp_path / "completions.jsonl").write_text("")  # created, nothing written yet
+    assert ev.run_inspect(inspect_args(str(tmp_path))) == 2
+    assert "no completions logged yet: training.log_completions_steps = 2" in capsys.readouterr().err
+
+
+def test_inspect_a_missing_directory(tmp_path, capsys):
+    assert ev.run_inspect(inspect_args(str(tmp_path / "nope"))) == 2
+    assert f"{tmp_path / 'nope'} does not exist or is not a directory" in capsys.readouterr().err

@@ -9,7 +9,15 @@ import math
 import pytest
 
 from rlvr.evaluation import cli as ev
-from rlvr.evaluation.plot import moving_average, plan_plots, read_metrics, series
+from rlvr.evaluation.plot import (
+    kl_note,
+    moving_average,
+    plan_plots,
+    plot_run,
+    read_metrics,
+    read_run_config,
+    series,
+)
 
 
 def write_metrics(run_dir, steps: int = 30) -> None:
@@ -108,3 +116,56 @@ def test_plot_needs_metrics(tmp_path, capsys):
     (tmp_path / "metrics.jsonl").write_text('{"step": 1, "reward": null}\n')
     assert ev.run_plot(plot_args(str(tmp_path))) == 2
     assert "no values to plot" in capsys.readouterr().err
+
+
+def write_run(run_dir, kl, config: str | None) -> None:
+    rows = [{"step": s, "reward": 0.1 * s, **({} if kl == "missing" else {"kl": kl})} for s in range(1, 6)]
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    if config is not None:
+        (run_dir / "config.yaml").write_text(config)
+
+
+NO_REFERENCE = "no reference model (beta = 0)"
+
+
+@pytest.mark.parametrize(
+    ("kl", "config", "note"),
+    [
+        (0.0, "algorithm:\n  beta: 0.0\n", NO_REFERENCE),  # today's trainer logs kl 0 without a reference
+        (None, "algorithm:\n  beta: 0\n", NO_REFERENCE),  # kl null: the lead's metrics.jsonl
+        ("missing", "algorithm:\n  beta: 0\n", NO_REFERENCE),
+        (None, None, "no reference model (kl is null at every step)"),  # no config.yaml to ask
+        (0.001, "algorithm:\n  beta: 0.04\n", None),  # a reference: the curve is drawn
+        (0.0, None, None),  # a measured 0 with no config.yaml to say otherwise is a value
+    ],
+    ids=[
+        "kl-0-beta-0",
+        "kl-null-beta-0",
+        "kl-missing-beta-0",
+        "kl-null-no-config",
+        "beta-0.04",
+        "kl-0-no-config",
+    ],
+)
+def test_kl_panel_says_no_reference(tmp_path, kl, config, note):
+    write_run(tmp_path, kl, config)
+    written = plot_run(tmp_path)
+    index = (tmp_path / "plots" / "index.html").read_text()
+    assert tmp_path / "plots" / "kl.png" in written
+    assert kl_note(read_metrics(tmp_path / "metrics.jsonl"), read_run_config(tmp_path)) == note
+    if note:
+        assert f"<figcaption>{note}</figcaption>" in index
+        assert "kl" not in index.split("not logged in this run:")[1].split("</p>")[0]
+    else:
+        assert "no reference model" not in index
+
+
+def test_kl_panel_without_a_reference_is_text_not_a_line(tmp_path):
+    import matplotlib.image
+
+    write_run(tmp_path, 0.0, "algorithm:\n  beta: 0\n")
+    plot_run(tmp_path)
+    kl = matplotlib.image.imread(tmp_path / "plots" / "kl.png")[..., :3]
+    reward = matplotlib.image.imread(tmp_path / "plots" / "reward.png")[..., :3]
+    # a flat line at 0 has axes, ticks and a grid: many more dark pixels than a title and one sentence
+    assert (kl < 0.5).mean() < (reward < 0.5).mean() / 2

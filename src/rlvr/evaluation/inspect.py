@@ -190,12 +190,13 @@ def inspect_run(
     shown steps (`step`, else the `last` ones; 0 for all) the `top` best and worst completions."""
     run_dir = Path(run_dir)
     path = run_dir / "completions.jsonl"
-    if not path.is_file():
+    if not run_dir.is_dir():
         raise EvaluationError(
-            f"{path} does not exist: give a training output directory (completions are logged "
-            "every training.log_completions_steps)"
+            f"{run_dir} does not exist or is not a directory: give a training output directory"
         )
-    records = read_jsonl(path)
+    records = read_jsonl(path) if path.is_file() else []
+    if not records:
+        raise EvaluationError(_no_completions(run_dir))
     entries = [_entry(i, r, analyse_completion(r)) for i, r in enumerate(records)]
     steps = sorted({e["step"] for e in entries if e["step"] is not None})
     if step is not None:
@@ -236,6 +237,61 @@ def inspect_run(
         "examples": {f: [e for e in flagged if f in e["flags"]][-examples:] for f in FLAGS},
         "flagged": [{"line": e["line"], "step": e["step"], "flags": e["flags"]} for e in flagged],
     }
+
+
+def _no_completions(run_dir: Path) -> str:
+    """Why a directory has no completions to show: not a run, a run too short to have logged any, or a run
+    that logs none."""
+    config_path, metrics_path = run_dir / "config.yaml", run_dir / "metrics.jsonl"
+    if not config_path.is_file() and not metrics_path.is_file():
+        return (
+            f"{run_dir / 'completions.jsonl'} does not exist and {run_dir} holds no config.yaml or "
+            "metrics.jsonl: give a training output directory (training.output_dir)"
+        )
+    from rlvr.evaluation.plot import read_run_config
+
+    training = read_run_config(run_dir).get("training")
+    training = training if isinstance(training, dict) else {}
+    every, max_steps = training.get("log_completions_steps"), training.get("max_steps")
+    if every == 0:
+        return (
+            f"{run_dir}: training.log_completions_steps = 0: this run logs no completions; train with "
+            "training.log_completions_steps=N to log them every N steps"
+        )
+    step = _last_step(run_dir)
+    reached = f"the run has reached step {step}" if step else "the run has no steps logged yet"
+    if isinstance(max_steps, int):
+        reached += f" of {max_steps}"
+    if not isinstance(every, int) or every < 0:
+        unknown = "config.yaml gives no training.log_completions_steps"
+        return f"{run_dir}: no completions logged yet: {reached} ({unknown})"
+    said = f"{run_dir}: no completions logged yet: training.log_completions_steps = {every} and {reached}"
+    if isinstance(max_steps, int) and max_steps < every:
+        return f"{said}, so it will log none; set training.log_completions_steps to {max_steps} or less"
+    if step < every:
+        return f"{said}; the first are logged at step {every}"
+    return f"{said}, yet {run_dir / 'completions.jsonl'} holds none: was it moved or deleted?"
+
+
+def _last_step(run_dir: Path) -> int:
+    """The newest step a run has logged in metrics.jsonl or checkpointed; 0 for none. A line being written
+    (a run still training) or a damaged one is skipped."""
+    steps = [0]
+    try:
+        lines = (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        lines = []
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("step"), int):
+            steps.append(record["step"])
+    steps += [
+        int(p.name.split("-")[1]) for p in run_dir.glob("checkpoint-*") if p.name.split("-")[1].isdigit()
+    ]
+    return max(steps)
 
 
 def _reward(entry: dict[str, Any]) -> float:

@@ -58,8 +58,43 @@ def series(records: list[dict[str, Any]], key: str) -> tuple[list[int], list[flo
     return steps, values
 
 
-def plan_plots(records: list[dict[str, Any]]) -> list[tuple[str, str, list[str]]]:
-    """The plots that have data: `PLOTS` plus one per `rewards/<name>`, each keeping only keys with values.
+def read_run_config(run_dir: str | Path) -> dict[str, Any]:
+    """A run's config.yaml as nested dicts; {} when it is missing or unreadable (what needs it then says less)."""
+    import yaml
+
+    try:
+        loaded = yaml.safe_load((Path(run_dir) / "config.yaml").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return {}
+    return loaded if isinstance(loaded, dict) else {}
+
+
+def kl_note(records: list[dict[str, Any]], config: dict[str, Any]) -> str | None:
+    """What the KL panel says instead of a curve when the run had no reference model, else None.
+
+    With `algorithm.beta: 0` no reference model is loaded and the KL is not measured: a logged 0 (or null)
+    is not a KL of 0. Without a config, a `kl` null at every step says the same.
+
+    >>> kl_note([{"step": 1, "kl": 0.0}], {"algorithm": {"beta": 0}})
+    'no reference model (beta = 0)'
+    >>> kl_note([{"step": 1, "kl": None}], {}), kl_note([{"step": 1, "kl": 0.0}], {})
+    ('no reference model (kl is null at every step)', None)
+    """
+    algorithm = config.get("algorithm")
+    beta = algorithm.get("beta") if isinstance(algorithm, dict) else None
+    if isinstance(beta, (int, float)) and not isinstance(beta, bool):
+        return "no reference model (beta = 0)" if beta == 0 else None
+    logged = [r for r in records if "kl" in r]
+    if logged and all(r["kl"] is None for r in logged):
+        return "no reference model (kl is null at every step)"
+    return None
+
+
+def plan_plots(
+    records: list[dict[str, Any]], notes: dict[str, str] | None = None
+) -> list[tuple[str, str, list[str]]]:
+    """The plots that have data: `PLOTS` plus one per `rewards/<name>`, each keeping only keys with values;
+    a plot named in `notes` is kept whatever its data (it is drawn as that note, not as a curve).
 
     >>> records = [{"step": 1, "reward": 1.0, "rewards/xml_format": 0.4, "kl": None}]
     >>> [name for name, _, _ in plan_plots(records)]
@@ -76,7 +111,7 @@ def plan_plots(records: list[dict[str, Any]]) -> list[tuple[str, str, list[str]]
     )
     out = []
     for name, title, keys in plans:
-        present = [k for k in keys if series(records, k)[0]]
+        present = keys if name in (notes or {}) else [k for k in keys if series(records, k)[0]]
         if present:
             out.append((name, title, present))
     return out
@@ -132,12 +167,38 @@ def draw(path: Path, title: str, records: list[dict[str, Any]], keys: list[str])
     return path
 
 
-def index_html(run_dir: Path, images: list[Path], config_text: str | None, skipped: list[str]) -> str:
-    """A page with every plot and the run's config, so a run can be looked at in a browser in one place."""
+def draw_note(path: Path, title: str, note: str) -> Path:
+    """A panel with a title and one sentence instead of a curve: a flat line would read as a measurement."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=FIGSIZE, dpi=DPI)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    axes.set_axis_off()
+    axes.set_title(title)
+    axes.text(0.5, 0.5, note, ha="center", va="center", fontsize="large", transform=axes.transAxes)
+    figure.savefig(path)
+    return path
+
+
+def index_html(
+    run_dir: Path,
+    images: list[Path],
+    config_text: str | None,
+    skipped: list[str],
+    captions: dict[str, str] | None = None,
+) -> str:
+    """A page with every plot and the run's config, so a run can be looked at in a browser in one place;
+    `captions` by image stem (the KL panel's "no reference model")."""
     title = html.escape(run_dir.resolve().name)
-    figures = "\n".join(
-        f'<figure><img src="{html.escape(p.name)}" alt="{html.escape(p.stem)}"></figure>' for p in images
-    )
+    captions = captions or {}
+
+    def figure(p: Path) -> str:
+        caption = f"<figcaption>{html.escape(captions[p.stem])}</figcaption>" if p.stem in captions else ""
+        return f'<figure><img src="{html.escape(p.name)}" alt="{html.escape(p.stem)}">{caption}</figure>'
+
+    figures = "\n".join(figure(p) for p in images)
     config = (
         f"<pre>{html.escape(config_text)}</pre>"
         if config_text is not None
@@ -167,13 +228,21 @@ def plot_run(run_dir: str | Path, output: str | Path | None = None) -> list[Path
     plans = plan_plots(records)
     if not plans:
         raise EvaluationError(f"{metrics_path} holds no values to plot")
+    no_reference = kl_note(records, read_run_config(run_dir))
+    notes = {"kl": no_reference} if no_reference is not None else {}
+    plans = plan_plots(records, notes)
     output = Path(output) if output is not None else run_dir / "plots"
     output.mkdir(parents=True, exist_ok=True)
-    images = [draw(output / f"{name}.png", title, records, keys) for name, title, keys in plans]
+    images = [
+        draw_note(output / f"{name}.png", title, notes[name])
+        if name in notes
+        else draw(output / f"{name}.png", title, records, keys)
+        for name, title, keys in plans
+    ]
     drawn = {k for _, _, keys in plans for k in keys}
     skipped = [k for _, _, keys in PLOTS for k in keys if k not in drawn]
     config_path = run_dir / "config.yaml"
     config_text = config_path.read_text(encoding="utf-8") if config_path.is_file() else None
     index = output / "index.html"
-    index.write_text(index_html(run_dir, images, config_text, skipped), encoding="utf-8")
+    index.write_text(index_html(run_dir, images, config_text, skipped, notes), encoding="utf-8")
     return [*images, index]
