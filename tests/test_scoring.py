@@ -70,9 +70,15 @@ def test_checked_values_follow_the_registry_rule(values, expected):
         # An inf reward once made every advantage of its group NaN and every weight after the update.
         ([1.0, float("inf"), 0.0], r"returned inf: rewards must be finite.*completion 11:\n---\nb\n---"),
         ([float("-inf"), 0.0, 0.0], r"returned -inf: rewards must be finite.*completion 10"),
-        ([float("nan"), 0.0, 0.0], r"returned nan: rewards must be finite numbers, or None for not applicable"),
+        (
+            [float("nan"), 0.0, 0.0],
+            r"returned nan: rewards must be finite numbers, or None for not applicable",
+        ),
         ([0.0, torch.tensor(float("nan")), 0.0], r"returned tensor\(nan\).*completion 11"),
-        ([0.0, 0.0, "0.5"], r"returned '0.5', which is not a number or None.*completion 12"),  # float() took it
+        (
+            [0.0, 0.0, "0.5"],
+            r"returned '0.5', which is not a number or None.*completion 12",
+        ),  # float() took it
         ([True, 0.0, 0.0], r"returned True, which is not a number.*completion 10"),  # a bool is a bug
         ([0.0, np.bool_(False), 0.0], r"returned np.False_, which is not a number.*completion 11"),
         ([0.0, torch.tensor([1.0, 2.0]), 0.0], r"which is not a number or None.*completion 11"),
