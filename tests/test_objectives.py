@@ -81,6 +81,12 @@ def test_gdpo_normalises_each_reward_in_its_group_then_the_sum_over_the_batch():
     torch.testing.assert_close(decoupled, torch.tensor([0.0, 0.0, x, -x]))
 
 
+def test_batch_advantages_centre_on_the_scorable_batch_mean():
+    # [1, 2, None, 3]: mean 2, unbiased std 1 -> [-1, 0, 0, 1] / (1 + eps); the unscorable one 0
+    adv = batch_advantages(torch.tensor([1.0, 2.0, NAN, 3.0]))
+    torch.testing.assert_close(adv, torch.tensor([-1.0, 0.0, 0.0, 1.0]) / (1 + EPS))
+
+
 def test_gdpo_all_equal_rewards_give_zero_advantages():
     # every function constant in every group: each normalised reward (r - mean) / (0 + eps) = 0, so the sum is
     # 0, the batch std is 0, and the advantages are 0 / (0 + eps) = 0

@@ -164,8 +164,13 @@ CASES = {
         {"beta": 0.3, "use_bias_correction_kl": True},
     ),
     "bias-corrected-kl-gspo": (
-        {"loss_type": "grpo", "epsilon": 0.2, "beta": 0.3, "use_bias_correction_kl": True,
-         "importance_sampling_level": "sequence"},
+        {
+            "loss_type": "grpo",
+            "epsilon": 0.2,
+            "beta": 0.3,
+            "use_bias_correction_kl": True,
+            "importance_sampling_level": "sequence",
+        },
         {"beta": 0.3, "use_bias_correction_kl": True, "importance_sampling_level": "sequence"},
     ),  # fmt: skip
     "dr_grpo-kl-delta": (
