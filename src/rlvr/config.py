@@ -138,9 +138,10 @@ class AlgorithmConfig:
     """Upper clip range 1 + epsilon_high (DAPO's clip-higher); None means epsilon."""
     mu: int = 1
     """Policy updates per generation batch (num_iterations); old log-probs are taken before the first."""
-    loss_type: Literal["grpo", "bnpo", "dr_grpo", "dapo"] = "grpo"
+    loss_type: Literal["grpo", "bnpo", "dr_grpo", "dapo", "cispo"] = "grpo"
     """Loss aggregation: grpo (per-sequence mean, then mean), bnpo (token mean over the micro-batch),
-    dr_grpo (sum / (batch * max_completion_length)), dapo (token sum / token count of the whole batch)."""
+    dr_grpo (sum / (batch * max_completion_length)), dapo (token sum / token count of the whole batch);
+    cispo: MiniMax-M1's clipped-weight objective (bounds cispo_clip_min/max), aggregated as dapo."""
     scale_rewards: Literal["group", "batch", "none"] = "group"
     """Divide centred rewards by the group std, the batch std, or nothing (Dr. GRPO)."""
     mask_truncated_completions: bool = False
@@ -155,6 +156,37 @@ class AlgorithmConfig:
     """Steps between TR-DPO soft updates."""
     logprob_chunk_size: int = 256
     """Token rows per chunk in log-softmax, so a float32 [tokens, vocab] tensor is never whole."""
+    # The GRPO family as practised in 2026 (docs/training.md has each option's paper and TRL/verl/OpenRLHF names).
+    multi_objective_aggregation: Literal["sum_then_normalize", "normalize_then_sum"] = "sum_then_normalize"
+    """Several rewards: weighted sum then group advantages, or normalise each within its group, sum, then
+    normalise over the batch (GDPO; scale_rewards is then not used)."""
+    kl_estimator: Literal["k1", "k2", "k3"] = "k3"
+    """Per-token KL(policy || ref) estimator (Schulman 2020): k1 log-ratio, k2 half squared, k3."""
+    kl_in: Literal["loss", "reward"] = "loss"
+    """Where beta * KL goes: added to the loss, or subtracted per token from the reward (sampled tokens)."""
+    use_bias_correction_kl: bool = False
+    """Weight the loss's KL by the importance ratio (DeepSeek-V3.2; TRL's default is true): its gradient is
+    then the reverse KL's."""
+    importance_sampling_level: Literal["token", "sequence"] = "token"
+    """Importance ratio per token, or one length-normalised ratio per sequence (GSPO)."""
+    delta: float | None = None
+    """Two-sided clipping (INTELLECT-2): cap the unclipped ratio at delta (> 1 + epsilon_high); None: off."""
+    cispo_clip_min: float | None = None
+    """loss_type cispo: lower bound of the clipped importance weight (None: unbounded, as MiniMax-M1)."""
+    cispo_clip_max: float = 5.0
+    """loss_type cispo: upper bound of the clipped importance weight (ScaleRL's 5.0; TRL's epsilon_high)."""
+    top_entropy_quantile: float = 1.0
+    """Train the policy loss on the top rho of loss tokens by entropy ("Beyond the 80/20 rule": 0.2); 1.0: all."""
+    importance_sampling_correction: bool = False
+    """Weight the policy loss by pi_old / pi_sampler (the sampler's log-probs travel in the Rollout)."""
+    importance_sampling_mode: Literal[
+        "token_truncate", "token_mask", "sequence_truncate", "sequence_mask"
+    ] = "sequence_mask"
+    """Truncate (clip) or mask (zero) the weights outside the bounds, per token or per sequence."""
+    importance_sampling_clip_min: float | None = None
+    """Lower bound of the sampler importance weight (None: none)."""
+    importance_sampling_clip_max: float | None = 3.0
+    """Upper bound of the sampler importance weight (None: none)."""
 
 
 @dataclass
@@ -378,6 +410,7 @@ def validate(config: GRPOConfig) -> None:
     for key, value in positive.items():
         if value < 1:
             raise ConfigError(f"{key} must be at least 1, got {value}")
+    _validate_objective(a)
     if g.temperature <= 0:
         raise ConfigError(f"generation.temperature must be > 0 for sampling, got {g.temperature}")
     if a.beta < 0 or a.epsilon < 0:
@@ -408,4 +441,37 @@ def validate(config: GRPOConfig) -> None:
     if unknown_report:
         raise ConfigError(
             f"training.report_to has unknown loggers {sorted(unknown_report)}; use tensorboard, wandb"
+        )
+
+
+def _validate_objective(a: AlgorithmConfig) -> None:
+    """The GRPO-family options of `algorithm` (issue 10)."""
+    high = 1 + (a.epsilon if a.epsilon_high is None else a.epsilon_high)
+    if a.delta is not None and a.delta <= high:
+        raise ConfigError(
+            f"algorithm.delta ({a.delta}) must be above 1 + epsilon_high ({high:g}): it caps ratios that the "
+            "clip leaves unbounded"
+        )
+    if a.cispo_clip_max <= 0 or (
+        a.cispo_clip_min is not None and not 0 <= a.cispo_clip_min < a.cispo_clip_max
+    ):
+        raise ConfigError(
+            f"algorithm.cispo_clip_min ({a.cispo_clip_min}) and algorithm.cispo_clip_max ({a.cispo_clip_max}) "
+            "must satisfy 0 <= cispo_clip_min < cispo_clip_max"
+        )
+    if not 0.0 <= a.top_entropy_quantile <= 1.0:
+        raise ConfigError(f"algorithm.top_entropy_quantile must be in [0, 1], got {a.top_entropy_quantile}")
+    low, top = a.importance_sampling_clip_min, a.importance_sampling_clip_max
+    if (
+        (low is not None and low < 0)
+        or (top is not None and top <= 0)
+        or (None not in (low, top) and low >= top)
+    ):
+        raise ConfigError(
+            f"algorithm.importance_sampling_clip_min ({low}) and algorithm.importance_sampling_clip_max ({top}) "
+            "must satisfy 0 <= min < max"
+        )
+    if a.use_bias_correction_kl and a.kl_in == "reward":
+        raise ConfigError(
+            "algorithm.use_bias_correction_kl weights the KL in the loss; with algorithm.kl_in=reward there is none"
         )

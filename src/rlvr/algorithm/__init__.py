@@ -1,18 +1,53 @@
 """The maths of GRPO as small pure functions: advantages, log-probs, clipped surrogate, KL, aggregation."""
 
-from rlvr.algorithm.advantages import combine_rewards, group_advantages
+from rlvr.algorithm.advantages import (
+    batch_advantages,
+    combine_rewards,
+    group_advantages,
+    nanstd,
+    normalize_then_sum,
+    unscorable,
+    zero_range_groups,
+)
 from rlvr.algorithm.logprobs import completion_logps, logps_from_hidden, selective_log_softmax
-from rlvr.algorithm.loss import LossOutput, aggregate_loss, clipped_surrogate, grpo_loss, kl_k3
+from rlvr.algorithm.loss import (
+    LossOutput,
+    aggregate_loss,
+    cispo_surrogate,
+    clipped_surrogate,
+    entropy_threshold,
+    grpo_loss,
+    high_entropy_mask,
+    kl_estimate,
+    kl_k3,
+    kl_penalized_advantages,
+    log_importance_weights,
+)
+from rlvr.algorithm.sampling import sampling_importance_weights, sampling_log_ratio, sampling_stats
 
 __all__ = [
     "LossOutput",
     "aggregate_loss",
+    "batch_advantages",
+    "cispo_surrogate",
     "clipped_surrogate",
     "combine_rewards",
     "completion_logps",
-    "grpo_loss",
+    "entropy_threshold",
     "group_advantages",
+    "grpo_loss",
+    "high_entropy_mask",
+    "kl_estimate",
     "kl_k3",
+    "kl_penalized_advantages",
+    "log_importance_weights",
     "logps_from_hidden",
+    "nanstd",
+    "normalize_then_sum",
+    "sampling_importance_weights",
+    "sampling_log_ratio",
+    "sampling_stats",
     "selective_log_softmax",
+    "unscorable",
+    "zero_range_groups",
 ]

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from rlvr.algorithm.logprobs import groups_share_prompts
+from rlvr.algorithm.logprobs import groups_share_prompts, selective_log_softmax
 from rlvr.config import GenerationConfig
 
 
@@ -27,6 +27,10 @@ class Rollout:
     completions: list[str]  # [N] decoded completion text (special tokens removed)
     columns: dict[str, list[Any]] = field(default_factory=dict)  # dataset columns, repeated per completion
     num_prompts_cut: int = 0  # prompts cut from the left to max_prompt_length
+    # [N, C] float32 log-prob of each sampled token under the distribution it was drawn from (after
+    # temperature, top_k, top_p, min_p and the repetition penalty: vLLM's processed_logprobs, which TRL asks
+    # for), 0 past the end; None when the engine gave none
+    sampling_logps: torch.Tensor | None = None
 
     @property
     def input_ids(self) -> torch.Tensor:  # [N, P + C]
@@ -152,14 +156,16 @@ def generate_static(
     force_full_length: bool = False,
     greedy: bool = False,
     group_size: int = 1,
-) -> torch.Tensor:
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Sample (or, with `greedy`, decode by argmax) completions [N, C] with a preallocated KV cache.
 
     Decoding a 135M model on a CPU is bound by reading the weights once per token, and half of
     `generate()`'s per-token time goes to bookkeeping around that; this loop keeps only the forward,
     the logits processors and the sampling. With `group_size` G and each run of G rows sharing one
     prompt (as `sample` lays them out), each prompt is prefilled once and its keys and values repeated.
-    Rows that finished get padding; the loop stops when all have.
+    Rows that finished get padding; the loop stops when all have. Returns (completion ids [N, C], the
+    sampled tokens' log-probs [N, C] under the processed distribution they were drawn from, 0 on padding;
+    None when greedy): one gather per step from the probabilities the draw already computed.
     """
     from transformers import StaticCache
 
@@ -189,14 +195,19 @@ def generate_static(
     seen = prompt_ids  # the repetition penalty looks at prompt and completion so far
     finished = torch.zeros(batch, dtype=torch.bool, device=device)
     next_position = positions[:, -1:] + 1
-    tokens = []
+    tokens, logps = [], []
     for step in range(max_new):
         scores = logits.float()
         if processors:
             scores = processors(seen, scores)
         if force_full_length and step < max_new - 1:
             scores[:, eos] = -math.inf  # min_new_tokens: EOS only at the last position
-        token = scores.argmax(dim=-1) if greedy else draw(torch.softmax(scores, dim=-1))
+        if greedy:
+            token = scores.argmax(dim=-1)
+        else:
+            probs = torch.softmax(scores, dim=-1)
+            token = draw(probs)
+            logps.append(probs.gather(1, token.unsqueeze(1)).squeeze(1).log())
         token = torch.where(finished, torch.full_like(token, pad_id), token)
         tokens.append(token)
         finished |= torch.isin(token, eos)
@@ -212,7 +223,7 @@ def generate_static(
             use_cache=True,
             cache_position=torch.tensor([prompt_len + step], device=device),
         ).logits[:, -1]
-    return torch.stack(tokens, dim=1)
+    return torch.stack(tokens, dim=1), torch.stack(logps, dim=1) if logps else None
 
 
 def draw(probs: torch.Tensor) -> torch.Tensor:
@@ -265,12 +276,14 @@ def sample(
     force_full_length: bool = False,
     backend: str = "static",
     greedy: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    return_logps: bool = False,
+) -> tuple:
     """Sample `num_samples` completions per prompt in one padded batch.
 
     backend "static" is rlvr's decode loop (generate_static); "hf" is transformers' generate(), kept as
     the reference. `greedy` decodes by argmax (evaluation). Returns (prompt_ids [N, P], prompt_mask, completion_ids [N, C], completion_mask,
-    truncated [N], prompts cut), with each prompt's samples adjacent.
+    truncated [N], prompts cut), with each prompt's samples adjacent; with `return_logps` (sampling only)
+    a seventh item, the sampled tokens' log-probs [N, C] under the processed sampling distribution.
     """
     device = next(model.parameters()).device
     prompt_ids, prompt_mask, cut = tokenize_prompts(tokenizer, prompt_texts, max_prompt_length, device)
@@ -282,7 +295,7 @@ def sample(
     try:
         with weights_in(model, autocast_dtype), prepacked_linears(model, enabled=backend == "static"):
             if backend == "static":
-                completion_ids = generate_static(
+                completion_ids, sampled_logps = generate_static(
                     model,
                     prompt_ids,
                     prompt_mask,
@@ -297,9 +310,17 @@ def sample(
                 gen_config = hf_generation_config(config, eos_ids, tokenizer.pad_token_id, force_full_length)
                 gen_config.do_sample = not greedy
                 output = model.generate(
-                    input_ids=prompt_ids, attention_mask=prompt_mask, generation_config=gen_config
+                    input_ids=prompt_ids,
+                    attention_mask=prompt_mask,
+                    generation_config=gen_config,
+                    output_scores=return_logps,  # the processed scores each token was drawn from
+                    return_dict_in_generate=True,
                 )
-                completion_ids = output[:, prompt_ids.shape[1] :]
+                completion_ids = output.sequences[:, prompt_ids.shape[1] :]
+                sampled_logps = None
+                if return_logps and completion_ids.shape[1]:
+                    scores = torch.stack(output.scores, dim=1).float()
+                    sampled_logps = selective_log_softmax(scores, completion_ids)
             else:
                 raise ValueError(f"backend must be static or hf, got {backend!r}")
     finally:
@@ -307,7 +328,14 @@ def sample(
     if completion_ids.shape[1] == 0:  # every row stopped at once: keep one (EOS) column
         completion_ids = torch.full((len(prompt_ids), 1), eos_ids[0], device=device)
     completion_mask, truncated = completion_mask_from_eos(completion_ids, eos_ids)
-    return prompt_ids, prompt_mask, completion_ids, completion_mask, truncated, cut
+    if not return_logps:
+        return prompt_ids, prompt_mask, completion_ids, completion_mask, truncated, cut
+    if greedy:
+        raise ValueError("return_logps needs sampling: greedy decoding draws from no distribution")
+    if sampled_logps is None or sampled_logps.shape != completion_ids.shape:
+        sampled_logps = torch.zeros(completion_ids.shape, device=device)
+    sampled_logps = sampled_logps * completion_mask  # 0 past each completion's end
+    return prompt_ids, prompt_mask, completion_ids, completion_mask, truncated, cut, sampled_logps
 
 
 @contextlib.contextmanager

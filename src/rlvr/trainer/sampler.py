@@ -80,7 +80,8 @@ class PromptSampler:
 
 def concat_groups(groups: list[tuple], pad_id: int) -> tuple:
     """Join `sample` results of single prompts into one batch: prompts padded on the left, completions on
-    the right (masks 0 where padded), as one batched call lays them out.
+    the right (masks 0 where padded), as one batched call lays them out; the sampling log-probs (a
+    seventh item, when `sample` returned them) padded with 0 on the right.
 
     >>> one = (torch.tensor([[7, 8]]), torch.ones(1, 2), torch.tensor([[5]]), torch.ones(1, 1), torch.tensor([False]), 0)
     >>> two = (torch.tensor([[9]]), torch.ones(1, 1), torch.tensor([[5, 6]]), torch.ones(1, 2), torch.tensor([True]), 1)
@@ -103,4 +104,9 @@ def concat_groups(groups: list[tuple], pad_id: int) -> tuple:
         torch.cat([pad(g[3], completion_width, 0, left=False) for g in groups]),
         torch.cat([g[4] for g in groups]),
         sum(g[5] for g in groups),
+        *(
+            [torch.cat([pad(g[6], completion_width, 0, left=False) for g in groups])]
+            if len(groups[0]) > 6
+            else []
+        ),
     )

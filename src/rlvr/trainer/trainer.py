@@ -17,7 +17,19 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from rlvr.algorithm import combine_rewards, group_advantages, grpo_loss
+from rlvr.algorithm import (
+    batch_advantages,
+    combine_rewards,
+    entropy_threshold,
+    group_advantages,
+    grpo_loss,
+    high_entropy_mask,
+    normalize_then_sum,
+    sampling_importance_weights,
+    sampling_stats,
+    unscorable,
+    zero_range_groups,
+)
 from rlvr.config import ConfigError, GRPOConfig
 from rlvr.data import build_messages, load_problems, render_prompt
 from rlvr.distributed import (
@@ -271,8 +283,8 @@ class GRPOTrainer:
             first = self.sampler.first_position
             seeds = [derived_seed(cfg.training.seed, self.step, first + i) for i in range(len(texts))]
         with torch.no_grad():
-            prompt_ids, prompt_mask, completion_ids, completion_mask, truncated, cut = self.policy.run(
-                self._sample, texts, seeds
+            prompt_ids, prompt_mask, completion_ids, completion_mask, truncated, cut, sampling_logps = (
+                self.policy.run(self._sample, texts, seeds)
             )
         g = cfg.generation.num_generations
         columns = {
@@ -288,6 +300,7 @@ class GRPOTrainer:
             completions=decode_completions(self.tokenizer, completion_ids, completion_mask),
             columns=columns,
             num_prompts_cut=cut,
+            sampling_logps=sampling_logps,
         )
         return rollout, {"timing/generate": time.perf_counter() - started}
 
@@ -302,14 +315,15 @@ class GRPOTrainer:
             cfg.data.max_prompt_length,
             self.autocast_dtype,
         )
+        kwargs = {"return_logps": True}
         if seeds is None:
-            return sample(model, self.tokenizer, texts, *args)
+            return sample(model, self.tokenizer, texts, *args, **kwargs)
         groups = []
         devices = [self.device] if self.device.type == "cuda" else []
         for text, seed in zip(texts, seeds):
             with torch.random.fork_rng(devices=devices):  # the process's own stream is left as it was
                 torch.manual_seed(seed)
-                groups.append(sample(model, self.tokenizer, [text], *args))
+                groups.append(sample(model, self.tokenizer, [text], *args, **kwargs))
         return concat_groups(groups, self.tokenizer.pad_token_id)
 
     def score_rollout(self, rollout: Rollout, timings: dict[str, float]) -> torch.Tensor:
@@ -327,27 +341,43 @@ class GRPOTrainer:
         return per_fn
 
     def compute_advantages(self, rewards_per_fn: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """Advantages [N] and reward statistics over all ranks. A completion whose every reward is None is
+        unscorable: left out of every statistic, advantage 0, counted in `unscorable`."""
         cfg = self.config
-        rewards = combine_rewards(rewards_per_fn, self.reward_weights)
+        g = cfg.generation.num_generations
+        skip = unscorable(rewards_per_fn)
+        rewards = combine_rewards(rewards_per_fn, self.reward_weights).masked_fill(skip, math.nan)
         valid = ~torch.isnan(rewards_per_fn)
-        local = {"sum": rewards.sum().item(), "sum_sq": (rewards**2).sum().item(), "count": rewards.numel()}
+        local = {**_moment_sums(rewards), "unscorable": skip.sum().item()}
         for j, name in enumerate(self.reward_names):  # each function over the completions it applied to
             local[f"{name}/sum"] = torch.nan_to_num(rewards_per_fn[:, j]).sum().item()
             local[f"{name}/count"] = valid[:, j].sum().item()
         total = sum_over_ranks(local, self.dist)
-        mean = total["sum"] / total["count"]
-        batch_std = None
-        if cfg.algorithm.scale_rewards == "batch" and self.dist.enabled:
-            n = total["count"]  # unbiased, as torch.std on one process
-            batch_std = torch.tensor(math.sqrt(max((total["sum_sq"] - n * mean**2) / (n - 1), 0.0)))
-        advantages, zero_std = group_advantages(
-            rewards, cfg.generation.num_generations, cfg.algorithm.scale_rewards, batch_std=batch_std
-        )
+        mean, std = _moments(total)
+        if cfg.algorithm.multi_objective_aggregation == "normalize_then_sum":
+            decoupled = normalize_then_sum(rewards_per_fn, self.reward_weights, g)
+            # the batch spans ranks: its mean and std from every rank's sums (one process: the same numbers)
+            batch = (
+                _moments(sum_over_ranks(_moment_sums(decoupled), self.dist))
+                if self.dist.enabled
+                else (None, None)
+            )
+            advantages = batch_advantages(decoupled, batch_mean=batch[0], batch_std=batch[1])
+            zero_std = zero_range_groups(decoupled, g)
+        else:
+            batch_std = None
+            if cfg.algorithm.scale_rewards == "batch" and self.dist.enabled:
+                batch_std = torch.tensor(std)
+            advantages, zero_std = group_advantages(
+                rewards, g, cfg.algorithm.scale_rewards, batch_std=batch_std
+            )
         groups = sum_over_ranks({"zero_std": zero_std.sum().item(), "groups": zero_std.numel()}, self.dist)
+        count = total["count"]
         stats = {
             "reward": mean,
-            "reward_std": math.sqrt(max(total["sum_sq"] / total["count"] - mean**2, 0.0)),
+            "reward_std": math.sqrt(max(total["sum_sq"] / count - mean**2, 0.0)) if count else math.nan,
             "frac_reward_zero_std": groups["zero_std"] / groups["groups"],
+            "unscorable": total["unscorable"],
         }
         for name in self.reward_names:
             count = total[f"{name}/count"]
@@ -392,7 +422,8 @@ class GRPOTrainer:
         grad_norm = 0.0
         self.model.train()
         skipped_before = self.nonfinite_total
-        for _ in range(a.mu):
+        drift: list[dict[str, torch.Tensor]] = []  # sampler against trainer, per micro-batch
+        for update in range(a.mu):
             self.optimizer.zero_grad(set_to_none=True)
             update_loss = 0.0
             for k, part in enumerate(slices):
@@ -406,11 +437,28 @@ class GRPOTrainer:
                             a.logprob_chunk_size,
                             cfg.generation.num_generations,
                         )
+                    mask = loss_mask[part]
+                    old = old_logps[part] if old_logps is not None else logps.detach()
+                    is_weights = None
+                    if rollout.sampling_logps is not None:
+                        sampled = rollout.sampling_logps[part]
+                        if update == 0:  # pi_old is the same in every update of this batch
+                            sequence = a.importance_sampling_mode.startswith("sequence")
+                            drift.append(sampling_stats(old, sampled, mask, sequence))
+                        if a.importance_sampling_correction:
+                            is_weights = sampling_importance_weights(
+                                old,
+                                sampled,
+                                mask,
+                                a.importance_sampling_mode,
+                                a.importance_sampling_clip_min,
+                                a.importance_sampling_clip_max,
+                            )
                     out = grpo_loss(
                         logps=logps,
-                        old_logps=old_logps[part] if old_logps is not None else logps.detach(),
+                        old_logps=old,
                         advantages=advantages[part],
-                        mask=loss_mask[part],
+                        mask=mask,
                         loss_type=a.loss_type,
                         max_completion_length=cfg.generation.max_completion_length,
                         epsilon=a.epsilon,
@@ -419,6 +467,15 @@ class GRPOTrainer:
                         ref_logps=ref_logps[part] if ref_logps is not None else None,
                         num_sequences=len(rollout),
                         num_tokens=num_tokens,
+                        kl_estimator=a.kl_estimator,
+                        kl_in=a.kl_in,
+                        use_bias_correction_kl=a.use_bias_correction_kl,
+                        importance_sampling_level=a.importance_sampling_level,
+                        delta=a.delta,
+                        cispo_clip_min=a.cispo_clip_min,
+                        cispo_clip_max=a.cispo_clip_max,
+                        entropy_mask=self.entropy_mask(entropy, mask),
+                        is_weights=is_weights,
                     )
                     loss = out.loss / len(slices) if a.loss_type == "bnpo" else out.loss
                     loss.backward()
@@ -448,11 +505,22 @@ class GRPOTrainer:
         # diagnostics are the means of the ranks'.
         return {
             **mean_over_ranks(totals, self.dist),
+            **(sampling_metrics(drift, self.dist) if drift else {}),
             "grad_norm": grad_norm,
             "learning_rate": self.scheduler.get_last_lr()[0],
             "nonfinite_updates": self.nonfinite_total - skipped_before,
             "nonfinite_updates/total": self.nonfinite_total,
         }
+
+    def entropy_mask(self, entropy: torch.Tensor, mask: torch.Tensor) -> torch.Tensor | None:
+        """top_entropy_quantile < 1: the micro-batch's loss tokens in the top quantile by entropy, the threshold
+        taken over this micro-batch on every rank (as TRL does per loss call); else None."""
+        quantile = self.config.algorithm.top_entropy_quantile
+        if quantile >= 1.0:
+            return None
+        local = entropy.detach()[mask.bool()].float().cpu()
+        threshold = entropy_threshold(torch.cat(all_gather_objects(local, self.dist)), quantile)
+        return high_entropy_mask(entropy.detach(), mask, threshold.to(entropy.device))
 
     def finite_update(self, grad_norm: float, loss: float) -> bool:
         """True when the loss (on every rank) and the global gradient norm are finite. Otherwise the gradient
@@ -569,7 +637,9 @@ class GRPOTrainer:
                         name: _none_if_nan(rewards_per_fn[i, j].item())
                         for j, name in enumerate(self.reward_names)
                     },
-                    "reward": combine_rewards(rewards_per_fn[i : i + 1], self.reward_weights).item(),
+                    "reward": None
+                    if unscorable(rewards_per_fn[i : i + 1]).item()
+                    else combine_rewards(rewards_per_fn[i : i + 1], self.reward_weights).item(),
                     "advantage": advantages[i].item(),
                     "length": int(rollout.completion_mask[i].sum()),
                     "truncated": bool(rollout.truncated[i]),
@@ -713,6 +783,48 @@ class GRPOTrainer:
                 f"{', ...' if len(bad) > 3 else ''}); {name} was not written. Last checkpoint: "
                 f"{last[-1] if last else 'none'}"
             )
+
+
+def sampling_metrics(parts: list[dict[str, torch.Tensor]], state: DistState) -> dict[str, float]:
+    """`sampling/logp_diff/mean|max` and `sampling/is_ratio/min|mean|max` from `sampling_stats` of every
+    micro-batch on every rank."""
+    sums = sum_over_ranks(
+        {
+            key: sum(p[key].item() for p in parts)
+            for key in ("logp_diff_sum", "logp_diff_count", "is_ratio_sum", "is_ratio_count")
+        },
+        state,
+    )
+    top = max_over_ranks(
+        {
+            "logp_diff_max": max(p["logp_diff_max"].item() for p in parts),
+            "is_ratio_max": max(p["is_ratio_max"].item() for p in parts),
+            "neg_is_ratio_min": max(-p["is_ratio_min"].item() for p in parts),
+        },
+        state,
+    )
+    return {
+        "sampling/logp_diff/mean": sums["logp_diff_sum"] / max(sums["logp_diff_count"], 1.0),
+        "sampling/logp_diff/max": top["logp_diff_max"],
+        "sampling/is_ratio/min": -top["neg_is_ratio_min"],
+        "sampling/is_ratio/mean": sums["is_ratio_sum"] / max(sums["is_ratio_count"], 1.0),
+        "sampling/is_ratio/max": top["is_ratio_max"],
+    }
+
+
+def _moment_sums(values: torch.Tensor) -> dict[str, float]:
+    """Sum, sum of squares and count of the non-NaN entries of `values`, to be summed over ranks."""
+    scored = values[~torch.isnan(values)].double()
+    return {"sum": scored.sum().item(), "sum_sq": (scored**2).sum().item(), "count": scored.numel()}
+
+
+def _moments(total: dict[str, float]) -> tuple[float, float]:
+    """Mean and unbiased std (as torch.std on one process) from `_moment_sums` summed over ranks; NaN when
+    there are too few values."""
+    n = total["count"]
+    mean = total["sum"] / n if n else math.nan
+    std = math.sqrt(max((total["sum_sq"] - n * mean**2) / (n - 1), 0.0)) if n > 1 else math.nan
+    return mean, std
 
 
 def _local(param: torch.Tensor) -> torch.Tensor:

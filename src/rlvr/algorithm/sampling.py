@@ -1,0 +1,80 @@
+"""The sampler is not the trainer: importance weights for the gap between the two.
+
+The engine that sampled a completion (rlvr's bfloat16 decode loop, vLLM) scores its tokens with slightly
+different probabilities than the trainer's forward pass does. The policy gradient is an expectation under
+the trainer's old policy, so each token's loss is weighted by pi_old / pi_sampler, truncated or masked to
+bound the variance (Yao et al. 2025, "Your efficient RL framework secretly brings you off-policy RL
+training": truncated importance sampling, TIS; Liu et al. 2025, "When speed kills stability": masked
+importance sampling, MIS, token- or sequence-level; TRL's `vllm_importance_sampling_mode`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+MODES = ("token_truncate", "token_mask", "sequence_truncate", "sequence_mask")
+
+
+def sampling_log_ratio(
+    old_logps: torch.Tensor, sampling_logps: torch.Tensor, mask: torch.Tensor, sequence: bool
+) -> torch.Tensor:
+    """log(pi_old / pi_sampler): per token [B, T], or summed over each sequence's tokens [B, 1].
+
+    Tokens the sampler could not score (NaN) count as no difference, as TRL does.
+    """
+    diff = torch.nan_to_num((old_logps - sampling_logps) * mask, nan=0.0)
+    return diff.sum(-1, keepdim=True) if sequence else diff
+
+
+def sampling_importance_weights(
+    old_logps: torch.Tensor,
+    sampling_logps: torch.Tensor,
+    mask: torch.Tensor,
+    mode: str = "token_truncate",
+    clip_min: float | None = None,
+    clip_max: float | None = 3.0,
+) -> torch.Tensor:
+    """Weights pi_old / pi_sampler [B, T] (token modes) or [B, 1] (sequence modes), no gradient.
+
+    *_truncate: the ratio clipped to [clip_min, clip_max] (TIS); *_mask: ratios outside the bounds set to 0
+    (MIS: the token, or the whole sequence, leaves the loss). A bound of None is no bound. The sequence
+    ratio is the product of the token ratios (sum of log differences), not GSPO's length-normalised mean.
+
+    >>> sampling_importance_weights(torch.tensor([[0.0]]), torch.tensor([[-2.0]]), torch.ones(1, 1))  # e^2 > 3
+    tensor([[3.]])
+    """
+    if mode not in MODES:
+        raise ValueError(f"importance_sampling_mode must be one of {', '.join(MODES)}, got {mode!r}")
+    sequence = mode.startswith("sequence")
+    ratio = torch.exp(sampling_log_ratio(old_logps.detach(), sampling_logps, mask, sequence))
+    if mode.endswith("truncate"):
+        return torch.clamp(ratio, min=clip_min, max=clip_max)
+    low = -math.inf if clip_min is None else clip_min
+    high = math.inf if clip_max is None else clip_max
+    return ratio.masked_fill((ratio < low) | (ratio > high), 0.0)
+
+
+def sampling_stats(
+    old_logps: torch.Tensor, sampling_logps: torch.Tensor, mask: torch.Tensor, sequence: bool
+) -> dict[str, torch.Tensor]:
+    """Sums and extremes for the `sampling/*` metrics over the scored loss tokens (or sequences).
+
+    Returns logp_diff_sum, logp_diff_max, logp_diff_count (|pi_old - pi_sampler| in log space, per token) and
+    is_ratio_sum, is_ratio_min, is_ratio_max, is_ratio_count: the untruncated ratio per token, or per
+    sequence with `sequence`, so a metric shows how far the sampler drifted before any cap.
+    """
+    valid = mask.bool() & ~torch.isnan(sampling_logps)
+    diff = (old_logps.detach() - sampling_logps).abs()[valid]
+    ratio = torch.exp(sampling_log_ratio(old_logps.detach(), sampling_logps, mask, sequence))
+    ratio = ratio.flatten() if sequence else ratio[valid]
+    return {
+        "logp_diff_sum": diff.sum(),
+        "logp_diff_max": diff.max() if diff.numel() else torch.tensor(0.0),
+        "logp_diff_count": torch.tensor(float(diff.numel())),
+        "is_ratio_sum": ratio.sum(),
+        "is_ratio_min": ratio.min() if ratio.numel() else torch.tensor(math.inf),
+        "is_ratio_max": ratio.max() if ratio.numel() else torch.tensor(-math.inf),
+        "is_ratio_count": torch.tensor(float(ratio.numel())),
+    }
