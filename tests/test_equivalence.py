@@ -10,7 +10,7 @@ from fractions import Fraction
 import pytest
 
 from rlvr.rewards import math_equal, numeric_equal, parse_number
-from rlvr.rewards.equivalence import huge_power, normalize_answer
+from rlvr.rewards.equivalence import _math_equal, huge_power, normalize_answer
 
 
 @pytest.mark.parametrize(
@@ -329,3 +329,29 @@ def test_latex_forms(pred, gold, expected):
 )
 def test_parse_number_commas(text, expected):
     assert parse_number(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("pred", "gold", "expected"),
+    [
+        ("(1, \\infty)", "(1,+\\infty)", True),  # tuples and intervals of numbers, in order
+        ("[1, \\infty)", "(1,+\\infty)", False),  # other ends, another interval
+        ("(2,3)", "(3,2)", False),
+        ("1, 2", "\\{2,1\\}", True),  # a bare list is a set
+        ("2,1", "1,2", True),  # two answers' commas: lists, so sets
+        ("(0,1)", "\\{0,1\\}", False),  # a pair or an interval is not a set
+        ("(3, 2)", "2", False),  # one number against several
+        ("(-\\infty, 1)", "1", False),
+        ("1 2", "12", False),
+        ("2:4", "1:2", True),  # a ratio is its value, as math-verify reads it
+        ("11:21", "21:11", False),
+        ("\\text{Monday}", "\\text{Tuesday}", False),  # words
+        ("5 \\text{ thousandths}", "5", False),
+    ],
+)
+def test_plain_lists_and_words_never_reach_sympy(pred, gold, expected, monkeypatch):
+    def no_sympy(*args):
+        raise AssertionError("sent to math-verify")
+
+    monkeypatch.setattr("rlvr.rewards.equivalence._symbolic_equal", no_sympy)
+    assert _math_equal(pred, gold, 5.0) is expected

@@ -170,9 +170,9 @@ def test_the_whole_table_scores_fast_and_no_call_reaches_its_timeout():
         slowest = max(slowest, time.perf_counter() - call_started)
     total = time.perf_counter() - started
     assert slowest < TIMEOUT / 2, slowest
-    assert total < 30, (
-        total
-    )  # about 3 s on the 2-core development machine; the bound leaves room for a busy one
+    # 39 of the cases reach math-verify, about 3.5 s of CPU with cold parsers; 4-9 s of wall time on the 2-core
+    # development machine at load average 12. The bound leaves room for a busier one.
+    assert total < 30, total
 
 
 @pytest.mark.parametrize(

@@ -135,6 +135,9 @@ def _math_equal(pred: Any, gold: Any, timeout: float) -> bool:
         return words
     if _has_value_word(pred_text) or _has_value_word(gold_text):
         return False  # "5 thousandths" is neither 5 nor anything math-verify can read
+    lists = _lists_equal(pred_text, gold_text, pred_number, gold_number)
+    if lists is not None:
+        return lists
     if huge_power(pred_text) or huge_power(gold_text):
         return False
     pred_text, gold_text = _MEMBERSHIP.sub("", pred_text), _MEMBERSHIP.sub("", gold_text)
@@ -160,6 +163,88 @@ def _words_equal(pred: str, gold: str) -> bool | None:
     if max(map(len, pred.split())) >= 3 and max(map(len, gold.split())) >= 3:
         return False
     return None
+
+
+# Tuples, intervals, sets, bare lists and ratios of plain numbers are compared here, as math-verify would compare
+# them, without a round trip to sympy. Anything it reads less plainly (nested tuples, matrices, thousands commas
+# inside a list, decimals that differ) still goes to it.
+_LIST_ELEMENT = re.compile(r"[+-]?(?:\d+(?:\.\d+)?|\.\d+|\\infty|\\frac\{\d+\}\{\d+\}|\d+/\d+)")
+_LIST = re.compile(r"(\\\{|[(\[])?\s*([^(){}\[\]]*?)\s*(\\\}|[)\]])?")
+_INTERVAL_ENDS = frozenset("()[]")
+
+
+def _number_list(text: str) -> tuple[str, list[Fraction | float], bool] | None:
+    """`(kind, values, exact)` of a list of at least two plain numbers: kind is the brackets ("()", "[)", "{}", ""
+    for a bare list, ":" for a ratio, " " for numbers separated by spaces); exact when every value is an integer."""
+    if ":" in text:
+        parts, kind = text.split(":"), ":"
+    elif (match := _LIST.fullmatch(text)) is not None and "," in match.group(2):
+        opener, body, closer = match.groups()
+        if (opener is None) != (closer is None) or re.search(r"\d,\d{3}(?!\d)", body):
+            return None  # unbalanced, or "1,000" inside a list: thousands or two elements
+        kind = "{}" if opener == "\\{" else (opener or "") + (closer or "")
+        if kind not in ("", "{}") and not (kind[0] in _INTERVAL_ENDS and kind[1] in _INTERVAL_ENDS):
+            return None
+        parts = body.split(",")
+    elif re.fullmatch(r"[+-]?\d+(?: +\d+)+", text):
+        parts, kind = text.split(), " "
+    else:
+        return None
+    values: list[Fraction | float] = []
+    for part in (p.strip() for p in parts):
+        if not _LIST_ELEMENT.fullmatch(part):
+            return None
+        if part.endswith("\\infty"):
+            values.append(-math.inf if part.startswith("-") else math.inf)
+        else:
+            value = _number_value(part.replace("\\frac{", "").replace("}{", "/").rstrip("}"))
+            if value is None:
+                return None
+            values.append(value)
+    if len(values) < 2:
+        return None
+    exact = all(isinstance(v, float) or v.denominator == 1 for v in values)
+    return kind, values, exact
+
+
+def _lists_equal(pred: str, gold: str, pred_number: Any, gold_number: Any) -> bool | None:
+    """True or False when both sides are lists of plain numbers (or one is a number) and the answer is plain; None
+    to ask math-verify."""
+    pred_list, gold_list = _number_list(pred), _number_list(gold)
+    one_list = pred_list if gold_list is None else gold_list if pred_list is None else None
+    number = gold_number if gold_list is None else pred_number
+    if one_list is not None and one_list[0] != ":" and number is not None:
+        return False  # one number against several: "(3, 2)" does not answer 2, "1 2" is not 12
+    if pred_list is None or gold_list is None:
+        return None
+    (pred_kind, pred_values, pred_exact), (gold_kind, gold_values, gold_exact) = pred_list, gold_list
+    if " " in (pred_kind, gold_kind):
+        return None
+    if pred_kind == ":" or gold_kind == ":":
+        if pred_kind != gold_kind or len(pred_values) != 2 or len(gold_values) != 2:
+            return None
+        if math.inf in map(abs, pred_values + gold_values) or 0 in (pred_values[1], gold_values[1]):
+            return None
+        equal = (
+            pred_values[0] / pred_values[1] == gold_values[0] / gold_values[1]
+        )  # math-verify reads 2:4 as 1/2
+    elif pred_kind in ("", "{}") and gold_kind in ("", "{}"):
+        equal = set(pred_values) == set(gold_values)  # a bare list is a set, as to math-verify
+    elif "{}" in (pred_kind, gold_kind) and "" not in (pred_kind, gold_kind):
+        return (
+            False if len(pred_values) == len(gold_values) == 2 else None
+        )  # a pair or an interval is not a set
+    elif "" in (pred_kind, gold_kind):
+        return None  # "1, 2" against "(1, 2)": math-verify's call
+    elif len(pred_values) == len(gold_values) == 2 and pred_kind != gold_kind:
+        return False  # intervals with other ends: "[1, 2)" is not "(1, 2)"
+    elif pred_kind == gold_kind:
+        equal = pred_values == gold_values  # tuples and intervals in order
+    else:
+        return None
+    if equal:
+        return True
+    return False if pred_exact and gold_exact else None  # unequal decimals may still round alike
 
 
 def _has_value_word(text: str) -> bool:
@@ -622,8 +707,12 @@ def _same_terms(gold: Any, pred: Any) -> bool:
 
 
 def _sandbox_main() -> None:
+    from functools import lru_cache
+
     from math_verify import parse, verify
 
+    # A GRPO group compares one gold with many answers, and ANTLR parsing is most of a comparison's time.
+    @lru_cache(maxsize=_CACHE_SIZE)
     def parse_math(text: str) -> list:
         # math-verify's LaTeX extractor looks for math delimiters: a bare "\sqrt{2}/2" parses only inside $...$.
         for candidate in (f"${text}$", text):
@@ -639,7 +728,7 @@ def _sandbox_main() -> None:
         try:
             request = json.loads(line)
             _limit_cpu(float(request.get("cpu_seconds", 5.0)))
-            gold, pred = parse_math(request["gold"]), parse_math(request["pred"])
+            gold, pred = list(parse_math(request["gold"])), list(parse_math(request["pred"]))
             # allow_set_relation_comp: "-2 \le x \le 7" against the interval "[-2, 7]" compares as sets.
             equal = bool(
                 gold and pred and verify(gold, pred, allow_set_relation_comp=True, timeout_seconds=None)
