@@ -62,6 +62,8 @@ from rlvr.rewards.equivalence import _math_equal, huge_power, normalize_answer
         ("4 dozens", "4", False),
         ("5 months", "5", True),  # "...ths" that is a unit
         ("30 seconds", "30", True),
+        ("5xy", "5", False),  # two letters are a product unless a known unit
+        ("5cm", "5", True),
         ("1/0", "1", False),
         ("0.33", "1/3", False),
     ],

@@ -58,6 +58,10 @@ _NUMBER_AND_WORD = re.compile(r"\d\s*(?:\\text\s*\{\s*)?([A-Za-z]+)")
 _NOT_UNITS = _VALUE_WORDS | frozenset(
     "pi sqrt root roots inf infty infinity log ln exp sin cos tan mod frac".split()
 )
+# Two letters after a number are a unit only when they are one of these: "5xy" and "3 ab" are products.
+_TWO_LETTER_UNITS = frozenset(
+    "cm mm km nm kg mg ml mL cl dl ft in yd mi oz lb hr ms ha kW kJ mV mA Hz am pm".split()
+)
 # Commas are read by their digits: groups of exactly three after the first are thousands ("1,000", "12,345,678"),
 # on either side. In an answer, one comma followed by any other count of digits is a decimal comma ("3,5" is 3.5,
 # "1,0000" is 1); in a gold it is a list, as MATH writes two roots ("-2,1"), so it goes to math-verify.
@@ -328,7 +332,9 @@ def _parse_number(text: str, is_gold: bool = False) -> tuple[Fraction, bool, int
     text = _CURRENCY_SUFFIX.sub("", text).strip()
     units = _UNIT_WORDS.fullmatch(text)
     if units is not None and not any(
-        word.lower().rstrip(".") in _NOT_UNITS for word in units.group(2).split()
+        word.lower().rstrip(".") in _NOT_UNITS
+        or (len(word.rstrip(".")) == 2 and word.rstrip(".") not in _TWO_LETTER_UNITS)
+        for word in units.group(2).split()
     ):
         text = units.group(1).strip()
     if _THOUSANDS.fullmatch(text):
