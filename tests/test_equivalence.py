@@ -10,7 +10,7 @@ from fractions import Fraction
 import pytest
 
 from rlvr.rewards import math_equal, numeric_equal, parse_number
-from rlvr.rewards.equivalence import huge_power, normalize_answer
+from rlvr.rewards.equivalence import _math_equal, huge_power, normalize_answer
 
 
 @pytest.mark.parametrize(
@@ -42,12 +42,28 @@ from rlvr.rewards.equivalence import huge_power, normalize_answer
         ("50%", "50", True),  # a percentage is its number ...
         ("50\\%", "0.5", True),  # ... and its fraction
         ("50%", "5", False),
+        ("0.5\\%", "0.5", False),  # a gold below 1 is a fraction: 0.5% is 0.005
+        ("0.25\\%", "0.25", False),
+        ("5000\\%", "50", False),  # a gold above 1 is in percent: 50, not 5000% = 50
+        ("100%", "1", True),  # exactly 1 reads either way
+        ("1%", "1", True),
+        ("0.5%", "0.005", True),
         ("x = 5", "5", True),
         ("90^\\circ", "90", True),
         ("$5$", "5", True),  # math delimiters
         ("\\boxed{72}", "72", True),
         ("5 million", "5", False),  # a scale word is not a unit
         ("2 pi", "2", False),  # neither is a constant
+        ("5 \\text{ thousandths}", "5", False),  # fraction words change the value
+        ("2 \\text{ thirds}", "2", False),
+        ("3 halves", "3", False),
+        ("5\\text{ factorial}", "5", False),
+        ("7 \\text{ millions}", "7", False),  # plural scale words too
+        ("4 dozens", "4", False),
+        ("5 months", "5", True),  # "...ths" that is a unit
+        ("30 seconds", "30", True),
+        ("5xy", "5", False),  # two letters are a product unless a known unit
+        ("5cm", "5", True),
         ("1/0", "1", False),
         ("0.33", "1/3", False),
     ],
@@ -77,6 +93,15 @@ def test_numbers(pred, gold, expected):
         ("x^2 - 1", "(x - 1)(x + 1)", True),
         ("x + 1", "x + 2", False),
         ("x = 2", "2", True),
+        ("x + 1 = 5", "5", False),  # an equation that is not an assignment does not answer its right side
+        ("2x=10", "10", False),
+        ("x^2=4", "4", False),
+        ("2+2=5", "5", False),  # nor does a false one
+        ("3+4=8", "8", False),
+        ("3+4=7", "7", True),  # a true one does: its value is the answer
+        ("(0,1)", "\\{0,1\\}", False),  # an interval or a pair is not a set
+        ("\\{0,1\\}", "(0,1)", False),
+        ("0, 1", "\\{0,1\\}", True),  # a bare list may be a set
         ("hello", "18", False),
     ],
 )
@@ -221,6 +246,17 @@ def test_normalize_answer(text, expected):
         ("10{,}000", "10000", True),  # TeX's comma inside a number
         ("3{,}5", "3.5", True),
         ("1\\!000", "1000", True),  # a negative thin space joins the digits
+        ("1\\,000", "1000", True),  # a thin space before three digits: thousands
+        ("1\\,000\\,000", "1000000", True),
+        ("12 345", "12345", True),
+        ("1 2", "12", False),  # spaces between other digits never join them
+        ("3 5", "35", False),
+        ("1\\,2", "12", False),
+        ("1\\ 2\\ 3", "123", False),
+        ("1\\,0000", "10000", False),
+        ("-2.1", "-2,1", False),  # a gold's comma is a list: MATH writes "-2,1" for the two roots
+        ("3.5", "3,5", False),
+        ("1234", "1,234", True),  # but three digits after it are thousands on either side
     ],
 )
 def test_commas_are_decided_by_digits(pred, gold, expected):
@@ -241,6 +277,17 @@ def test_commas_are_decided_by_digits(pred, gold, expected):
         ("0.34", "0.33", False),  # two decimals compare exactly
         ("1/3", "0.333", True),
         ("2/3", "0.666", False),  # 2/3 rounds to 0.667
+        ("\\frac{49}{65}", "0.75", False),  # rounds to 0.75, but 3/4 is the fraction a gold of 0.75 means
+        ("\\frac{101}{200}", "0.50", False),
+        ("\\frac{5}{8}", "0.62", False),  # 0.625 rounds half up, to 0.63
+        ("\\frac58", "0.63", True),
+        ("\\frac18", "0.12", False),
+        ("\\frac18", "0.13", True),
+        ("-\\frac{1}{3}", "-0.33", True),
+        ("\\frac{1}{3}", "-0.33", False),
+        ("0.000004", "\\frac{1}{300000}", False),  # six places but one significant digit
+        ("0.000000", "\\frac{1}{1000000}", False),
+        ("0.00000333333", "\\frac{1}{300000}", True),  # six significant digits
     ],
 )
 def test_decimals_against_fractions(pred, gold, expected):
@@ -258,7 +305,13 @@ def test_decimals_against_fractions(pred, gold, expected):
         ("x > 5", "(5, \\infty)", True),
         ("\\sec^2 y = 1 + \\tan^2 y", "\\tan^2 y + 1 = \\sec^2 y", True),
         ("\\sin^2 y + \\cos^2 y = 1", "\\tan^2 y + 1 = \\sec^2 y", False),  # math-verify alone says True
-        ("\\sec^2 x = 1 + \\tan^2 x", "\\tan^2 y + 1 = \\sec^2 y", False),  # another variable
+        ("\\tan^2 x + 1 = \\sec^2 x", "\\tan^2 y + 1 = \\sec^2 y", True),  # the variable renamed
+        ("1 = 1", "\\tan^2 y + 1 = \\sec^2 y", False),  # true, but says nothing of y
+        ("0=0", "\\sin^2 x+\\cos^2 x=1", False),
+        ("\\sin^2 x + \\cos^2 x = 1", "\\sin 2x = 2\\sin x \\cos x", False),  # other terms: another identity
+        ("\\text{Even}", "\\text{even}", True),  # words ignore case
+        ("\\text{odd}", "\\text{even}", False),
+        ("V_1:V_2=11:21", "11:21", True),
         ("2x + 4y = 6", "x + 2y = 3", True),  # a line up to a factor
         ("(p,q)=(3,2)", "(3,2)", True),
     ],
@@ -278,3 +331,29 @@ def test_latex_forms(pred, gold, expected):
 )
 def test_parse_number_commas(text, expected):
     assert parse_number(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("pred", "gold", "expected"),
+    [
+        ("(1, \\infty)", "(1,+\\infty)", True),  # tuples and intervals of numbers, in order
+        ("[1, \\infty)", "(1,+\\infty)", False),  # other ends, another interval
+        ("(2,3)", "(3,2)", False),
+        ("1, 2", "\\{2,1\\}", True),  # a bare list is a set
+        ("2,1", "1,2", True),  # two answers' commas: lists, so sets
+        ("(0,1)", "\\{0,1\\}", False),  # a pair or an interval is not a set
+        ("(3, 2)", "2", False),  # one number against several
+        ("(-\\infty, 1)", "1", False),
+        ("1 2", "12", False),
+        ("2:4", "1:2", True),  # a ratio is its value, as math-verify reads it
+        ("11:21", "21:11", False),
+        ("\\text{Monday}", "\\text{Tuesday}", False),  # words
+        ("5 \\text{ thousandths}", "5", False),
+    ],
+)
+def test_plain_lists_and_words_never_reach_sympy(pred, gold, expected, monkeypatch):
+    def no_sympy(*args):
+        raise AssertionError("sent to math-verify")
+
+    monkeypatch.setattr("rlvr.rewards.equivalence._symbolic_equal", no_sympy)
+    assert _math_equal(pred, gold, 5.0) is expected

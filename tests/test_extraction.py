@@ -99,6 +99,8 @@ def test_last_number(text, expected):
         ("The answer is $\\frac{1}{2}$.", "\\frac{1}{2}"),
         ("I get 3, then 4", "4"),  # last number as the fallback
         ("nothing at all", None),
+        ("2+3=5 so \\boxed{}", None),  # an empty box is no answer, not a cue to take the last number
+        ("2+3=5 so \\boxed{ }", None),
     ],
 )
 def test_auto(text, expected):

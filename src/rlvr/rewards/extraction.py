@@ -102,15 +102,7 @@ def extract_boxed(text: str) -> str | None:
     >>> extract_boxed(r"\\boxed{1} then \\boxed{2}"), extract_boxed(r"$\\boxed{1}$ and $\\boxed{2}$")
     ('2', '1, 2')
     """
-    boxes: list[tuple[int, int, str]] = []  # (start, end, content) of each complete box
-    position = 0
-    while (opener := _BOX_OPENERS.search(text, position)) is not None:
-        end = _closing_brace(text, opener.end())
-        if end is None:
-            position = opener.end()
-            continue
-        boxes.append((opener.start(), end + 1, text[opener.end() : end]))
-        position = end + 1
+    boxes = _complete_boxes(text)
     if not boxes:
         return None
     answer = [_unbox(boxes[-1][2])]
@@ -120,6 +112,20 @@ def extract_boxed(text: str) -> str | None:
         answer.insert(0, _unbox(content))
     parts = [part for part in answer if part]
     return ", ".join(parts) if parts else None
+
+
+def _complete_boxes(text: str) -> list[tuple[int, int, str]]:
+    """`(start, end, content)` of each complete box, in order."""
+    boxes = []
+    position = 0
+    while (opener := _BOX_OPENERS.search(text, position)) is not None:
+        end = _closing_brace(text, opener.end())
+        if end is None:
+            position = opener.end()
+            continue
+        boxes.append((opener.start(), end + 1, text[opener.end() : end]))
+        position = end + 1
+    return boxes
 
 
 def _unbox(content: str) -> str:
@@ -288,8 +294,11 @@ def extract_answer_content(content: str) -> str | None:
 
 
 def _extract_auto(text: str) -> str | None:
+    boxed = extract_boxed(text)
+    if boxed is None and _complete_boxes(text):
+        return None  # an empty box: the model answered nothing, and the last number is not its answer
     tag = extract_answer_tag(text)
-    if extract_boxed(text) is None and tag is not None:
+    if boxed is None and tag is not None:
         return extract_answer_content(tag)
     for extractor in (
         extract_boxed,
@@ -317,7 +326,7 @@ def extract_answer(text: str, style: str = "auto") -> str | None:
 
     `auto` tries, in order: the last `\\boxed{}` (boxes in a row joined), the last `<answer>` tag (read with
     `extract_answer_content`), `####`, "the answer is ..." or "answer: ...", then whichever comes last of the last
-    formula in math mode and the last number.
+    formula in math mode and the last number. An empty box is no answer.
 
     >>> extract_answer(r"2 + 3 = 5, so \\boxed{5}.")
     '5'
