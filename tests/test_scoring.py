@@ -51,8 +51,8 @@ def stuck(prompts, completions, **kwargs):
     ("values", "expected"),
     [
         ([1, 0.5, None], [1.0, 0.5, None]),
-        ([float("nan"), 2, True], [None, 2.0, 1.0]),  # NaN is "not applicable", as None
-        ([np.float32(0.25), torch.tensor(3.0), "0.5"], [0.25, 3.0, 0.5]),  # what float() takes, as the server
+        ([None, 2, -0.5], [None, 2.0, -0.5]),
+        ([np.float32(0.25), torch.tensor(3.0), np.int64(1)], [0.25, 3.0, 1.0]),  # numbers float() takes
         ((1, 2, 3), [1.0, 2.0, 3.0]),
     ],
 )
@@ -67,6 +67,10 @@ def test_checked_values_follow_the_registry_rule(values, expected):
         (1.0, r"'r' must return a list of 3 floats or None, got float"),
         ([1.0, "yes", 0.0], r"'r' failed: returned 'yes'.*; completion 11:\n---\nb\n---"),  # offset 10
         ([1.0, 0.0, [1]], r"returned \[1\].*completion 12:\n---\nc\n---"),
+        ([float("nan"), 0.0, 0.0], r"returned nan, which is not a finite number.*completion 10:"),  # not None
+        ([0.0, float("inf"), 0.0], r"returned inf, which is not a finite number.*completion 11:"),
+        ([0.0, 0.0, True], r"returned True, which is not a number.*completion 12:"),  # not 1.0
+        ([0.0, "0.5", 0.0], r"returned '0.5', which is not a number.*completion 11:"),  # not parsed
     ],
 )
 def test_checked_values_name_the_function_and_the_completion(values, message):
