@@ -1,5 +1,6 @@
 """The reward server over real HTTP: both request formats, every bad request, auth, gold lookup, the sample log,
-a deliberate 500 and 504, 500 requests from 16 concurrent clients, `RemoteReward`, and the CLI."""
+a deliberate 500 and 504, rewards that are not finite numbers, JSON for every error, 500 requests from 16
+concurrent clients, `RemoteReward`, and the CLI with every bad flag, gold file and busy port."""
 
 from __future__ import annotations
 
@@ -21,8 +22,10 @@ import httpx
 import pytest
 import uvicorn
 from conftest import wait_until_healthy
+from fastapi.testclient import TestClient
 
 from rlvr.rewards import RemoteReward, RemoteRewardError, get_reward
+from rlvr.server import app as server_app
 from rlvr.server.app import GoldIndex, ServerConfig, create_app
 from rlvr.server.cli import add_arguments, run
 from rlvr.utils import read_jsonl
@@ -46,13 +49,17 @@ GOLD_ROWS = [
 TRAP = '''
 import time
 
+BAD_VALUES = {"RETURN_INF": float("inf"), "RETURN_-INF": float("-inf"), "RETURN_NAN": float("nan"),
+              "RETURN_STR": "0.5", "RETURN_BOOL": True, "RETURN_HUGE": 10**400}
+
+
 def trap(prompts, completions, **kwargs):
-    """Raises or stalls on demand, to test the server's 500 and 504."""
+    """Raises, stalls or returns a value that is not a reward on demand, to test the server's 500 and 504."""
     if any("EXPLODE" in c for c in completions):
         raise ValueError("asked to explode")
     if any("STALL" in c for c in completions):
         time.sleep(30)
-    return [0.0] * len(completions)
+    return [BAD_VALUES.get(c, 0.0) for c in completions]
 '''
 
 
@@ -255,6 +262,82 @@ def test_raising_reward_is_500_naming_it_and_the_server_goes_on(server):
     )
 
 
+@pytest.mark.parametrize(
+    ("completion", "returned"),
+    [
+        ("RETURN_INF", "inf"),  # was a plain-text 500: JSON cannot hold inf
+        ("RETURN_-INF", "-inf"),
+        ("RETURN_NAN", "nan"),  # was silently "not applicable"
+        ("RETURN_STR", "'0.5'"),  # was parsed as 0.5
+        ("RETURN_BOOL", "True"),  # was 1.0
+        ("RETURN_HUGE", "1000000000"),  # 10**400: was an OverflowError from float()
+    ],
+)
+def test_reward_that_is_not_a_finite_number_is_a_json_500_naming_function_and_completion(
+    server, completion, returned
+):
+    answer = post(
+        server, {"prompts": ["q", "q"], "responses": ["fine", completion], "golden_responses": ["1", "1"]}
+    )
+    assert answer.status_code == 500
+    assert answer.headers["content-type"] == "application/json"
+    error = answer.json()["error"]
+    assert error.startswith(f"reward function 'trap' failed: returned {returned}")
+    assert f"completion 1: {completion!r}" in error
+    assert "number or None" in error
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("GET", "/no/such/route", 404),
+        ("POST", "/health", 405),
+        ("GET", "/get_reward", 405),
+        ("DELETE", "/get_reward", 405),
+    ],
+)
+def test_unknown_route_or_method_is_json_in_the_servers_error_shape(server, method, path, status):
+    answer = server.client.request(method, path)
+    assert answer.status_code == status
+    assert answer.headers["content-type"] == "application/json"
+    assert set(answer.json()) == {"error"}  # one error shape: FastAPI's own would be {"detail": ...}
+    if status == 405:
+        assert answer.headers["allow"]
+
+
+@pytest.fixture(scope="module")
+def logging_app(tmp_path_factory):
+    """A one-worker app with a sample log, served in-process, for faults inside the handler."""
+    log = tmp_path_factory.mktemp("logging-app") / "samples.jsonl"
+    app = create_app(ServerConfig(rewards=["xml_format"], workers=1, log_path=str(log)))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        yield SimpleNamespace(client=client, log=log)
+
+
+def test_unexpected_exception_in_a_handler_is_a_json_500(logging_app, monkeypatch):
+    def broken(*args):
+        raise RuntimeError("a bug in the server")
+
+    monkeypatch.setattr(server_app, "_fill_golds", broken)
+    answer = logging_app.client.post("/get_reward", json={"prompts": ["q"], "responses": ["a"]})
+    assert answer.status_code == 500
+    assert answer.json() == {
+        "error": "internal server error: RuntimeError: a bug in the server; see the server log"
+    }
+
+
+def test_sample_log_that_cannot_be_written_is_a_json_500_naming_it(logging_app, monkeypatch):
+    def full_disk(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(server_app.SampleLog, "write", full_disk)
+    answer = logging_app.client.post("/get_reward", json={"prompts": ["q"], "responses": ["a"]})
+    assert answer.status_code == 500
+    assert answer.json()["error"] == (
+        f"scored, but could not append to the sample log {logging_app.log}: [Errno 28] No space left on device"
+    )
+
+
 def test_stalled_request_is_504_and_does_not_stall_the_others(server):
     with ThreadPoolExecutor(max_workers=2) as pool:
         stalled = pool.submit(
@@ -410,13 +493,39 @@ def test_gold_index_ambiguous_embedding_is_none():
     assert index.lookup(f"few-shot: {question_a} answer 1. now: {question_b}") is None
 
 
-def test_gold_file_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="does not exist"):
-        GoldIndex.from_file(tmp_path / "none.jsonl")
-    bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"question": "q", "answer": "#### 1"}\n{"text": "no fields"}\n')
-    with pytest.raises(ValueError, match=r"bad.jsonl:2: need a question field .* got keys \['text'\]"):
-        GoldIndex.from_file(bad)
+@pytest.mark.parametrize(
+    ("content", "error"),
+    [
+        (None, r"gold file '.*none.jsonl' does not exist"),
+        ("DIRECTORY", r"gold file '.*gold' is a directory, not a JSONL file"),
+        ("", r"gold file '.*gold' is empty: give a JSONL file"),
+        ("\n  \n", r"gold file '.*gold' is empty"),
+        (
+            '{"question": "q", "answer": "#### 1"}\n{"text": "no fields"}\n',
+            r"gold:2: need a question field .* got keys \['text'\]",
+        ),
+        (
+            '{"question": "q", "answer": "1"}\n\n{not json\n',
+            r"gold:3: not a JSON object \(Expecting property name",
+        ),
+        ('{"question": "q", "answer": "1"}\n[1, 2]\n', r"gold:2: need a question field .* got a list"),
+        (
+            '[{"question": "q", "answer": "1"}, ',
+            r"gold:1: not a JSON list \(Expecting value: line 1 column 36",
+        ),  # starts like a list
+        (b'{"question": "q", "answer": "1"}\n{"question": "\xff"}\n', r"gold:2: not UTF-8 text"),
+    ],
+)
+def test_gold_file_errors_name_the_file_and_line(tmp_path, content, error):
+    path = tmp_path / ("none.jsonl" if content is None else "gold")
+    if content == "DIRECTORY":
+        path.mkdir()
+    elif isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        path.write_text(content)
+    with pytest.raises((OSError, ValueError), match=error):
+        GoldIndex.from_file(path)
 
 
 def _free_port() -> int:
