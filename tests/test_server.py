@@ -551,23 +551,152 @@ def _cli(*args: str, **kwargs) -> subprocess.Popen:
     )
 
 
+@pytest.fixture
+def bad_gold_files(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Path("empty.jsonl").write_text("")
+    Path("bad.jsonl").write_text('{"question": "q", "answer": "1"}\n{"question": "q2", answer: 2}\n')
+    Path("a_directory").mkdir()
+
+
 @pytest.mark.parametrize(
     ("argv", "error"),
     [
         (["--reward", "accuracyy"], "unknown reward 'accuracyy'; did you mean 'accuracy'?"),
+        (["--reward", ""], "reward spec must be a non-empty string"),
+        (["--reward", "accuracy", "--reward", "accuracy"], "reward 'accuracy' is listed twice"),
+        (["--reward", "no_such_file.py:f"], "reward file 'no_such_file.py' does not exist"),
         (["--reward", "accuracy", "--weights", "1", "2"], "2 weights for 1 rewards"),
+        (
+            ["--reward", "accuracy", "--weights", "nan"],
+            "argument --weights: must be a finite number, got 'nan'",
+        ),
+        (
+            ["--reward", "accuracy", "--weights", "inf"],
+            "argument --weights: must be a finite number, got 'inf'",
+        ),
         (
             ["--reward", "accuracy", "--gold", "no/such/gold.jsonl"],
             "gold file 'no/such/gold.jsonl' does not exist",
         ),
-        (["--reward", "accuracy", "--workers", "0"], "workers must be at least 1"),
+        (["--reward", "accuracy", "--gold", "a_directory"], "gold file 'a_directory' is a directory"),
+        (["--reward", "accuracy", "--gold", "empty.jsonl"], "gold file 'empty.jsonl' is empty"),
+        (["--reward", "accuracy", "--gold", "bad.jsonl"], "bad.jsonl:2: not a JSON object"),
+        (["--reward", "accuracy", "--log", "a_directory"], "cannot open the sample log 'a_directory'"),
+        (
+            ["--reward", "accuracy", "--port", "-1"],
+            "argument --port: must be an integer from 1 to 65535, got '-1'",
+        ),
+        (
+            ["--reward", "accuracy", "--port", "0"],
+            "argument --port: must be an integer from 1 to 65535, got '0'",
+        ),
+        (["--reward", "accuracy", "--port", "70000"], "argument --port: must be an integer from 1 to 65535"),
+        (["--reward", "accuracy", "--port", "6000.5"], "argument --port: must be an integer from 1 to 65535"),
+        (
+            ["--reward", "accuracy", "--workers", "0"],
+            "argument --workers: must be an integer of at least 1, got '0'",
+        ),
+        (["--reward", "accuracy", "--workers", "-3"], "argument --workers: must be an integer of at least 1"),
+        (["--reward", "accuracy", "--timeout", "abc"], "argument --timeout: must be a number of seconds"),
+        (
+            ["--reward", "accuracy", "--timeout", "0"],
+            "argument --timeout: must be a number of seconds above 0",
+        ),
+        (
+            ["--reward", "accuracy", "--timeout", "-1"],
+            "argument --timeout: must be a number of seconds above 0",
+        ),
+        (
+            ["--reward", "accuracy", "--timeout", "nan"],
+            "argument --timeout: must be a number of seconds above 0",
+        ),
+        (
+            ["--reward", "accuracy", "--timeout", "inf"],
+            "argument --timeout: must be a number of seconds above 0",
+        ),
+        (["--reward", "accuracy", "--timeout", "1e300"], "and at most 86400 (a day), got '1e300'"),
+        (
+            ["--reward", "accuracy", "--max-request-mb", "0"],
+            "argument --max-request-mb: must be a number above 0",
+        ),
+        (
+            ["--reward", "accuracy", "--max-request-mb", "-1"],
+            "argument --max-request-mb: must be a number above 0",
+        ),
+        (
+            ["--reward", "accuracy", "--max-request-mb", "inf"],
+            "argument --max-request-mb: must be a number above 0",
+        ),
+        (
+            ["--reward", "accuracy", "--max-request-mb", "nan"],
+            "argument --max-request-mb: must be a number above 0",
+        ),
+        (["--reward", "accuracy", "--api-key", ""], "--api-key is empty"),
+        (
+            ["--reward", "accuracy", "--api-key", "two words"],
+            "--api-key must be printable ASCII without spaces",
+        ),
+        (
+            ["--reward", "accuracy", "--host", "no.such.host.invalid"],
+            "cannot listen on no.such.host.invalid:",
+        ),
+        (["--reward", "accuracy", "--host", "999.1.1.1"], "cannot listen on 999.1.1.1:"),
+        (["--reward", "accuracy", "--host", "192.0.2.1"], "192.0.2.1 is not an address of this machine"),
     ],
 )
-def test_cli_refuses_bad_flags_before_serving(argv, error, capsys):
-    parser = argparse.ArgumentParser()
+def test_cli_refuses_bad_flags_with_one_message_and_status_2(
+    argv, error, bad_gold_files, capsys, monkeypatch
+):
+    monkeypatch.delenv("RLVR_API_KEY", raising=False)
+    refused = _refusal(argv, capsys, monkeypatch)
+    assert error in refused
+
+
+def test_cli_refuses_a_busy_port_in_process(capsys, monkeypatch):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        refused = _refusal(["--reward", "accuracy", "--port", str(port)], capsys, monkeypatch)
+    assert f"cannot listen on 127.0.0.1:{port}: the port is already in use" in refused
+    assert "choose another --port" in refused
+
+
+def _refusal(argv: list[str], capsys, monkeypatch) -> str:
+    """Run the CLI on `argv` with serving forbidden; return its one error line, checking status 2 and no banner."""
+
+    def serve(*args, **kwargs):
+        raise AssertionError(f"{argv} was served")
+
+    monkeypatch.setattr(uvicorn, "run", serve)
+    monkeypatch.setattr(uvicorn.Server, "run", serve)
+    parser = argparse.ArgumentParser(prog="rlvr serve-rewards")
     add_arguments(parser)
-    assert run(parser.parse_args(argv)) == 2
-    assert error in capsys.readouterr().err
+    try:
+        status = run(parser.parse_args(["--port", str(_free_port()), *argv]))
+    except SystemExit as exc:  # argparse refuses a bad value with status 2
+        status = exc.code
+    err = capsys.readouterr().err
+    assert status == 2, err
+    assert "Traceback" not in err and "serving [" not in err, err
+    lines = [line for line in err.splitlines() if line.startswith("rlvr serve-rewards: error: ")]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def test_cli_busy_port_is_one_message_status_2_no_banner():
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        process = _cli("--reward", "accuracy", "--workers", "1", "--port", str(port))
+        output, _ = process.communicate(timeout=120)
+    assert process.returncode == 2, output
+    assert output.strip() == (
+        f"rlvr serve-rewards: error: cannot listen on 127.0.0.1:{port}: the port is already in use (another "
+        "server is running there?): stop it or choose another --port"
+    )
 
 
 def test_cli_serves_and_stops(tmp_path):
