@@ -37,6 +37,7 @@ from rlvr.rewards.registry import RewardCallError, combine_rewards, needs_gold, 
 
 QUESTION_FIELDS = ("question", "problem", "prompt", "query", "input")
 ANSWER_FIELDS = ("answer", "ground_truth", "gold", "final_answer", "solution", "label")
+_ROUTES = "POST /get_reward and GET /health"
 MAX_TIMEOUT = 86400.0  # a day; poll() cannot wait much longer than 2**31 ms
 _log = logging.getLogger("uvicorn.error")  # the server's own log, as uvicorn configures it
 
@@ -527,7 +528,10 @@ def create_app(config: ServerConfig) -> FastAPI:
     @app.exception_handler(HTTPException)
     async def http_error_answer(request: Request, error: HTTPException) -> JSONResponse:
         # Unknown routes (404) and methods (405) in the same shape as every other error, not FastAPI's "detail".
-        return JSONResponse({"error": error.detail}, status_code=error.status_code, headers=error.headers)
+        message = error.detail
+        if error.status_code in (404, 405):
+            message = f"{error.detail}: {request.method} {request.url.path}; this server answers {_ROUTES}"
+        return JSONResponse({"error": message}, status_code=error.status_code, headers=error.headers)
 
     @app.middleware("http")
     async def authenticate(request: Request, call_next):
