@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import pickle
 import signal
@@ -518,6 +519,10 @@ def test_gold_index_ambiguous_embedding_is_none():
             r"gold:1: not a JSON list \(Expecting value: line 1 column 36",
         ),  # starts like a list
         (b'{"question": "q", "answer": "1"}\n{"question": "\xff"}\n', r"gold:2: not UTF-8 text"),
+        (
+            '{"question": "q", "answer": "1"}\n' + "[" * 100_000 + "\n",
+            r"gold:2: not a JSON object \(maximum recursion",
+        ),
     ],
 )
 def test_gold_file_errors_name_the_file_and_line(tmp_path, content, error):
@@ -530,6 +535,27 @@ def test_gold_file_errors_name_the_file_and_line(tmp_path, content, error):
         path.write_text(content)
     with pytest.raises((OSError, ValueError), match=error):
         GoldIndex.from_file(path)
+
+
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        ({"weights": [1.0, math.inf]}, r"weights must be finite numbers, got \[1.0, inf\]"),  # inf * 0 is NaN
+        ({"weights": [math.nan, 1.0]}, r"weights must be finite numbers"),
+        ({"workers": 0}, r"workers must be at least 1, got 0"),
+        ({"request_timeout": 0.0}, r"request_timeout must be above 0 and at most 86400 s, got 0.0"),
+        ({"request_timeout": math.nan}, r"request_timeout must be above 0"),
+        (
+            {"request_timeout": 1e300},
+            r"request_timeout must be above 0 and at most 86400 s",
+        ),  # poll() overflows
+        ({"max_request_bytes": 0}, r"max_request_bytes must be at least 1, got 0"),
+        ({"log_path": "/"}, r"cannot open the sample log '/'"),
+    ],
+)
+def test_create_app_refuses_a_config_it_cannot_serve(change, error):
+    with pytest.raises(ValueError, match=error):
+        create_app(ServerConfig(**{"rewards": ["accuracy", "xml_format"], **change}))
 
 
 def _free_port() -> int:

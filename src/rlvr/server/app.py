@@ -138,7 +138,7 @@ class GoldIndex:
         if text.lstrip().startswith("["):
             try:
                 rows = list(enumerate(json.loads(text), start=1))
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:  # RecursionError: brackets nested thousands deep
                 line = getattr(exc, "lineno", "?")
                 raise ValueError(f"{path}:{line}: not a JSON list ({exc}); {_GOLD_SHAPE}") from None
         else:
@@ -147,7 +147,7 @@ class GoldIndex:
                     continue
                 try:
                     rows.append((number, json.loads(line)))
-                except ValueError as exc:
+                except (ValueError, RecursionError) as exc:
                     where = (
                         f"{exc.msg} at column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else exc
                     )
