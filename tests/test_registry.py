@@ -165,11 +165,20 @@ def test_combine_rewards_weights_and_none():
         ([1.0], r"'bad' failed: returned 1 values for 2 completions"),
         ("1.0", r"'bad' failed: returned str"),
         ([1.0, "x"], r"'bad' failed: returned 'x', which is not a number"),
+        ([1.0, "0.5"], r"returned '0.5', which is not a number or None"),  # a numeric string too
+        ([True, 1.0], r"returned True, which is not a number or None"),
+        ([1.0, float("inf")], r"returned inf, which is not a finite number or None"),
+        ([float("nan"), 1.0], r"returned nan, which is not a finite number or None"),
+        ([1.0, 10**400], r"returned 1000000000.*\.\.\., which is not a number or None"),  # float() overflows
     ],
 )
 def test_combine_rewards_names_a_bad_function(returned, message):
-    with pytest.raises(RewardCallError, match=message):
+    with pytest.raises(RewardCallError, match=message) as raised:
         combine_rewards({"bad": lambda **kwargs: returned}, ["q", "q"], ["a", "b"])
+    if isinstance(returned, list) and len(returned) == 2:  # a bad value: which completion it belongs to
+        assert raised.value.index == next(
+            i for i, v in enumerate(returned) if v != 1.0 or type(v) is not float
+        )
 
 
 def test_combine_rewards_names_a_raising_function():

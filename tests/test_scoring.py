@@ -51,6 +51,7 @@ def stuck(prompts, completions, **kwargs):
     ("values", "expected"),
     [
         ([1, 0.5, None], [1.0, 0.5, None]),
+        ([None, 2, -0.5], [None, 2.0, -0.5]),
         ([np.float32(0.25), torch.tensor(3.0), np.int64(-2)], [0.25, 3.0, -2.0]),  # scalars of NumPy, torch
         ((1, 2, 3), [1.0, 2.0, 3.0]),
         ([None, None, None], [None, None, None]),
@@ -68,20 +69,21 @@ def test_checked_values_follow_the_registry_rule(values, expected):
         ([1.0, "yes", 0.0], r"'r' failed: returned 'yes'.*; completion 11:\n---\nb\n---"),  # offset 10
         ([1.0, 0.0, [1]], r"returned \[1\].*completion 12:\n---\nc\n---"),
         # An inf reward once made every advantage of its group NaN and every weight after the update.
-        ([1.0, float("inf"), 0.0], r"returned inf: rewards must be finite.*completion 11:\n---\nb\n---"),
-        ([float("-inf"), 0.0, 0.0], r"returned -inf: rewards must be finite.*completion 10"),
         (
-            [float("nan"), 0.0, 0.0],
-            r"returned nan: rewards must be finite numbers, or None for not applicable",
+            [1.0, float("inf"), 0.0],
+            r"returned inf, which is not a finite number.*completion 11:\n---\nb\n---",
         ),
+        ([float("-inf"), 0.0, 0.0], r"returned -inf, which is not a finite number.*completion 10"),
+        ([float("nan"), 0.0, 0.0], r"returned nan, which is not a finite number.*completion 10:"),  # not None
         ([0.0, torch.tensor(float("nan")), 0.0], r"returned tensor\(nan\).*completion 11"),
-        (
-            [0.0, 0.0, "0.5"],
-            r"returned '0.5', which is not a number or None.*completion 12",
-        ),  # float() took it
-        ([True, 0.0, 0.0], r"returned True, which is not a number.*completion 10"),  # a bool is a bug
+        ([0.0, 0.0, "0.5"], r"returned '0.5', which is not a number or None.*completion 12"),  # not parsed
+        ([True, 0.0, 0.0], r"returned True, which is not a number.*completion 10"),  # not 1.0
         ([0.0, np.bool_(False), 0.0], r"returned np.False_, which is not a number.*completion 11"),
         ([0.0, torch.tensor([1.0, 2.0]), 0.0], r"which is not a number or None.*completion 11"),
+        (
+            [0.0, 10**400, 0.0],
+            r"returned 1000.*, which is not a number or None.*completion 11",
+        ),  # float() overflows
     ],
 )
 def test_checked_values_name_the_function_and_the_completion(values, message):

@@ -1,10 +1,12 @@
 """The reward server over real HTTP: both request formats, every bad request, auth, gold lookup, the sample log,
-a deliberate 500 and 504, 500 requests from 16 concurrent clients, `RemoteReward`, and the CLI."""
+a deliberate 500 and 504, rewards that are not finite numbers, JSON for every error, 500 requests from 16
+concurrent clients, `RemoteReward`, and the CLI with every bad flag, gold file and busy port."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import pickle
 import signal
@@ -21,8 +23,10 @@ import httpx
 import pytest
 import uvicorn
 from conftest import wait_until_healthy
+from fastapi.testclient import TestClient
 
 from rlvr.rewards import RemoteReward, RemoteRewardError, get_reward
+from rlvr.server import app as server_app
 from rlvr.server.app import GoldIndex, ServerConfig, create_app
 from rlvr.server.cli import add_arguments, run
 from rlvr.utils import read_jsonl
@@ -46,13 +50,17 @@ GOLD_ROWS = [
 TRAP = '''
 import time
 
+BAD_VALUES = {"RETURN_INF": float("inf"), "RETURN_-INF": float("-inf"), "RETURN_NAN": float("nan"),
+              "RETURN_STR": "0.5", "RETURN_BOOL": True, "RETURN_HUGE": 10**400}
+
+
 def trap(prompts, completions, **kwargs):
-    """Raises or stalls on demand, to test the server's 500 and 504."""
+    """Raises, stalls or returns a value that is not a reward on demand, to test the server's 500 and 504."""
     if any("EXPLODE" in c for c in completions):
         raise ValueError("asked to explode")
     if any("STALL" in c for c in completions):
         time.sleep(30)
-    return [0.0] * len(completions)
+    return [BAD_VALUES.get(c, 0.0) for c in completions]
 '''
 
 
@@ -255,6 +263,86 @@ def test_raising_reward_is_500_naming_it_and_the_server_goes_on(server):
     )
 
 
+@pytest.mark.parametrize(
+    ("completion", "returned"),
+    [
+        ("RETURN_INF", "inf"),  # was a plain-text 500: JSON cannot hold inf
+        ("RETURN_-INF", "-inf"),
+        ("RETURN_NAN", "nan"),  # was silently "not applicable"
+        ("RETURN_STR", "'0.5'"),  # was parsed as 0.5
+        ("RETURN_BOOL", "True"),  # was 1.0
+        ("RETURN_HUGE", "1000000000"),  # 10**400: was an OverflowError from float()
+    ],
+)
+def test_reward_that_is_not_a_finite_number_is_a_json_500_naming_function_and_completion(
+    server, completion, returned
+):
+    answer = post(
+        server, {"prompts": ["q", "q"], "responses": ["fine", completion], "golden_responses": ["1", "1"]}
+    )
+    assert answer.status_code == 500
+    assert answer.headers["content-type"] == "application/json"
+    error = answer.json()["error"]
+    assert error.startswith(f"reward function 'trap' failed: returned {returned}")
+    assert f"completion 1: {completion!r}" in error
+    assert "number or None" in error
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("GET", "/no/such/route", 404),
+        ("POST", "/health", 405),
+        ("GET", "/get_reward", 405),
+        ("DELETE", "/get_reward", 405),
+    ],
+)
+def test_unknown_route_or_method_is_json_in_the_servers_error_shape(server, method, path, status):
+    answer = server.client.request(method, path)
+    assert answer.status_code == status
+    assert answer.headers["content-type"] == "application/json"
+    # One error shape (FastAPI's own is {"detail": "Not Found"}), saying what the server does answer.
+    assert answer.json() == {
+        "error": f"{'Not Found' if status == 404 else 'Method Not Allowed'}: {method} {path}; this server "
+        "answers POST /get_reward and GET /health"
+    }
+    if status == 405:
+        assert answer.headers["allow"]
+
+
+@pytest.fixture(scope="module")
+def logging_app(tmp_path_factory):
+    """A one-worker app with a sample log, served in-process, for faults inside the handler."""
+    log = tmp_path_factory.mktemp("logging-app") / "samples.jsonl"
+    app = create_app(ServerConfig(rewards=["xml_format"], workers=1, log_path=str(log)))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        yield SimpleNamespace(client=client, log=log)
+
+
+def test_unexpected_exception_in_a_handler_is_a_json_500(logging_app, monkeypatch):
+    def broken(*args):
+        raise RuntimeError("a bug in the server")
+
+    monkeypatch.setattr(server_app, "_fill_golds", broken)
+    answer = logging_app.client.post("/get_reward", json={"prompts": ["q"], "responses": ["a"]})
+    assert answer.status_code == 500
+    assert answer.json() == {
+        "error": "internal server error: RuntimeError: a bug in the server; see the server log"
+    }
+
+
+def test_sample_log_that_cannot_be_written_is_a_json_500_naming_it(logging_app, monkeypatch):
+    def full_disk(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(server_app.SampleLog, "write", full_disk)
+    answer = logging_app.client.post("/get_reward", json={"prompts": ["q"], "responses": ["a"]})
+    assert answer.status_code == 500
+    assert answer.json()["error"] == (
+        f"scored, but could not append to the sample log {logging_app.log}: [Errno 28] No space left on device"
+    )
+
+
 def test_stalled_request_is_504_and_does_not_stall_the_others(server):
     with ThreadPoolExecutor(max_workers=2) as pool:
         stalled = pool.submit(
@@ -410,13 +498,64 @@ def test_gold_index_ambiguous_embedding_is_none():
     assert index.lookup(f"few-shot: {question_a} answer 1. now: {question_b}") is None
 
 
-def test_gold_file_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="does not exist"):
-        GoldIndex.from_file(tmp_path / "none.jsonl")
-    bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"question": "q", "answer": "#### 1"}\n{"text": "no fields"}\n')
-    with pytest.raises(ValueError, match=r"bad.jsonl:2: need a question field .* got keys \['text'\]"):
-        GoldIndex.from_file(bad)
+@pytest.mark.parametrize(
+    ("content", "error"),
+    [
+        (None, r"gold file '.*none.jsonl' does not exist"),
+        ("DIRECTORY", r"gold file '.*gold' is a directory, not a JSONL file"),
+        ("", r"gold file '.*gold' is empty: give a JSONL file"),
+        ("\n  \n", r"gold file '.*gold' is empty"),
+        (
+            '{"question": "q", "answer": "#### 1"}\n{"text": "no fields"}\n',
+            r"gold:2: need a question field .* got keys \['text'\]",
+        ),
+        (
+            '{"question": "q", "answer": "1"}\n\n{not json\n',
+            r"gold:3: not a JSON object \(Expecting property name",
+        ),
+        ('{"question": "q", "answer": "1"}\n[1, 2]\n', r"gold:2: need a question field .* got a list"),
+        (
+            '[{"question": "q", "answer": "1"}, ',
+            r"gold:1: not a JSON list \(Expecting value: line 1 column 36",
+        ),  # starts like a list
+        (b'{"question": "q", "answer": "1"}\n{"question": "\xff"}\n', r"gold:2: not UTF-8 text"),
+        (
+            '{"question": "q", "answer": "1"}\n' + "[" * 100_000 + "\n",
+            r"gold:2: not a JSON object \(maximum recursion",
+        ),
+    ],
+)
+def test_gold_file_errors_name_the_file_and_line(tmp_path, content, error):
+    path = tmp_path / ("none.jsonl" if content is None else "gold")
+    if content == "DIRECTORY":
+        path.mkdir()
+    elif isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        path.write_text(content)
+    with pytest.raises((OSError, ValueError), match=error):
+        GoldIndex.from_file(path)
+
+
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        ({"weights": [1.0, math.inf]}, r"weights must be finite numbers, got \[1.0, inf\]"),  # inf * 0 is NaN
+        ({"weights": [math.nan, 1.0]}, r"weights must be finite numbers"),
+        ({"workers": 0}, r"workers must be at least 1, got 0"),
+        ({"request_timeout": 0.0}, r"request_timeout must be above 0 and at most 86400 s, got 0.0"),
+        ({"request_timeout": math.nan}, r"request_timeout must be above 0"),
+        (
+            {"request_timeout": 1e300},
+            r"request_timeout must be above 0 and at most 86400 s",
+        ),  # poll() overflows
+        ({"max_request_bytes": 0}, r"max_request_bytes must be at least 1, got 0"),
+        ({"log_path": "/"}, r"cannot open the sample log '/'"),
+    ],
+)
+def test_create_app_refuses_a_config_it_cannot_serve(change, error):
+    with pytest.raises(ValueError, match=error):
+        create_app(ServerConfig(**{"rewards": ["accuracy", "xml_format"], **change}))
 
 
 def _free_port() -> int:
@@ -442,23 +581,152 @@ def _cli(*args: str, **kwargs) -> subprocess.Popen:
     )
 
 
+@pytest.fixture
+def bad_gold_files(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Path("empty.jsonl").write_text("")
+    Path("bad.jsonl").write_text('{"question": "q", "answer": "1"}\n{"question": "q2", answer: 2}\n')
+    Path("a_directory").mkdir()
+
+
 @pytest.mark.parametrize(
     ("argv", "error"),
     [
         (["--reward", "accuracyy"], "unknown reward 'accuracyy'; did you mean 'accuracy'?"),
+        (["--reward", ""], "reward spec must be a non-empty string"),
+        (["--reward", "accuracy", "--reward", "accuracy"], "reward 'accuracy' is listed twice"),
+        (["--reward", "no_such_file.py:f"], "reward file 'no_such_file.py' does not exist"),
         (["--reward", "accuracy", "--weights", "1", "2"], "2 weights for 1 rewards"),
+        (
+            ["--reward", "accuracy", "--weights", "nan"],
+            "argument --weights: must be a finite number, got 'nan'",
+        ),
+        (
+            ["--reward", "accuracy", "--weights", "inf"],
+            "argument --weights: must be a finite number, got 'inf'",
+        ),
         (
             ["--reward", "accuracy", "--gold", "no/such/gold.jsonl"],
             "gold file 'no/such/gold.jsonl' does not exist",
         ),
-        (["--reward", "accuracy", "--workers", "0"], "workers must be at least 1"),
+        (["--reward", "accuracy", "--gold", "a_directory"], "gold file 'a_directory' is a directory"),
+        (["--reward", "accuracy", "--gold", "empty.jsonl"], "gold file 'empty.jsonl' is empty"),
+        (["--reward", "accuracy", "--gold", "bad.jsonl"], "bad.jsonl:2: not a JSON object"),
+        (["--reward", "accuracy", "--log", "a_directory"], "cannot open the sample log 'a_directory'"),
+        (
+            ["--reward", "accuracy", "--port", "-1"],
+            "argument --port: must be an integer from 1 to 65535, got '-1'",
+        ),
+        (
+            ["--reward", "accuracy", "--port", "0"],
+            "argument --port: must be an integer from 1 to 65535, got '0'",
+        ),
+        (["--reward", "accuracy", "--port", "70000"], "argument --port: must be an integer from 1 to 65535"),
+        (["--reward", "accuracy", "--port", "6000.5"], "argument --port: must be an integer from 1 to 65535"),
+        (
+            ["--reward", "accuracy", "--workers", "0"],
+            "argument --workers: must be an integer of at least 1, got '0'",
+        ),
+        (["--reward", "accuracy", "--workers", "-3"], "argument --workers: must be an integer of at least 1"),
+        (["--reward", "accuracy", "--timeout", "abc"], "argument --timeout: must be a number of seconds"),
+        (
+            ["--reward", "accuracy", "--timeout", "0"],
+            "argument --timeout: must be a number of seconds above 0",
+        ),
+        (
+            ["--reward", "accuracy", "--timeout", "-1"],
+            "argument --timeout: must be a number of seconds above 0",
+        ),
+        (
+            ["--reward", "accuracy", "--timeout", "nan"],
+            "argument --timeout: must be a number of seconds above 0",
+        ),
+        (
+            ["--reward", "accuracy", "--timeout", "inf"],
+            "argument --timeout: must be a number of seconds above 0",
+        ),
+        (["--reward", "accuracy", "--timeout", "1e300"], "and at most 86400 (a day), got '1e300'"),
+        (
+            ["--reward", "accuracy", "--max-request-mb", "0"],
+            "argument --max-request-mb: must be a number above 0",
+        ),
+        (
+            ["--reward", "accuracy", "--max-request-mb", "-1"],
+            "argument --max-request-mb: must be a number above 0",
+        ),
+        (
+            ["--reward", "accuracy", "--max-request-mb", "inf"],
+            "argument --max-request-mb: must be a number above 0",
+        ),
+        (
+            ["--reward", "accuracy", "--max-request-mb", "nan"],
+            "argument --max-request-mb: must be a number above 0",
+        ),
+        (["--reward", "accuracy", "--api-key", ""], "--api-key is empty"),
+        (
+            ["--reward", "accuracy", "--api-key", "two words"],
+            "--api-key must be printable ASCII without spaces",
+        ),
+        (
+            ["--reward", "accuracy", "--host", "no.such.host.invalid"],
+            "cannot listen on no.such.host.invalid:",
+        ),
+        (["--reward", "accuracy", "--host", "999.1.1.1"], "cannot listen on 999.1.1.1:"),
+        (["--reward", "accuracy", "--host", "192.0.2.1"], "192.0.2.1 is not an address of this machine"),
     ],
 )
-def test_cli_refuses_bad_flags_before_serving(argv, error, capsys):
-    parser = argparse.ArgumentParser()
+def test_cli_refuses_bad_flags_with_one_message_and_status_2(
+    argv, error, bad_gold_files, capsys, monkeypatch
+):
+    monkeypatch.delenv("RLVR_API_KEY", raising=False)
+    refused = _refusal(argv, capsys, monkeypatch)
+    assert error in refused
+
+
+def test_cli_refuses_a_busy_port_in_process(capsys, monkeypatch):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        refused = _refusal(["--reward", "accuracy", "--port", str(port)], capsys, monkeypatch)
+    assert f"cannot listen on 127.0.0.1:{port}: the port is already in use" in refused
+    assert "choose another --port" in refused
+
+
+def _refusal(argv: list[str], capsys, monkeypatch) -> str:
+    """Run the CLI on `argv` with serving forbidden; return its one error line, checking status 2 and no banner."""
+
+    def serve(*args, **kwargs):
+        raise AssertionError(f"{argv} was served")
+
+    monkeypatch.setattr(uvicorn, "run", serve)
+    monkeypatch.setattr(uvicorn.Server, "run", serve)
+    parser = argparse.ArgumentParser(prog="rlvr serve-rewards")
     add_arguments(parser)
-    assert run(parser.parse_args(argv)) == 2
-    assert error in capsys.readouterr().err
+    try:
+        status = run(parser.parse_args(["--port", str(_free_port()), *argv]))
+    except SystemExit as exc:  # argparse refuses a bad value with status 2
+        status = exc.code
+    err = capsys.readouterr().err
+    assert status == 2, err
+    assert "Traceback" not in err and "serving [" not in err, err
+    lines = [line for line in err.splitlines() if line.startswith("rlvr serve-rewards: error: ")]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def test_cli_busy_port_is_one_message_status_2_no_banner():
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        process = _cli("--reward", "accuracy", "--workers", "1", "--port", str(port))
+        output, _ = process.communicate(timeout=120)
+    assert process.returncode == 2, output
+    assert output.strip() == (
+        f"rlvr serve-rewards: error: cannot listen on 127.0.0.1:{port}: the port is already in use (another "
+        "server is running there?): stop it or choose another --port"
+    )
 
 
 def test_cli_serves_and_stops(tmp_path):

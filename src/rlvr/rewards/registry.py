@@ -220,42 +220,42 @@ def combine_rewards(
 
 
 class RewardCallError(RuntimeError):
-    """A reward function raised or returned something that is not one number-or-None per completion."""
+    """A reward function raised or returned something that is not one finite number-or-None per completion.
 
-    def __init__(self, name: str, problem: str) -> None:
+    `index` is the completion whose value is at fault, when one is.
+    """
+
+    def __init__(self, name: str, problem: str, index: int | None = None) -> None:
         super().__init__(f"reward function {name!r} failed: {problem}")
         self.name = name
+        self.index = index
 
 
 def check_reward_values(name: str, values: Any, expected: int) -> list[float | None]:
-    """`values` as floats or None; anything else is an error naming the function.
-
-    A reward is a finite number (int, float, a NumPy or one-element torch scalar) or None for "not
-    applicable". NaN and infinities are refused, not read as None: one inf reward makes every advantage of
-    its group NaN and with it every weight. Strings and bools are refused too: `"0"` or `False` is a
-    reward function's bug, and `float()` would quietly read them as numbers.
-
-    >>> check_reward_values("r", [1, 0.5, None], 3)
-    [1.0, 0.5, None]
-    """
+    """`values` as floats or None; `RewardCallError` for anything else, inf, NaN, bools and strings included:
+    one of them in a sum turns every weight into NaN, and a numeric string or a bool is a bug in the function."""
     if not isinstance(values, (list, tuple)):
         raise RewardCallError(name, f"returned {type(values).__name__}, expected a list of {expected} floats")
     if len(values) != expected:
         raise RewardCallError(name, f"returned {len(values)} values for {expected} completions")
-    return [reward_value(name, value) for value in values]
+    checked: list[float | None] = []
+    for index, value in enumerate(values):
+        if value is None:
+            checked.append(None)
+            continue
+        number = None
+        if not isinstance(value, (bool, str, bytes)) and str(getattr(value, "dtype", "")) not in _BOOL_DTYPES:
+            try:
+                number = float(value)
+            except (TypeError, ValueError, OverflowError):
+                pass
+        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+        if number is None:
+            raise RewardCallError(name, f"returned {shown}, which is not a number or None", index)
+        if not math.isfinite(number):
+            raise RewardCallError(name, f"returned {shown}, which is not a finite number or None", index)
+        checked.append(number)
+    return checked
 
 
-def reward_value(name: str, value: Any) -> float | None:
-    """One reward as a float or None, by the rule of `check_reward_values`."""
-    if value is None:
-        return None
-    number = value.item() if hasattr(value, "item") and getattr(value, "ndim", 0) == 0 else value
-    if isinstance(number, bool) or not isinstance(number, (int, float)):
-        raise RewardCallError(
-            name, f"returned {value!r}, which is not a number or None (rewards are finite numbers or None)"
-        )
-    if not math.isfinite(number):
-        raise RewardCallError(
-            name, f"returned {value!r}: rewards must be finite numbers, or None for not applicable"
-        )
-    return float(number)
+_BOOL_DTYPES = ("bool", "torch.bool")  # numpy and torch booleans, which float() takes as 0.0 and 1.0

@@ -3,7 +3,8 @@
 `POST /get_reward` takes align-anything's request `{"prompts", "responses", "golden_responses"?}` or OpenRLHF's
 `{"query", "prompts", "labels"?}` and answers `{"rewards", "scores", "extra_logs"}`. Scoring runs in worker
 processes, one request at a time each; a request that overruns its timeout gets 504 and its worker is replaced,
-so one bad input cannot stall the others.
+so one bad input cannot stall the others. Every error, a reward's fault or the server's, is answered as JSON
+`{"error": message}` with its status.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import logging
+import math
 import multiprocessing
 import re
 import signal
@@ -26,6 +29,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 
 from rlvr.rewards.adapters import split_response
 from rlvr.rewards.extraction import extract_gold
@@ -33,6 +37,9 @@ from rlvr.rewards.registry import RewardCallError, combine_rewards, needs_gold, 
 
 QUESTION_FIELDS = ("question", "problem", "prompt", "query", "input")
 ANSWER_FIELDS = ("answer", "ground_truth", "gold", "final_answer", "solution", "label")
+_ROUTES = "POST /get_reward and GET /health"
+MAX_TIMEOUT = 86400.0  # a day; poll() cannot wait much longer than 2**31 ms
+_log = logging.getLogger("uvicorn.error")  # the server's own log, as uvicorn configures it
 
 
 @dataclass
@@ -115,13 +122,38 @@ class GoldIndex:
         final_answer, solution, label. GSM8K's `... #### 72` and a `\\boxed{}` solution give their final answer.
         """
         path = Path(path)
-        if not path.is_file():
+        if path.is_dir():
+            raise ValueError(
+                f"gold file {str(path)!r} is a directory, not a JSONL file: name the file inside it"
+            )
+        if not path.exists():
             raise FileNotFoundError(f"gold file {str(path)!r} does not exist")
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = data[: exc.start].count(b"\n") + 1
+            raise ValueError(f"{path}:{line}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        rows = []
         if text.lstrip().startswith("["):
-            rows = list(enumerate(json.loads(text), start=1))
+            try:
+                rows = list(enumerate(json.loads(text), start=1))
+            except (ValueError, RecursionError) as exc:  # RecursionError: brackets nested thousands deep
+                line = getattr(exc, "lineno", "?")
+                raise ValueError(f"{path}:{line}: not a JSON list ({exc}); {_GOLD_SHAPE}") from None
         else:
-            rows = [(n, json.loads(line)) for n, line in enumerate(text.split("\n"), start=1) if line.strip()]
+            for number, line in enumerate(text.split("\n"), start=1):
+                if not line.strip():
+                    continue
+                try:
+                    rows.append((number, json.loads(line)))
+                except (ValueError, RecursionError) as exc:
+                    where = (
+                        f"{exc.msg} at column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else exc
+                    )
+                    raise ValueError(f"{path}:{number}: not a JSON object ({where}); {_GOLD_SHAPE}") from None
+        if not rows:
+            raise ValueError(f"gold file {str(path)!r} is empty: {_GOLD_SHAPE}")
         pairs = []
         for number, row in rows:
             question = _first_field(row, QUESTION_FIELDS)
@@ -129,7 +161,12 @@ class GoldIndex:
             if not isinstance(question, str) or answer is None:
                 raise ValueError(
                     f"{path}:{number}: need a question field ({', '.join(QUESTION_FIELDS)}) and an answer field "
-                    f"({', '.join(ANSWER_FIELDS)}), got keys {sorted(row) if isinstance(row, dict) else type(row)}"
+                    f"({', '.join(ANSWER_FIELDS)}), got "
+                    + (
+                        f"keys {sorted(row)}"
+                        if isinstance(row, dict)
+                        else f"a {_JSON_KINDS.get(type(row), 'value')}"
+                    )
                 )
             pairs.append((question, answer))
         return cls(pairs)
@@ -163,6 +200,17 @@ class GoldIndex:
         longest = max(len(q) for q in found)
         answers = {self._normalized[q] for q in found if len(q) == longest}
         return answers.pop() if len(answers) == 1 else None
+
+
+_GOLD_SHAPE = "give a JSONL file with one object per line, each with a question field and an answer field"
+_JSON_KINDS = {
+    list: "list",
+    str: "string",
+    int: "number",
+    float: "number",
+    bool: "boolean",
+    type(None): "null",
+}
 
 
 def _first_field(row: Any, names: tuple[str, ...]) -> Any:
@@ -278,7 +326,12 @@ def _worker_main(connection: Any, specs: list[str], weights: list[float] | None)
             )
             connection.send(("ok", totals, per_fn))
         except RewardCallError as exc:
-            connection.send(("reward_error", str(exc)))
+            message = str(exc)
+            if exc.index is not None:
+                completion = responses[exc.index]
+                shown = completion if len(completion) <= 200 else completion[:200] + "..."
+                message += f"; completion {exc.index}: {shown!r}"
+            connection.send(("reward_error", message))
         except Exception as exc:
             connection.send(("error", f"{type(exc).__name__}: {exc}"))
 
@@ -436,11 +489,22 @@ def create_app(config: ServerConfig) -> FastAPI:
         raise ValueError(
             f"{len(config.weights)} weights for {len(names)} rewards: give one weight per --reward"
         )
+    if config.weights is not None and not all(math.isfinite(w) for w in config.weights):
+        raise ValueError(f"weights must be finite numbers, got {config.weights}")
     if config.workers < 1:
         raise ValueError(f"workers must be at least 1, got {config.workers}")
+    if not 0 < config.request_timeout <= MAX_TIMEOUT:
+        raise ValueError(
+            f"request_timeout must be above 0 and at most {MAX_TIMEOUT:g} s, got {config.request_timeout}"
+        )
+    if config.max_request_bytes < 1:
+        raise ValueError(f"max_request_bytes must be at least 1, got {config.max_request_bytes}")
     gold_required = any(needs_gold(fn) for fn in fns.values())
     golds_index = GoldIndex.from_file(config.gold_path) if config.gold_path else None
-    sample_log = SampleLog(config.log_path) if config.log_path else None
+    try:
+        sample_log = SampleLog(config.log_path) if config.log_path else None
+    except OSError as exc:
+        raise ValueError(f"cannot open the sample log {config.log_path!r}: {exc.strerror or exc}") from None
     pool = ScoringPool(config.rewards, config.weights, config.workers, config.request_timeout)
 
     @asynccontextmanager
@@ -461,6 +525,14 @@ def create_app(config: ServerConfig) -> FastAPI:
     async def problem_answer(request: Request, problem: Problem) -> JSONResponse:
         return JSONResponse({"error": problem.message}, status_code=problem.status)
 
+    @app.exception_handler(HTTPException)
+    async def http_error_answer(request: Request, error: HTTPException) -> JSONResponse:
+        # Unknown routes (404) and methods (405) in the same shape as every other error, not FastAPI's "detail".
+        message = error.detail
+        if error.status_code in (404, 405):
+            message = f"{error.detail}: {request.method} {request.url.path}; this server answers {_ROUTES}"
+        return JSONResponse({"error": message}, status_code=error.status_code, headers=error.headers)
+
     @app.middleware("http")
     async def authenticate(request: Request, call_next):
         if config.api_key is not None:
@@ -472,6 +544,18 @@ def create_app(config: ServerConfig) -> FastAPI:
                     status_code=401,
                 )
         return await call_next(request)
+
+    @app.middleware("http")  # added last, so outermost: it also catches what the other middleware raises
+    async def answer_unexpected_errors(request: Request, call_next):
+        try:
+            return await call_next(request)
+        except Exception as exc:
+            # A bug, not the client's fault: log the traceback here, answer JSON there (not a plain-text 500).
+            _log.exception("unexpected error answering %s %s", request.method, request.url.path)
+            return JSONResponse(
+                {"error": f"internal server error: {type(exc).__name__}: {exc}; see the server log"},
+                status_code=500,
+            )
 
     @app.get("/health")
     async def health() -> dict:
@@ -494,7 +578,13 @@ def create_app(config: ServerConfig) -> FastAPI:
         outcome = await _score(pool, (prompts, responses, golds))
         totals, per_fn = outcome
         if sample_log is not None:
-            sample_log.write(prompts, responses, golds, totals, per_fn)
+            try:
+                sample_log.write(prompts, responses, golds, totals, per_fn)
+            except OSError as exc:
+                # The log is there to catch reward hacking: losing it silently is worse than failing the request.
+                raise Problem(
+                    500, f"scored, but could not append to the sample log {sample_log.path}: {exc}"
+                ) from None
         return JSONResponse({"rewards": totals, "scores": totals, "extra_logs": per_fn})
 
     return app

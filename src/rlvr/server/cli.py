@@ -6,9 +6,14 @@ rlvr serve-rewards --reward math_verifier --gold data/train.jsonl --port 6000 --
 from __future__ import annotations
 
 import argparse
+import errno
 import ipaddress
+import math
 import os
+import socket
 import sys
+
+MAX_TIMEOUT = 86400.0  # as rlvr.server.app.MAX_TIMEOUT, without importing FastAPI to build the parser
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "repeat for several, summed with --weights",
     )
     parser.add_argument(
-        "--weights", type=float, nargs="+", default=None, help="one weight per --reward (default: 1.0 each)"
+        "--weights", type=_finite, nargs="+", default=None, help="one weight per --reward (default: 1.0 each)"
     )
     parser.add_argument(
         "--gold",
@@ -35,13 +40,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)"
     )
-    parser.add_argument("--port", type=int, default=6000, help="port (default: 6000)")
+    parser.add_argument("--port", type=_port, default=6000, help="port, 1 to 65535 (default: 6000)")
     parser.add_argument(
-        "--workers", type=int, default=2, help="scoring processes, each one request at a time (default: 2)"
+        "--workers",
+        type=_at_least_one,
+        default=2,
+        help="scoring processes, each one request at a time (default: 2)",
     )
     parser.add_argument(
         "--api-key",
-        default=os.environ.get("RLVR_API_KEY"),
+        default=None,
         help="require 'Authorization: Bearer KEY' on every request (default: $RLVR_API_KEY, else none)",
     )
     parser.add_argument(
@@ -49,39 +57,134 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--timeout",
-        type=float,
+        type=_seconds,
         default=60.0,
         help="seconds a request may wait for a free worker (else 503) and then take to score (else 504, and its "
         "worker is replaced) (default: 60)",
     )
     parser.add_argument(
         "--max-request-mb",
-        type=float,
+        type=_megabytes,
         default=16.0,
         help="larger request bodies are answered 413 (default: 16)",
     )
 
 
+def _port(text: str) -> int:
+    if not text.strip().isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"must be an integer from 1 to 65535, got {text!r}")
+    return int(text)
+
+
+def _at_least_one(text: str) -> int:
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer of at least 1, got {text!r}")
+    return int(text)
+
+
+def _finite(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= MAX_TIMEOUT:  # False for NaN
+        raise argparse.ArgumentTypeError(
+            f"must be a number of seconds above 0 and at most {MAX_TIMEOUT:g} (a day), got {text!r}"
+        )
+    return value
+
+
+def _megabytes(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value * 2**20 >= 1):
+        raise argparse.ArgumentTypeError(f"must be a number above 0 (megabytes), got {text!r}")
+    return value
+
+
+class UsageError(Exception):
+    """A flag value that parses but cannot be used; the message says what to do."""
+
+
+def _api_key(args: argparse.Namespace) -> str | None:
+    if args.api_key is None:
+        return os.environ.get("RLVR_API_KEY") or None  # an empty variable means no key, as if unset
+    key = args.api_key
+    if not key:
+        raise UsageError("--api-key is empty: give a key, or leave the flag out to serve without one")
+    if not all("!" <= c <= "~" for c in key):
+        # A header value cannot carry it as it is: no client could ever authenticate.
+        raise UsageError(
+            "--api-key must be printable ASCII without spaces, as an 'Authorization: Bearer' header"
+        )
+    return key
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """A socket bound to `host:port`, before any worker starts; `UsageError` saying what to do when it cannot be."""
+    where = f"cannot listen on {host}:{port}"
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except (socket.gaierror, UnicodeError) as exc:
+        raise UsageError(
+            f"{where}: {host!r} is not an address or a known host name ({exc}); give an address of this machine, "
+            "e.g. --host 127.0.0.1 (this machine only) or --host 0.0.0.0 (every interface)"
+        ) from None
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: rebind at once after a restart
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            hint = "the port is already in use (another server is running there?): stop it or choose another --port"
+        elif exc.errno == errno.EACCES:
+            hint = "permission denied (ports below 1024 need privileges): choose a --port of 1024 or above"
+        elif exc.errno == errno.EADDRNOTAVAIL:
+            hint = f"{host} is not an address of this machine: use 127.0.0.1, 0.0.0.0 or one of its addresses"
+        else:
+            hint = f"{exc.strerror or exc}"
+        raise UsageError(f"{where}: {hint}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
 def run(args: argparse.Namespace) -> int:
-    """Serve until interrupted; 0 on a clean stop, 2 on a bad flag, spec or gold file."""
+    """Serve until interrupted; 0 on a clean stop, 2 on a bad flag, spec, gold file or address, 1 when the
+    scoring workers fail to start."""
     import uvicorn
 
     from rlvr.rewards.registry import RewardSpecError
     from rlvr.server.app import ServerConfig, create_app
 
-    config = ServerConfig(
-        rewards=args.rewards,
-        weights=args.weights,
-        gold_path=args.gold,
-        workers=args.workers,
-        api_key=args.api_key or None,
-        log_path=args.log,
-        request_timeout=args.timeout,
-        max_request_bytes=int(args.max_request_mb * 2**20),
-    )
     try:
+        config = ServerConfig(
+            rewards=args.rewards,
+            weights=args.weights,
+            gold_path=args.gold,
+            workers=args.workers,
+            api_key=_api_key(args),
+            log_path=args.log,
+            request_timeout=args.timeout,
+            max_request_bytes=int(args.max_request_mb * 2**20),
+        )
         app = create_app(config)
-    except (RewardSpecError, ValueError, OSError) as exc:
+        sock = _bind(args.host, args.port)
+    except (UsageError, RewardSpecError, ValueError, OSError) as exc:
         print(f"rlvr serve-rewards: error: {exc}", file=sys.stderr)
         return 2
     if not _is_loopback(args.host) and config.api_key is None:
@@ -90,15 +193,41 @@ def run(args: argparse.Namespace) -> int:
             "port can use it",
             file=sys.stderr,
         )
-    names = ", ".join(app.state.reward_names)
-    print(
-        f"rlvr serve-rewards: serving [{names}] at http://{args.host}:{args.port}/get_reward", file=sys.stderr
-    )
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    banner = f"rlvr serve-rewards: serving [{', '.join(app.state.reward_names)}] at http://{host}:{args.port}/get_reward"
+    server = _server_class()(uvicorn.Config(app, host=args.host, port=args.port, log_level="info"), banner)
     try:
-        uvicorn.run(app, host=args.host, port=args.port, log_level="info")
-    except SystemExit as exc:  # uvicorn exits 1 when the port is taken
-        return int(exc.code or 0)
+        with sock:
+            server.run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn stops on Ctrl-C, then raises it again
+        return 0
+    except SystemExit:  # the lifespan failed: uvicorn has logged why
+        pass
+    if not server.started:
+        print(
+            "rlvr serve-rewards: error: the scoring workers did not start (see the log above)",
+            file=sys.stderr,
+        )
+        return 1
     return 0
+
+
+def _server_class():
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn's server that prints the banner once it serves: after the workers started, on a bound socket."""
+
+        def __init__(self, config: uvicorn.Config, banner: str) -> None:
+            super().__init__(config)
+            self.banner = banner
+
+        async def startup(self, sockets=None) -> None:
+            await super().startup(sockets=sockets)
+            if self.started:
+                print(self.banner, file=sys.stderr, flush=True)
+
+    return Server
 
 
 def _is_loopback(host: str) -> bool:

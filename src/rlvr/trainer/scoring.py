@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from rlvr.config import RewardsConfig
-from rlvr.rewards.registry import RewardCallError, reward_value
+from rlvr.rewards.registry import RewardCallError, check_reward_values
 
 
 class RewardError(RuntimeError):
@@ -69,13 +69,11 @@ def checked_values(name: str, values: Any, texts: list[str], offset: int = 0) ->
         raise RewardError(
             f"reward function {name!r} must return a list of {len(texts)} floats or None, got {got}"
         )
-    checked: list[float | None] = []
-    for index, value in enumerate(values):
-        try:
-            checked.append(reward_value(name, value))
-        except RewardCallError as exc:
-            raise RewardError(f"{exc}; completion {offset + index}:\n---\n{texts[index]}\n---") from None
-    return checked
+    try:
+        return check_reward_values(name, values, len(texts))
+    except RewardCallError as exc:
+        i = exc.index
+        raise RewardError(f"{exc}; completion {offset + i}:\n---\n{texts[i]}\n---") from None
 
 
 def _fill(column: torch.Tensor, values: list[float | None]) -> None:
