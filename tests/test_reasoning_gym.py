@@ -201,6 +201,8 @@ def test_options_are_checked_by_the_config_system():
         task_mix("reasoning_gym:chain_sum", {"sise": 10})
     with pytest.raises(ConfigError, match="data.template=reasoning_gym"):
         GRPOConfig.from_dict({"data": {"template": "boxed"}, "rewards": {"functions": ["reasoning_gym"]}})
+    with pytest.raises(ConfigError, match="data.template=reasoning_gym"):
+        GRPOConfig.from_dict({"data": {"template": "plain"}, "training": {"eval_reward": "reasoning_gym"}})
     assert read_task_options("{seed: 3}") == {"size": 1000, "eval_size": 200, "seed": 3, "tasks": {}}
     with pytest.raises(DataError, match="neither a YAML file nor a YAML mapping"):
         read_task_options("no/such/file.yaml")

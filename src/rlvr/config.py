@@ -427,9 +427,12 @@ def validate(config: GRPOConfig) -> None:
     if rg.size < 1 or rg.eval_size < 1:
         raise ConfigError("data.reasoning_gym.size and data.reasoning_gym.eval_size must be at least 1")
     tag_templates = ("reasoning_gym", "answer_tag", "xml_reasoning", "think_answer")
-    if "reasoning_gym" in config.rewards.functions and config.data.template not in tag_templates:
+    if (
+        "reasoning_gym" in (*config.rewards.functions, t.eval_reward)
+        and config.data.template not in tag_templates
+    ):
         raise ConfigError(
-            f"rewards.functions has reasoning_gym, which reads the answer from <answer> tags, but "
+            "the reasoning_gym reward reads the answer from <answer> tags, but "
             f"data.template {config.data.template!r} does not ask for them: use data.template=reasoning_gym "
             f"(or {', '.join(tag_templates[1:])})"
         )
