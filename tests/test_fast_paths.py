@@ -1,10 +1,13 @@
 """The speed work leaves the learning signal unchanged: fast and plain paths agree on the same batch."""
 
+import warnings
+
 import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
 from rlvr.algorithm import completion_logps, grpo_loss, logps_from_hidden
+from rlvr.algorithm.logprobs import cache_argument
 from rlvr.config import GenerationConfig
 from rlvr.data import build_messages, render_prompt
 from rlvr.models import load_tokenizer, make_reference
@@ -239,3 +242,31 @@ def test_gradient_checkpointing_recomputes_the_same_attention(model):
     _, _, got = logps_loss_and_grads(model, batch, group_size=G)
     for name, grad in expected.items():
         torch.testing.assert_close(got[name], grad, atol=1e-5, rtol=1e-4)
+
+
+def test_sampling_and_shared_prompt_logps_pass_the_cache_without_a_deprecation_warning(model, tiny_model_dir):
+    # transformers 5 renamed `past_key_values` to `cache` and warns on every call with the old name
+    tokenizer = load_tokenizer(str(tiny_model_dir))
+    text = render_prompt(tokenizer, build_messages("What is 2 + 3?", "plain"))
+    config = GenerationConfig(num_generations=2, max_completion_length=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        sample(model, tokenizer, [text], config, 2, 64)
+        with torch.no_grad():
+            completion_logps(model, *grpo_batch(model.config.vocab_size), group_size=G)
+
+
+def test_cache_argument_follows_the_models_forward():
+    class OldStyle(torch.nn.Module):  # transformers < 5, or a model with its own code
+        def forward(self, input_ids, past_key_values=None, **kwargs): ...
+
+    class NewStyle(torch.nn.Module):
+        def forward(self, input_ids, cache=None, **kwargs): ...
+
+    class PeftLike(torch.nn.Module):  # forward(**kwargs) hands the cache on to the base model
+        def get_base_model(self):
+            return NewStyle()
+
+    assert cache_argument(OldStyle()) == "past_key_values"
+    assert cache_argument(NewStyle()) == "cache"
+    assert cache_argument(PeftLike()) == "cache"

@@ -51,7 +51,7 @@ def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--template",
         default="boxed",
-        help="prompt format: boxed, xml_reasoning, think_answer, answer_tag, plain",
+        help="prompt format: boxed, xml_reasoning, think_answer, answer_tag, reasoning_gym, plain",
     )
     parser.add_argument("--system-prompt", default=None, help="replace the template's system prompt")
     parser.add_argument("--max-new-tokens", type=int, default=256)

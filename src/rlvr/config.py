@@ -57,9 +57,23 @@ class ModelConfig:
 
 
 @dataclass
+class ReasoningGymConfig:
+    size: int = 1000
+    """Instances in the train split of a `reasoning_gym:` dataset."""
+    eval_size: int = 200
+    """Instances in each held-out split (validation, test) when no limit is given."""
+    seed: int = 0
+    """Seed of the train split; held-out splits use far-off seeds and leave out its questions."""
+    tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Options per task: `weight` in a mix (default 1) and the task's own config keys, e.g.
+    {chain_sum: {weight: 2, max_terms: 3}}. With a bare data.dataset `reasoning_gym`, these are the tasks."""
+
+
+@dataclass
 class DataConfig:
     dataset: str = "gsm8k"
-    """`gsm8k`, another name in data_dir, a .jsonl/.json/.parquet/.csv file, a hub id, or a save_to_disk dir."""
+    """`gsm8k`, another name in data_dir, a .jsonl/.json/.parquet/.csv file, a hub id, a save_to_disk dir, or
+    reasoning-gym tasks: `reasoning_gym:chain_sum`, a mix `reasoning_gym:chain_sum+leg_counting`."""
     split: str = "train"
     """Split to train on."""
     data_dir: str | None = None
@@ -73,8 +87,11 @@ class DataConfig:
     """Column holding the gold answer (None: guess from answer/solution/ground_truth)."""
     answer_format: Literal["auto", "gsm8k", "boxed", "plain"] = "auto"
     """How to read the gold final answer: after `####`, the last \\boxed{}, or the field as is."""
-    template: Literal["boxed", "xml_reasoning", "think_answer", "answer_tag", "plain"] = "boxed"
-    """Prompt format; each asks for the answer in the form its reward reads."""
+    template: Literal["boxed", "xml_reasoning", "think_answer", "answer_tag", "reasoning_gym", "plain"] = (
+        "boxed"
+    )
+    """Prompt format; each asks for the answer in the form its reward reads (reasoning_gym: the library's own
+    prompt, the answer in <answer> tags)."""
     system_prompt: str | None = None
     """Replaces the template's system prompt."""
     few_shot: list[dict[str, str]] = field(default_factory=list)
@@ -85,6 +102,8 @@ class DataConfig:
     """Use only the first N rows."""
     shuffle: bool = True
     """Shuffle prompt order each epoch (seeded)."""
+    reasoning_gym: ReasoningGymConfig = field(default_factory=ReasoningGymConfig)
+    """Size, seed and per-task options of a `reasoning_gym:` dataset (needs `pip install -e ".[tasks]"`)."""
 
 
 @dataclass
@@ -437,6 +456,19 @@ def validate(config: GRPOConfig) -> None:
             )
     if not config.rewards.functions:
         raise ConfigError("rewards.functions is empty: name at least one reward, e.g. [accuracy]")
+    rg = config.data.reasoning_gym
+    if rg.size < 1 or rg.eval_size < 1:
+        raise ConfigError("data.reasoning_gym.size and data.reasoning_gym.eval_size must be at least 1")
+    tag_templates = ("reasoning_gym", "answer_tag", "xml_reasoning", "think_answer")
+    if (
+        "reasoning_gym" in (*config.rewards.functions, t.eval_reward)
+        and config.data.template not in tag_templates
+    ):
+        raise ConfigError(
+            "the reasoning_gym reward reads the answer from <answer> tags, but "
+            f"data.template {config.data.template!r} does not ask for them: use data.template=reasoning_gym "
+            f"(or {', '.join(tag_templates[1:])})"
+        )
     unknown_report = set(t.report_to) - {"tensorboard", "wandb"}
     if unknown_report:
         raise ConfigError(

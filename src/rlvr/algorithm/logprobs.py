@@ -9,6 +9,8 @@ instead of keeping them (`_ChunkedHeadLogps`).
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -254,6 +256,23 @@ def groups_share_prompts(prompt_ids: torch.Tensor, group_size: int) -> bool:
     return torch.equal(prompt_ids[::group_size].repeat_interleave(group_size, dim=0), prompt_ids)
 
 
+def cache_argument(model: Any) -> str:
+    """The keyword that hands a KV cache to `model`'s forward.
+
+    transformers 5.x renamed `past_key_values` to `cache` (the old name still works until 5.40 but warns on
+    every call); earlier versions, and models with their own code that keep the old name, take only
+    `past_key_values`. Decided once per model class; a peft wrapper passes the cache on to its base model.
+    """
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return _cache_argument(type(base))
+
+
+@functools.cache
+def _cache_argument(model_class: type) -> str:
+    parameters = inspect.signature(model_class.forward).parameters  # follows the deprecation decorator
+    return "cache" if "cache" in parameters else "past_key_values"
+
+
 def _shared_prompt_hidden(
     model: Any,
     decoder: Any,
@@ -267,11 +286,12 @@ def _shared_prompt_hidden(
     from transformers import DynamicCache
 
     cache = DynamicCache(config=model.config)
+    cache_arg = {cache_argument(decoder): cache}
     prompt = decoder(
         input_ids=input_ids[::group_size, :prompt_len],
         attention_mask=attention_mask[::group_size, :prompt_len],
         position_ids=position_ids[::group_size, :prompt_len],
-        past_key_values=cache,
+        **cache_arg,
         use_cache=True,
     ).last_hidden_state
     cache.batch_repeat_interleave(group_size)
@@ -280,7 +300,7 @@ def _shared_prompt_hidden(
         input_ids=input_ids[:, prompt_len:],
         attention_mask=attention_mask,
         position_ids=position_ids[:, prompt_len:],
-        past_key_values=cache,
+        **cache_arg,
         use_cache=True,
         cache_position=torch.arange(prompt_len, total_len, device=input_ids.device),
     ).last_hidden_state

@@ -143,11 +143,18 @@ def load_problems(
     answer_field: str | None = None,
     answer_format: str = "auto",
     limit: int | None = None,
+    reasoning_gym: Any = None,
 ) -> list[dict[str, Any]]:
     """Rows of a problem set with `question`, `answer` and `ground_truth`; other columns kept.
 
     Fields are taken from the arguments, else from rlvr's table of known datasets, else guessed.
+    `reasoning_gym:TASK[+TASK...]` generates reasoning-gym tasks, with `reasoning_gym` (`data.reasoning_gym`:
+    size, eval_size, seed, per-task options) as its options (`rlvr.data.reasoning_gym.load_tasks`).
     """
+    if name_or_path == "reasoning_gym" or name_or_path.startswith("reasoning_gym:"):
+        from rlvr.data.reasoning_gym import load_tasks
+
+        return load_tasks(name_or_path, split, reasoning_gym, limit)
     raw = load_raw(name_or_path, split, data_dir, hub_config)
     if limit is not None:
         raw = raw.select(range(min(limit, len(raw))))

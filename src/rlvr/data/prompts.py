@@ -1,4 +1,5 @@
-"""Prompt templates: the four formats of the seed tutorials, each asking for the answer its reward reads."""
+"""Prompt templates: the four formats of the seed tutorials and reasoning-gym's, each asking for the answer its
+reward reads."""
 
 from __future__ import annotations
 
@@ -27,12 +28,22 @@ ANSWER_TAG_SYSTEM = "Your answer must be inside <answer></answer> tags."
 ANSWER_TAG_FEW_SHOT = [
     {"question": "How many 0s are in the number 10203040?", "answer": "<answer>4</answer>"}
 ]
+# reasoning-gym's own default prompt (`reasoning_gym.utils.SYSTEM_PROMPTS["default"]`, 0.1.25), copied so that
+# building a prompt needs no optional package: its scorers read the answer from the last <answer> tags.
+REASONING_GYM_SYSTEM = (
+    "Given a problem, your task is to answer the question by thinking step-by-step in a clear and specific "
+    "manner.\nOnce you have thought about the reasoning process, provide the answer in the following format:\n"
+    "<answer>answer here</answer>\nDo not explain your reasoning inside the answer tags, provide only the final "
+    "answer. When an example is provided, you should strictly follow the format of the output/answer in that "
+    "example.\n"
+)
 
 TEMPLATES: dict[str, tuple[str | None, list[dict[str, str]]]] = {
     "boxed": (BOXED_SYSTEM, []),
     "xml_reasoning": (XML_REASONING_SYSTEM, []),
     "think_answer": (THINK_ANSWER_SYSTEM, []),
     "answer_tag": (ANSWER_TAG_SYSTEM, ANSWER_TAG_FEW_SHOT),
+    "reasoning_gym": (REASONING_GYM_SYSTEM, []),
     "plain": (None, []),
 }
 

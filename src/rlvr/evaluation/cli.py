@@ -53,7 +53,9 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dataset",
         default="gsm8k",
-        help="gsm8k, svamp, minerva_math, amc23, aime24 (from --data-dir), a .jsonl file, or a hub id",
+        help="gsm8k, svamp, minerva_math, amc23, aime24 (from --data-dir), a .jsonl file, a hub id, or "
+        "reasoning-gym tasks: reasoning_gym:chain_sum, reasoning_gym:chain_sum+leg_counting (a mix: figures "
+        "per task too; needs pip install -e '.[tasks]')",
     )
     parser.add_argument("--split", default="test")
     parser.add_argument("--limit", type=int, default=None, help="the first N problems only")
@@ -61,17 +63,27 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
         "--data-dir", default=None, help="folder holding <dataset>/<split>.jsonl (default: $RLVR_DATA_DIR)"
     )
     parser.add_argument(
+        "--task-options",
+        default=None,
+        metavar="YAML",
+        help="reasoning-gym options, as in data.reasoning_gym (size, eval_size, seed, tasks): inline YAML, "
+        "e.g. '{tasks: {chain_sum: {max_terms: 3}}}', or a YAML file (a training config's data.reasoning_gym "
+        "is read), so the held-out split leaves out the instances trained on",
+    )
+    parser.add_argument(
         "--template",
-        default="boxed",
-        help="prompt format: boxed, xml_reasoning, think_answer, answer_tag, plain",
+        default=None,
+        help="prompt format: boxed, xml_reasoning, think_answer, answer_tag, reasoning_gym, plain "
+        "(default: reasoning_gym for reasoning-gym tasks, else boxed)",
     )
     parser.add_argument("--system-prompt", default=None, help="replace the template's system prompt")
     parser.add_argument(
         "--reward",
-        default="accuracy",
+        default=None,
         help="correctness reward: a registered name "
-        "(accuracy, boxed_exact, gsm8k_correctness, math_verifier) or module:function; a "
-        "completion is correct when its reward is >= 1",
+        "(accuracy, boxed_exact, gsm8k_correctness, math_verifier, reasoning_gym) or module:function; a "
+        "completion is correct when its reward is >= 1 (default: reasoning_gym, the task's own score, for "
+        "reasoning-gym tasks, else accuracy)",
     )
     parser.add_argument(
         "--num-samples",
@@ -112,16 +124,25 @@ def _run_eval(args: argparse.Namespace) -> int:
 
     from rlvr.config import ModelConfig
     from rlvr.data import load_problems
-    from rlvr.evaluation.evaluate import check_settings, evaluate_model
+    from rlvr.data.reasoning_gym import is_reasoning_gym, read_task_options
+    from rlvr.evaluation.evaluate import EvaluationError, check_settings, evaluate_model
     from rlvr.evaluation.metrics import wilson_interval
     from rlvr.models import load_policy, resolve_model_path
 
     output = Path(args.output)
+    tasks = is_reasoning_gym(args.dataset)
+    task_options = read_task_options(args.task_options) if tasks else None
+    if args.task_options and not tasks:
+        raise EvaluationError("--task-options is for reasoning-gym datasets (--dataset reasoning_gym:TASK)")
+    args.template = args.template or ("reasoning_gym" if tasks else "boxed")
+    args.reward = args.reward or ("reasoning_gym" if tasks else "accuracy")
     check_settings(
         args.template, args.reward, args.num_samples, args.temperature, args.batch_size, args.max_new_tokens
     )
     torch.manual_seed(args.seed)
-    problems = load_problems(args.dataset, args.split, data_dir=args.data_dir, limit=args.limit)
+    problems = load_problems(
+        args.dataset, args.split, data_dir=args.data_dir, limit=args.limit, reasoning_gym=task_options
+    )
     config = ModelConfig(
         name_or_path=args.model,
         dtype=args.dtype,
@@ -158,6 +179,7 @@ def _run_eval(args: argparse.Namespace) -> int:
         "dataset": args.dataset,
         "split": args.split,
         "limit": args.limit,
+        **({"task_options": task_options} if tasks else {}),
         "data_dir": args.data_dir or os.environ.get("RLVR_DATA_DIR"),
         "template": args.template,
         "system_prompt": args.system_prompt,
@@ -231,10 +253,11 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"{summary['model']} on {summary['dataset']}/{summary['split']} ({metrics['num_problems']} problems, "
         f"template {summary['template']}, reward {summary['reward']})"
     ]
+    width = max([20, *map(len, metrics)])  # per-task keys (accuracy/<task>) run longer
     for key, value in metrics.items():
         extra = f"   95% CI [{low:.4f}, {high:.4f}]" if key == "accuracy" else ""
         shown = f"{value:.4f}" if isinstance(value, float) else str(value)
-        lines.append(f"  {key:<20} {shown}{extra}")
+        lines.append(f"  {key:<{width}} {shown}{extra}")
     return "\n".join(lines)
 
 

@@ -21,6 +21,7 @@ TEMPLATE_ANSWER_STYLES = {
     "xml_reasoning": "answer_tag",
     "think_answer": "answer_tag",
     "answer_tag": "answer_tag",
+    "reasoning_gym": "answer_tag",
     "plain": "auto",
 }
 # A completion is correct when its reward reaches 1: the built-in correctness rewards pay 1.0 or more for a
@@ -138,6 +139,8 @@ def problem_record(
         for text, reward, length, cut in zip(completions, rewards, lengths, truncated, strict=True)
     ]
     record = {"index": index, "question": row["question"], "gold": row["answer"], **samples[0]}
+    if "task" in row:  # reasoning-gym rows: the figures are also given per task
+        record["task"] = row["task"]
     if len(samples) > 1:
         majority, votes = majority_vote([s["extracted"] for s in samples], equal)
         record.update(
@@ -182,6 +185,28 @@ def summarize(
         figures["pass@1"] = mean_pass_at_k(counts, 1)
         figures[f"pass@{num_samples}"] = mean_pass_at_k(counts, num_samples)
         figures[f"maj@{num_samples}"] = sum(r["maj_correct"] for r in records) / n
+    figures.update(per_task_figures(records))
+    return figures
+
+
+def per_task_figures(records: list[dict[str, Any]]) -> dict[str, float]:
+    """`accuracy/<task>`, `mean_reward/<task>` (the task's mean score) and `num_problems/<task>` when the
+    records come from a mix of tasks (reasoning-gym's `task` column); nothing for one task or none.
+
+    >>> records = [{"task": "a", "correct": True, "reward": 1.0}, {"task": "b", "correct": False, "reward": 0.5}]
+    >>> per_task_figures(records)["mean_reward/b"]
+    0.5
+    """
+    tasks = sorted({r["task"] for r in records if r.get("task") is not None})
+    if len(tasks) < 2:
+        return {}
+    figures: dict[str, float] = {}
+    for task in tasks:
+        mine = [r for r in records if r.get("task") == task]
+        rewards = [s["reward"] for r in mine for s in r.get("samples", [r]) if s["reward"] is not None]
+        figures[f"accuracy/{task}"] = sum(r["correct"] for r in mine) / len(mine)
+        figures[f"mean_reward/{task}"] = sum(rewards) / len(rewards) if rewards else float("nan")
+        figures[f"num_problems/{task}"] = len(mine)
     return figures
 
 
@@ -216,7 +241,12 @@ def check_settings(
     if reward in NOT_CORRECTNESS_REWARDS:
         raise EvaluationError(
             f"reward {reward!r} scores form or length, not correctness; evaluate with accuracy, "
-            "boxed_exact, gsm8k_correctness, math_verifier or your own correctness reward"
+            "boxed_exact, gsm8k_correctness, math_verifier, reasoning_gym or your own correctness reward"
+        )
+    if reward == "reasoning_gym" and TEMPLATE_ANSWER_STYLES[template] != "answer_tag":
+        raise EvaluationError(
+            f"reward reasoning_gym reads the answer from <answer> tags, but template {template!r} does not ask "
+            "for them: use --template reasoning_gym (or answer_tag, xml_reasoning, think_answer)"
         )
 
 

@@ -146,6 +146,7 @@ def _load_file(path_text: str, spec: str) -> Any:
 
 def _load_builtins() -> None:
     import rlvr.rewards.functions  # noqa: F401  (registers the built-ins)
+    import rlvr.rewards.reasoning_gym  # noqa: F401  (reasoning-gym itself is imported on first use)
 
 
 def reward_name(spec: str) -> str:

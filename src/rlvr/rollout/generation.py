@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from rlvr.algorithm.logprobs import groups_share_prompts, selective_log_softmax
+from rlvr.algorithm.logprobs import cache_argument, groups_share_prompts, selective_log_softmax
 from rlvr.config import GenerationConfig
 
 
@@ -173,6 +173,7 @@ def generate_static(
     max_new = config.max_completion_length
     device = prompt_ids.device
     cache = StaticCache(config=model.config, max_cache_len=prompt_len + max_new)
+    cache_arg = {cache_argument(model): cache}
     mask = torch.cat([prompt_mask, prompt_mask.new_ones(batch, max_new)], dim=1)
     positions = (prompt_mask.long().cumsum(-1) - 1).clamp(min=0)
     share = groups_share_prompts(prompt_ids, group_size) and _rows_repeatable(cache)
@@ -181,7 +182,7 @@ def generate_static(
         input_ids=prompt_ids[rows],
         attention_mask=prompt_mask[rows],
         position_ids=positions[rows],
-        past_key_values=cache,
+        **cache_arg,
         use_cache=True,
         cache_position=torch.arange(prompt_len, device=device),
         logits_to_keep=1,
@@ -219,7 +220,7 @@ def generate_static(
             input_ids=token.unsqueeze(1),
             attention_mask=mask[:, : prompt_len + step + 1],
             position_ids=next_position + step,
-            past_key_values=cache,
+            **cache_arg,
             use_cache=True,
             cache_position=torch.tensor([prompt_len + step], device=device),
         ).logits[:, -1]

@@ -179,6 +179,7 @@ class GRPOTrainer:
             d.answer_field,
             d.answer_format,
             d.limit,
+            reasoning_gym=d.reasoning_gym,
         )
 
     def _make_scheduler(self) -> Any:
@@ -660,7 +661,9 @@ class GRPOTrainer:
             return {}
         if self.eval_problems is None:
             d = self.config.data
-            self.eval_problems = load_problems(t.eval_dataset, t.eval_split, d.data_dir, limit=t.eval_limit)
+            self.eval_problems = load_problems(
+                t.eval_dataset, t.eval_split, d.data_dir, limit=t.eval_limit, reasoning_gym=d.reasoning_gym
+            )
         problems = self.eval_problems[: t.eval_limit]
         with torch.no_grad():
             mine = self.policy.run(self._evaluate_shard, problems[self.dist.rank :: self.dist.world_size])
