@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -120,8 +121,17 @@ def parse_gsm8k_answer(text: str) -> str | None:
     return text.rsplit("####", 1)[1].strip().replace(",", "")
 
 
-def parse_gold(value: Any, answer_format: str = "auto") -> str:
-    """The gold final answer as a string, read in the dataset's format."""
+def parse_gold(value: Any, answer_format: str = "auto") -> str | None:
+    """The gold final answer as a string, read in the dataset's format; None when the row has none.
+
+    A missing gold (null, NaN from an empty CSV cell, blank text) stays None, never the text "None": a
+    completion that answers "None" must not match it. Correctness rewards return None ("not applicable") then.
+
+    >>> parse_gold("#### 1,000"), parse_gold(14.0), parse_gold(None), parse_gold(float("nan"))
+    ('1000', '14', None, None)
+    """
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
     if isinstance(value, float) and value.is_integer():
         return str(int(value))  # SVAMP stores 14.0
     text = str(value).strip()
@@ -131,7 +141,7 @@ def parse_gold(value: Any, answer_format: str = "auto") -> str:
         from rlvr.rewards import extract_answer
 
         return extract_answer(text, style="boxed") or text
-    return text
+    return text or None
 
 
 def load_problems(
@@ -176,7 +186,7 @@ def load_problems(
         question = " ".join(str(row[f]).strip() for f in q_fields)
         gold = parse_gold(row[a_field], answer_format)
         out = {k: v for k, v in row.items() if k not in ("question", "answer", "ground_truth")}
-        if a_field == "answer" and str(row[a_field]) != gold:
+        if a_field == "answer" and row[a_field] is not None and str(row[a_field]) != gold:
             out["solution"] = row[a_field]  # keep the worked solution GSM8K puts in `answer`
         out.update(question=question, answer=gold, ground_truth=gold)
         rows.append(out)

@@ -112,7 +112,7 @@ def _run_eval(args: argparse.Namespace) -> int:
 
     from rlvr.config import ModelConfig
     from rlvr.data import load_problems
-    from rlvr.evaluation.evaluate import check_settings, evaluate_model
+    from rlvr.evaluation.evaluate import EvaluationError, check_settings, evaluate_model
     from rlvr.evaluation.metrics import wilson_interval
     from rlvr.models import load_policy, resolve_model_path
 
@@ -122,6 +122,18 @@ def _run_eval(args: argparse.Namespace) -> int:
     )
     torch.manual_seed(args.seed)
     problems = load_problems(args.dataset, args.split, data_dir=args.data_dir, limit=args.limit)
+    # A problem without a gold answer cannot be right or wrong: it is left out of every figure, and counted.
+    skipped = sum(row["answer"] is None for row in problems)
+    problems = [row for row in problems if row["answer"] is not None]
+    if skipped:
+        s = "" if skipped == 1 else "s"
+        print(
+            f"rlvr eval: skipped {skipped} problem{s} without a gold answer (null or empty)", file=sys.stderr
+        )
+    if not problems:
+        raise EvaluationError(
+            f"no problem of {args.dataset} ({args.split}) has a gold answer: set the answer column of the data"
+        )
     config = ModelConfig(
         name_or_path=args.model,
         dtype=args.dtype,
@@ -158,6 +170,7 @@ def _run_eval(args: argparse.Namespace) -> int:
         "dataset": args.dataset,
         "split": args.split,
         "limit": args.limit,
+        "skipped_without_gold": skipped,
         "data_dir": args.data_dir or os.environ.get("RLVR_DATA_DIR"),
         "template": args.template,
         "system_prompt": args.system_prompt,
