@@ -51,8 +51,8 @@ def stuck(prompts, completions, **kwargs):
     ("values", "expected"),
     [
         ([1, 0.5, None], [1.0, 0.5, None]),
-        ([float("nan"), 2, True], [None, 2.0, 1.0]),  # NaN is "not applicable", as None
-        ([np.float32(0.25), torch.tensor(3.0), "0.5"], [0.25, 3.0, 0.5]),  # what float() takes, as the server
+        ([float("nan"), 2, None], [None, 2.0, None]),  # NaN is "not applicable", as None
+        ([np.float32(0.25), torch.tensor(3.0), np.int64(1)], [0.25, 3.0, 1.0]),  # numpy and torch numbers
         ((1, 2, 3), [1.0, 2.0, 3.0]),
     ],
 )

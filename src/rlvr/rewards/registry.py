@@ -237,6 +237,11 @@ def check_reward_values(name: str, values: Any, expected: int) -> list[float | N
         if value is None:
             checked.append(None)
             continue
+        # float() would take "1.0" and True: a reward that returns text or a bool has a bug to surface, not hide.
+        if isinstance(value, (str, bytes, bool)) or "bool" in str(getattr(value, "dtype", "")):
+            raise RewardCallError(
+                name, f"returned {value!r}, which is not a number or None (a {type(value).__name__})"
+            )
         try:
             number = float(value)
         except (TypeError, ValueError):
