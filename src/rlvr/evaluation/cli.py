@@ -29,7 +29,7 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from rlvr.data import DataError
     from rlvr.evaluation.evaluate import EvaluationError
     from rlvr.models import ModelError
-    from rlvr.rewards import RewardSpecError
+    from rlvr.rewards import RemoteRewardError, RewardSpecError
     from rlvr.trainer.scoring import RewardError
 
     return (
@@ -37,6 +37,7 @@ def _user_errors() -> tuple[type[Exception], ...]:
         DataError,
         ModelError,
         RewardSpecError,
+        RemoteRewardError,
         RewardError,
         EvaluationError,
         FileNotFoundError,
@@ -45,6 +46,8 @@ def _user_errors() -> tuple[type[Exception], ...]:
 
 # ------------------------------------------------------------------------------------------------- eval
 def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
+    from rlvr.cli import positive_int, probability, temperature
+
     parser.add_argument(
         "--model",
         required=True,
@@ -56,7 +59,7 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
         help="gsm8k, svamp, minerva_math, amc23, aime24 (from --data-dir), a .jsonl file, or a hub id",
     )
     parser.add_argument("--split", default="test")
-    parser.add_argument("--limit", type=int, default=None, help="the first N problems only")
+    parser.add_argument("--limit", type=positive_int, default=None, help="the first N problems only")
     parser.add_argument(
         "--data-dir", default=None, help="folder holding <dataset>/<split>.jsonl (default: $RLVR_DATA_DIR)"
     )
@@ -75,17 +78,17 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--num-samples",
-        type=int,
+        type=positive_int,
         default=1,
         help="k samples per problem: pass@k and maj@k (needs --temperature > 0)",
     )
-    parser.add_argument("--temperature", type=float, default=0.0, help="0: greedy decoding")
-    parser.add_argument("--top-p", type=float, default=1.0)
-    parser.add_argument("--max-new-tokens", type=int, default=256)
+    parser.add_argument("--temperature", type=temperature, default=0.0, help="0: greedy decoding")
+    parser.add_argument("--top-p", type=probability, default=1.0)
+    parser.add_argument("--max-new-tokens", type=positive_int, default=256)
     parser.add_argument(
-        "--max-prompt-length", type=int, default=512, help="prompt tokens kept (cut from the left)"
+        "--max-prompt-length", type=positive_int, default=512, help="prompt tokens kept (cut from the left)"
     )
-    parser.add_argument("--batch-size", type=int, default=16, help="completions generated together")
+    parser.add_argument("--batch-size", type=positive_int, default=16, help="completions generated together")
     parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32", help="weights dtype")
     parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast (float32 weights)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
@@ -115,11 +118,19 @@ def _run_eval(args: argparse.Namespace) -> int:
     from rlvr.evaluation.evaluate import EvaluationError, check_settings, evaluate_model
     from rlvr.evaluation.metrics import wilson_interval
     from rlvr.models import load_policy, resolve_model_path
+    from rlvr.rewards import RemoteReward, get_reward
 
     output = Path(args.output)
     check_settings(
         args.template, args.reward, args.num_samples, args.temperature, args.batch_size, args.max_new_tokens
     )
+    if output.exists() and not output.is_dir():
+        raise EvaluationError(
+            f"--output {output} is a file; give a directory for summary.json and predictions.jsonl"
+        )
+    reward_fn = get_reward(args.reward)  # an unknown reward fails here, not after the model has loaded
+    if isinstance(reward_fn, RemoteReward):
+        reward_fn.check_reachable()
     torch.manual_seed(args.seed)
     problems = load_problems(args.dataset, args.split, data_dir=args.data_dir, limit=args.limit)
     # A problem without a gold answer cannot be right or wrong: it is left out of every figure, and counted.
@@ -148,7 +159,7 @@ def _run_eval(args: argparse.Namespace) -> int:
         tokenizer,
         problems,
         template=args.template,
-        reward=args.reward,
+        reward=reward_fn,
         max_new_tokens=args.max_new_tokens,
         num_samples=args.num_samples,
         temperature=args.temperature,
