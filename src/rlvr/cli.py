@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Callable
+from typing import Any
 
 from rlvr import __version__
 
@@ -37,12 +39,67 @@ def run_train(args: argparse.Namespace) -> int:
     config = GRPOConfig.from_yaml(args.config, overrides)
     # before the model loads: a directory holding another run is refused in a second, not a minute
     check_output_dir(config.training.output_dir, args.resume, config.training.overwrite_output_dir)
+    check_before_model(config)
     trainer = GRPOTrainer(config)
     final = trainer.train(resume=args.resume)
     if trainer.dist.is_main:
         print(f"final model: {final}")
     leave_process_group()
     return 0
+
+
+def check_before_model(config: Any) -> None:
+    """What a training run can check without a model, beyond the config's own validation and the output
+    directory's (`rundir.check_output_dir`): the model path is not a LoRA adapter, evaluation has its data,
+    and every remote reward server answers. (The rewards and the training data are resolved by the trainer, also before the model.)"""
+    from rlvr.config import ConfigError
+    from rlvr.models import check_trainable
+    from rlvr.rewards import RemoteReward
+
+    check_trainable(config.model)
+    t = config.training
+    if t.eval_steps > 0 and t.eval_dataset is None:
+        raise ConfigError(
+            f"training.eval_steps={t.eval_steps} but training.eval_dataset is not set, so nothing would be "
+            "evaluated: set training.eval_dataset (e.g. gsm8k, with eval_split test), or eval_steps=0"
+        )
+    r = config.rewards
+    for spec in r.functions:
+        if spec.startswith("remote:"):
+            RemoteReward(spec[len("remote:") :], r.remote_timeout, r.remote_retries).check_reachable()
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def temperature(text: str) -> float:
+    """argparse type: a finite number >= 0 (0: greedy decoding)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0 (0: greedy decoding), got {text!r}")
+    return value
+
+
+def probability(text: str) -> float:
+    """argparse type: a number in (0, 1], as top_p."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= 1:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"must be in (0, 1] (1: no nucleus cut), got {text!r}")
+    return value
 
 
 def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
@@ -54,9 +111,9 @@ def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
         help="prompt format: boxed, xml_reasoning, think_answer, answer_tag, reasoning_gym, plain",
     )
     parser.add_argument("--system-prompt", default=None, help="replace the template's system prompt")
-    parser.add_argument("--max-new-tokens", type=int, default=256)
-    parser.add_argument("--temperature", type=float, default=0.0, help="0 for greedy decoding")
-    parser.add_argument("--num-samples", type=int, default=1)
+    parser.add_argument("--max-new-tokens", type=positive_int, default=256)
+    parser.add_argument("--temperature", type=temperature, default=0.0, help="0 for greedy decoding")
+    parser.add_argument("--num-samples", type=positive_int, default=1)
     parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
     parser.add_argument("--seed", type=int, default=0)
 
@@ -64,11 +121,18 @@ def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
 def run_generate(args: argparse.Namespace) -> int:
     import torch
 
-    from rlvr.config import GenerationConfig, ModelConfig
-    from rlvr.data import build_messages, render_prompt
+    from rlvr.config import ConfigError, GenerationConfig, ModelConfig
+    from rlvr.data import TEMPLATES, build_messages, render_prompt
     from rlvr.models import load_policy
     from rlvr.rollout import decode_completions, sample
 
+    if args.template not in TEMPLATES:
+        raise ConfigError(f"unknown --template {args.template!r}; choose one of {', '.join(TEMPLATES)}")
+    if args.num_samples > 1 and args.temperature == 0:
+        raise ConfigError(
+            f"--num-samples {args.num_samples} with greedy decoding (--temperature 0) prints one completion "
+            f"{args.num_samples} times; set a sampling temperature, e.g. --temperature 1.0"
+        )
     torch.manual_seed(args.seed)
     model, tokenizer = load_policy(ModelConfig(name_or_path=args.model))
     text = render_prompt(tokenizer, build_messages(args.prompt, args.template, args.system_prompt))

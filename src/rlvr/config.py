@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -299,8 +300,19 @@ class GRPOConfig:
         """Load a YAML file and apply `key.sub=value` overrides."""
         path = Path(path)
         if not path.exists():
-            raise ConfigError(f"config file {path} does not exist")
-        raw = yaml.safe_load(path.read_text()) or {}
+            raise ConfigError(
+                f"config file {path} does not exist; give a YAML file such as configs/gsm8k_boxed.yaml"
+            )
+        if path.is_dir():
+            raise ConfigError(
+                f"config {path} is a directory; give a YAML file such as configs/gsm8k_boxed.yaml"
+            )
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path} is not valid YAML: {_yaml_problem(exc)}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read config {path}: {exc}") from None
         if not isinstance(raw, dict):
             raise ConfigError(f"{path} must hold a mapping of sections, got {type(raw).__name__}")
         return cls.from_dict(apply_overrides(raw, overrides or []))
@@ -330,8 +342,22 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             child = node.get(part)
             node[part] = dict(child) if isinstance(child, dict) else {}
             node = node[part]
-        node[parts[-1]] = yaml.safe_load(value) if value.strip() else None
+        try:
+            node[parts[-1]] = yaml.safe_load(value) if value.strip() else None
+        except yaml.YAMLError as exc:
+            raise ConfigError(
+                f"override {item!r}: the value is not valid YAML ({_yaml_problem(exc)}); quote it, e.g. {key}='...'"
+            ) from None
     return raw
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """The parser's complaint with its 1-based line and column."""
+    mark, context = getattr(exc, "problem_mark", None), getattr(exc, "context_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    if context is not None and getattr(exc, "context", None):  # e.g. where an unclosed bracket opened
+        problem += f" ({exc.context} at line {context.line + 1})"
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark else problem
 
 
 def _build(cls: type, raw: Any, prefix: str) -> Any:
@@ -408,6 +434,11 @@ def validate(config: GRPOConfig) -> None:
             f"generation.num_generations must be at least 2, got {g.num_generations}: group-relative "
             "advantages compare completions of the same prompt, and a group of one has nothing to compare"
         )
+    if t.batch_size < 1:
+        raise ConfigError(
+            f"training.batch_size must be at least 1, got {t.batch_size}: it counts the completions of a step, "
+            f"prompts per step * num_generations, e.g. {2 * g.num_generations}"
+        )
     if t.batch_size % g.num_generations != 0:
         raise ConfigError(
             f"training.batch_size ({t.batch_size}) must be divisible by generation.num_generations "
@@ -419,19 +450,57 @@ def validate(config: GRPOConfig) -> None:
             f"training.batch_size ({t.batch_size}) must be divisible by training.gradient_accumulation_steps "
             f"({t.gradient_accumulation_steps})"
         )
-    positive = {
-        "training.max_steps": t.max_steps,
-        "algorithm.mu": a.mu,
-        "generation.max_completion_length": g.max_completion_length,
-        "data.max_prompt_length": config.data.max_prompt_length,
-        "algorithm.logprob_chunk_size": a.logprob_chunk_size,
+    for key, value in _non_finite(config):
+        raise ConfigError(f"{key} must be a finite number, got {value}" + _NON_FINITE_HINTS.get(key, ""))
+    minimum = {  # key: (value, least allowed); None turns a setting off and is never out of range
+        "training.max_steps": (t.max_steps, 1),
+        "algorithm.mu": (a.mu, 1),
+        "generation.max_completion_length": (g.max_completion_length, 1),
+        "data.max_prompt_length": (config.data.max_prompt_length, 1),
+        "algorithm.logprob_chunk_size": (a.logprob_chunk_size, 1),
+        "algorithm.ref_model_sync_steps": (a.ref_model_sync_steps, 1),
+        "algorithm.ref_model_refresh_steps": (a.ref_model_refresh_steps, 1),
+        "model.lora.r": (config.model.lora.r, 1),
+        "data.limit": (config.data.limit, 1),
+        "training.eval_limit": (t.eval_limit, 1),
+        "training.save_total_limit": (t.save_total_limit, 1),
+        "training.logging_steps": (t.logging_steps, 1),
+        "training.log_completions_steps": (t.log_completions_steps, 0),
+        "training.save_steps": (t.save_steps, 0),
+        "training.eval_steps": (t.eval_steps, 0),
+        "training.learning_rate": (t.learning_rate, 0),
+        "training.weight_decay": (t.weight_decay, 0),
+        "generation.top_k": (g.top_k, 0),
+        "algorithm.epsilon_high": (a.epsilon_high, 0),
+        "rewards.remote_retries": (config.rewards.remote_retries, 0),
     }
-    for key, value in positive.items():
-        if value < 1:
-            raise ConfigError(f"{key} must be at least 1, got {value}")
-    _validate_objective(a)
+    for key, (value, least) in minimum.items():
+        if value is not None and value < least:
+            raise ConfigError(f"{key} must be at least {least}, got {value}" + _RANGE_HINTS.get(key, ""))
+    within = {  # key: (value, low, high, low included, high included)
+        "generation.top_p": (g.top_p, 0.0, 1.0, False, True),
+        "generation.min_p": (g.min_p, 0.0, 1.0, True, True),
+        "training.warmup_ratio": (t.warmup_ratio, 0.0, 1.0, True, True),
+        "training.adam_beta1": (t.adam_beta1, 0.0, 1.0, True, False),
+        "training.adam_beta2": (t.adam_beta2, 0.0, 1.0, True, False),
+        "model.lora.dropout": (config.model.lora.dropout, 0.0, 1.0, True, False),
+    }
+    for key, (value, low, high, low_in, high_in) in within.items():
+        if not ((low <= value if low_in else low < value) and (value <= high if high_in else value < high)):
+            interval = f"{'[' if low_in else '('}{low:g}, {high:g}{']' if high_in else ')'}"
+            raise ConfigError(f"{key} must be in {interval}, got {value}" + _RANGE_HINTS.get(key, ""))
+    above_zero = {
+        "generation.repetition_penalty": g.repetition_penalty,
+        "rewards.remote_timeout": config.rewards.remote_timeout,
+        "training.max_grad_norm": t.max_grad_norm,
+        "model.lora.alpha": config.model.lora.alpha,
+    }
+    for key, value in above_zero.items():
+        if value is not None and value <= 0:
+            raise ConfigError(f"{key} must be > 0, got {value}" + _RANGE_HINTS.get(key, ""))
     if g.temperature <= 0:
         raise ConfigError(f"generation.temperature must be > 0 for sampling, got {g.temperature}")
+    _validate_objective(a)
     if a.beta < 0 or a.epsilon < 0:
         raise ConfigError("algorithm.beta and algorithm.epsilon must be >= 0")
     if not 0.0 <= a.ref_model_mixup_alpha <= 1.0:
@@ -507,3 +576,32 @@ def _validate_objective(a: AlgorithmConfig) -> None:
         raise ConfigError(
             "algorithm.use_bias_correction_kl weights the KL in the loss; with algorithm.kl_in=reward there is none"
         )
+
+
+_NON_FINITE_HINTS = {
+    "training.max_grad_norm": " (null: no clipping)",
+    "rewards.timeout": " (null: no time limit)",
+}
+_RANGE_HINTS = {
+    "generation.top_p": " (1.0: sampling from the whole distribution)",
+    "generation.top_k": " (0: off)",
+    "generation.min_p": " (0: off)",
+    "generation.repetition_penalty": " (1.0: off)",
+    "training.max_grad_norm": " (null: no clipping)",
+    "training.save_total_limit": " (null: keep every checkpoint)",
+    "training.eval_limit": " (null: every held-out problem)",
+    "data.limit": " (null: every row)",
+    "algorithm.ref_model_refresh_steps": " (null: never)",
+}
+
+
+def _non_finite(node: Any, prefix: str = "") -> typing.Iterator[tuple[str, float]]:
+    """(key, value) of every NaN or infinite float in the config, lists included."""
+    for f in dataclasses.fields(node):
+        value = getattr(node, f.name)
+        key = prefix + f.name
+        if dataclasses.is_dataclass(value):
+            yield from _non_finite(value, key + ".")
+        for i, item in enumerate(value if isinstance(value, list) else [value]):
+            if isinstance(item, float) and not math.isfinite(item):
+                yield (f"{key}[{i}]" if isinstance(value, list) else key), item

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -55,12 +57,15 @@ def load_raw(
         return datasets.Dataset.from_list(arithmetic_problems(split))
     path = Path(name_or_path).expanduser()
     if path.is_file():
-        fmt = FILE_FORMATS.get("".join(path.suffixes[-1:]).lower())
-        if fmt is None:
-            raise DataError(f"{path}: unsupported file type; use one of {', '.join(FILE_FORMATS)}")
-        return datasets.load_dataset(fmt, data_files=str(path), split="train")
+        return _load_file(path)
     if path.is_dir():
         return _load_dir(path, split)
+    if path.suffix.lower() in FILE_FORMATS or name_or_path.startswith((".", "/", "~")):
+        where = "" if path.parent.is_dir() else f" (nor does the folder {path.parent})"
+        raise DataError(
+            f"data file {path} does not exist{where}; give the path of a .jsonl/.json/.parquet/.csv file, "
+            f"or a dataset name ({', '.join(KNOWN)}) with data.data_dir or RLVR_DATA_DIR set"
+        )
     data_dir = data_dir or default_data_dir()
     if data_dir:
         local = Path(data_dir).expanduser() / name_or_path
@@ -97,14 +102,62 @@ def _load_dir(path: Path, split: str) -> datasets.Dataset:
                 raise DataError(f"{path} has splits {list(loaded)}, not {split!r}; set data.split")
             return loaded[split]
         return loaded
-    for ext, fmt in FILE_FORMATS.items():
+    for ext in FILE_FORMATS:
         candidate = path / f"{split}{ext}"
-        if candidate.exists():
-            return datasets.load_dataset(fmt, data_files=str(candidate), split="train")
+        if candidate.is_file():
+            return _load_file(candidate)
     found = sorted(p.name for p in path.iterdir())
     raise DataError(
-        f"{path} holds no {split!r} split (looked for {split}.jsonl/.json/.parquet/.csv); found {found}"
+        f"{path} holds no {split!r} split (looked for {split}.jsonl/.json/.parquet/.csv); found {found}: "
+        "set data.split, or point data.dataset at a file"
     )
+
+
+def _load_file(path: Path) -> datasets.Dataset:
+    """One data file, or a DataError that names the file (and the line, for JSON) and what to fix."""
+    fmt = FILE_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise DataError(f"{path}: unsupported file type; use one of {', '.join(FILE_FORMATS)}")
+    empty = DataError(
+        f'{path} is empty: give one problem per row, e.g. a JSON line {{"question": ..., "answer": ...}}'
+    )
+    if path.stat().st_size == 0:
+        raise empty
+    try:
+        data = datasets.load_dataset(fmt, data_files=str(path), split="train")
+    except Exception as exc:  # datasets wraps each parser's own error in its own classes
+        if fmt != "parquet" and not path.read_bytes().strip():
+            raise empty from exc
+        bad_line = _first_bad_json_line(path) if fmt == "json" else None
+        cause = exc.__cause__ or exc
+        raise DataError(bad_line or f"cannot read {path} as {fmt}: {cause}") from exc
+    if len(data) == 0:
+        raise empty
+    return data
+
+
+def _first_bad_json_line(path: Path) -> str | None:
+    """Where a JSON Lines file (or a JSON document) stops being valid JSON, as "file line N: problem"."""
+    text = path.read_text(encoding="utf-8", errors="replace")
+    if text.lstrip().startswith("["):  # one JSON document holding a list of rows
+        try:
+            json.loads(text)
+        except json.JSONDecodeError as exc:
+            return (
+                f"{path} line {exc.lineno} is not valid JSON ({exc.msg}, column {exc.colno}): fix that line"
+            )
+        return None
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            json.loads(line)
+        except json.JSONDecodeError as exc:
+            return (
+                f"{path} line {number} is not valid JSON ({exc.msg}, column {exc.colno}): fix or remove "
+                "that line (JSON Lines: one object per line)"
+            )
+    return None
 
 
 def parse_gsm8k_answer(text: str) -> str | None:
@@ -120,8 +173,17 @@ def parse_gsm8k_answer(text: str) -> str | None:
     return text.rsplit("####", 1)[1].strip().replace(",", "")
 
 
-def parse_gold(value: Any, answer_format: str = "auto") -> str:
-    """The gold final answer as a string, read in the dataset's format."""
+def parse_gold(value: Any, answer_format: str = "auto") -> str | None:
+    """The gold final answer as a string, read in the dataset's format; None when the row has none.
+
+    A missing gold (null, NaN from an empty CSV cell, blank text) stays None, never the text "None": a
+    completion that answers "None" must not match it. Correctness rewards return None ("not applicable") then.
+
+    >>> parse_gold("#### 1,000"), parse_gold(14.0), parse_gold(None), parse_gold(float("nan"))
+    ('1000', '14', None, None)
+    """
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
     if isinstance(value, float) and value.is_integer():
         return str(int(value))  # SVAMP stores 14.0
     text = str(value).strip()
@@ -131,7 +193,7 @@ def parse_gold(value: Any, answer_format: str = "auto") -> str:
         from rlvr.rewards import extract_answer
 
         return extract_answer(text, style="boxed") or text
-    return text
+    return text or None
 
 
 def load_problems(
@@ -179,11 +241,16 @@ def load_problems(
     if answer_format == "auto" and known:
         answer_format = known.answer_format
     rows = []
-    for row in raw:
+    for index, row in enumerate(raw):
+        if any(row[f] is None for f in q_fields):
+            raise DataError(
+                f"row {index} of {name_or_path} has no question (its {'/'.join(q_fields)} is null): remove the "
+                "row, or set data.question_field to the column that holds the question"
+            )
         question = " ".join(str(row[f]).strip() for f in q_fields)
         gold = parse_gold(row[a_field], answer_format)
         out = {k: v for k, v in row.items() if k not in ("question", "answer", "ground_truth")}
-        if a_field == "answer" and str(row[a_field]) != gold:
+        if a_field == "answer" and row[a_field] is not None and str(row[a_field]) != gold:
             out["solution"] = row[a_field]  # keep the worked solution GSM8K puts in `answer`
         out.update(question=question, answer=gold, ground_truth=gold)
         rows.append(out)

@@ -29,7 +29,7 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from rlvr.data import DataError
     from rlvr.evaluation.evaluate import EvaluationError
     from rlvr.models import ModelError
-    from rlvr.rewards import RewardSpecError
+    from rlvr.rewards import RemoteRewardError, RewardSpecError
     from rlvr.trainer.scoring import RewardError
 
     return (
@@ -37,6 +37,7 @@ def _user_errors() -> tuple[type[Exception], ...]:
         DataError,
         ModelError,
         RewardSpecError,
+        RemoteRewardError,
         RewardError,
         EvaluationError,
         FileNotFoundError,
@@ -45,6 +46,8 @@ def _user_errors() -> tuple[type[Exception], ...]:
 
 # ------------------------------------------------------------------------------------------------- eval
 def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
+    from rlvr.cli import positive_int, probability, temperature
+
     parser.add_argument(
         "--model",
         required=True,
@@ -58,7 +61,7 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
         "per task too; needs pip install -e '.[tasks]')",
     )
     parser.add_argument("--split", default="test")
-    parser.add_argument("--limit", type=int, default=None, help="the first N problems only")
+    parser.add_argument("--limit", type=positive_int, default=None, help="the first N problems only")
     parser.add_argument(
         "--data-dir", default=None, help="folder holding <dataset>/<split>.jsonl (default: $RLVR_DATA_DIR)"
     )
@@ -87,17 +90,17 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--num-samples",
-        type=int,
+        type=positive_int,
         default=1,
         help="k samples per problem: pass@k and maj@k (needs --temperature > 0)",
     )
-    parser.add_argument("--temperature", type=float, default=0.0, help="0: greedy decoding")
-    parser.add_argument("--top-p", type=float, default=1.0)
-    parser.add_argument("--max-new-tokens", type=int, default=256)
+    parser.add_argument("--temperature", type=temperature, default=0.0, help="0: greedy decoding")
+    parser.add_argument("--top-p", type=probability, default=1.0)
+    parser.add_argument("--max-new-tokens", type=positive_int, default=256)
     parser.add_argument(
-        "--max-prompt-length", type=int, default=512, help="prompt tokens kept (cut from the left)"
+        "--max-prompt-length", type=positive_int, default=512, help="prompt tokens kept (cut from the left)"
     )
-    parser.add_argument("--batch-size", type=int, default=16, help="completions generated together")
+    parser.add_argument("--batch-size", type=positive_int, default=16, help="completions generated together")
     parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32", help="weights dtype")
     parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast (float32 weights)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
@@ -128,6 +131,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     from rlvr.evaluation.evaluate import EvaluationError, check_settings, evaluate_model
     from rlvr.evaluation.metrics import wilson_interval
     from rlvr.models import load_policy, resolve_model_path
+    from rlvr.rewards import RemoteReward, get_reward
 
     output = Path(args.output)
     tasks = is_reasoning_gym(args.dataset)
@@ -139,10 +143,29 @@ def _run_eval(args: argparse.Namespace) -> int:
     check_settings(
         args.template, args.reward, args.num_samples, args.temperature, args.batch_size, args.max_new_tokens
     )
+    if output.exists() and not output.is_dir():
+        raise EvaluationError(
+            f"--output {output} is a file; give a directory for summary.json and predictions.jsonl"
+        )
+    reward_fn = get_reward(args.reward)  # an unknown reward fails here, not after the model has loaded
+    if isinstance(reward_fn, RemoteReward):
+        reward_fn.check_reachable()
     torch.manual_seed(args.seed)
     problems = load_problems(
         args.dataset, args.split, data_dir=args.data_dir, limit=args.limit, reasoning_gym=task_options
     )
+    # A problem without a gold answer cannot be right or wrong: it is left out of every figure, and counted.
+    skipped = sum(row["answer"] is None for row in problems)
+    problems = [row for row in problems if row["answer"] is not None]
+    if skipped:
+        s = "" if skipped == 1 else "s"
+        print(
+            f"rlvr eval: skipped {skipped} problem{s} without a gold answer (null or empty)", file=sys.stderr
+        )
+    if not problems:
+        raise EvaluationError(
+            f"no problem of {args.dataset} ({args.split}) has a gold answer: set the answer column of the data"
+        )
     config = ModelConfig(
         name_or_path=args.model,
         dtype=args.dtype,
@@ -157,7 +180,7 @@ def _run_eval(args: argparse.Namespace) -> int:
         tokenizer,
         problems,
         template=args.template,
-        reward=args.reward,
+        reward=reward_fn,
         max_new_tokens=args.max_new_tokens,
         num_samples=args.num_samples,
         temperature=args.temperature,
@@ -180,6 +203,7 @@ def _run_eval(args: argparse.Namespace) -> int:
         "split": args.split,
         "limit": args.limit,
         **({"task_options": task_options} if tasks else {}),
+        "skipped_without_gold": skipped,
         "data_dir": args.data_dir or os.environ.get("RLVR_DATA_DIR"),
         "template": args.template,
         "system_prompt": args.system_prompt,

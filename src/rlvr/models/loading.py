@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import json
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -36,6 +38,8 @@ def load_policy(config: ModelConfig, device: torch.device | None = None) -> tupl
     """Load (model, tokenizer) for training; LoRA adapters are added when config.lora.enabled."""
     from transformers import AutoModelForCausalLM
 
+    if config.lora.enabled:
+        check_trainable(config)
     path = resolve_model_path(config.name_or_path, config.cache_dir)
     device = device or resolve_device(config.device)
     tokenizer = load_tokenizer(path, config.trust_remote_code)
@@ -55,6 +59,26 @@ def load_policy(config: ModelConfig, device: torch.device | None = None) -> tupl
     if config.lora.enabled:
         model = add_lora(model, config)
     return model.to(device), tokenizer
+
+
+def check_trainable(config: ModelConfig) -> None:
+    """Raise ModelError, before any weights are read, when `model.name_or_path` is a LoRA adapter directory
+    (a LoRA run's `final/`): training it in full finds no trainable weights, and a new adapter on top of it
+    would be saved as if it sat on the bare base model, losing the first adapter. Generating from it is fine."""
+    path = Path(config.name_or_path).expanduser()
+    adapter = path / "adapter_config.json"
+    if not adapter.is_file() or (path / "config.json").is_file():
+        return
+    try:
+        base = json.loads(adapter.read_text()).get("base_model_name_or_path") or "its base model"
+    except (OSError, ValueError, AttributeError):
+        base = "its base model"
+    raise ModelError(
+        f"model.name_or_path: {path} holds a LoRA adapter, not a full model, and cannot be trained "
+        f"{'with another adapter on top' if config.lora.enabled else 'in full'}: train from the base model "
+        f"({base}), or from the merged copy a LoRA run writes with model.lora.merge=true (final-merged/); "
+        "to continue the adapter's own run, use --resume with its training.output_dir"
+    )
 
 
 def add_lora(model: Any, config: ModelConfig) -> Any:

@@ -71,6 +71,8 @@ def convert_gguf(gguf_path: str | Path, out_dir: str | Path) -> Path:
 def converted_gguf_dir(gguf_path: str | Path, cache_dir: str | None = None) -> Path:
     """The cached conversion of a GGUF file, made on first use (keyed by path, size and mtime)."""
     gguf_path = Path(gguf_path).resolve()
+    if not gguf_path.is_file():
+        raise ModelError(f"GGUF file {gguf_path} does not exist; give the path of a .gguf file")
     stat = gguf_path.stat()
     key = hashlib.sha256(f"{gguf_path}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
     out = cache_root(cache_dir) / "gguf" / f"{gguf_path.stem}-{key}"

@@ -356,8 +356,8 @@ def extract_gold(text: Any) -> str | None:
     """
     if text is None:
         return None
-    if isinstance(text, bool) or not isinstance(text, (str, int, float)):
-        return None
+    if isinstance(text, bool) or not isinstance(text, (str, int, float)) or text != text:
+        return None  # NaN (`text != text`): an empty cell of a numeric column, no gold
     if isinstance(text, float) and text.is_integer():
         text = int(text)  # SVAMP-style 14.0 is the integer 14
     text = str(text)

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 
 from rlvr.rewards.extraction import completion_text, gold_answers, prompt_text
+from rlvr.rewards.registry import RewardCallError, check_reward_values
 
 
 class RemoteRewardError(RuntimeError):
@@ -60,7 +61,31 @@ class RemoteReward:
             raise RemoteRewardError(
                 f"reward server at {self.url} answered {rewards!r:.200} for {len(completions)} completions"
             )
-        return [None if r is None else float(r) for r in rewards]
+        try:
+            return check_reward_values("remote", rewards, len(completions))
+        except RewardCallError as exc:
+            raise RemoteRewardError(
+                f"reward server at {self.url} answered an unusable reward: {exc}"
+            ) from None
+
+    def check_reachable(self) -> None:
+        """Raise RemoteRewardError unless the server answers a GET of its `/health` (any HTTP status counts:
+        a server of another make may not have that route), retried as a scoring request is. Run at start-up,
+        so a wrong URL shows before a model is loaded rather than after the first generation."""
+        url = httpx.URL(self.url).copy_with(path="/health", query=None)
+        failure: Exception | None = None
+        for attempt in range(self.retries + 1):
+            if attempt:
+                time.sleep(self.backoff * 2 ** (attempt - 1))
+            try:
+                self._http().get(url, timeout=min(self.timeout, 10.0))
+                return
+            except httpx.TransportError as exc:
+                failure = exc
+        raise RemoteRewardError(
+            f"cannot reach the reward server of remote:{self.url} ({type(failure).__name__}: {failure}); start "
+            "it first with 'rlvr serve-rewards --reward NAME --port PORT', or correct the URL in rewards.functions"
+        ) from failure
 
     def _post(self, payload: dict[str, Any]) -> dict[str, Any]:
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
