@@ -209,6 +209,45 @@ def test_groups_sampled_one_by_one_join_as_one_batched_call_would():
     assert truncated.tolist() == [False, True] and cut == 1
 
 
+# ------------------------------------------------------------------------------------ leaving the group
+RANK_SCRIPT = """
+import atexit, os, sys
+import torch
+from rlvr.distributed import all_gather_objects, exit_rank, init_distributed
+
+def gloo_threads_at_finalization():
+    names = [open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task")]
+    with open(os.path.join(sys.argv[1], "rank" + os.environ["RANK"]), "w") as f:
+        f.write(" ".join(sorted(n for n in names if "gloo" in n)))
+
+state = init_distributed()
+atexit.register(gloo_threads_at_finalization)
+# the reducer keeps the group referenced past destroy_process_group, as the trainer's policy does
+trained = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(4, 4))
+trained(torch.ones(2, 4)).sum().backward()
+assert all_gather_objects(state.rank, state) == [0, 1]  # a collective whose tensors have Python objects
+exit_rank(0)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads thread names from /proc")
+def test_a_finished_rank_ends_without_finalizing_beside_gloo_threads(tmp_path):
+    # gloo's worker threads outlive destroy_process_group. If the interpreter finalizes while one of them
+    # still holds the last collective's work, its release asks for the GIL, CPython ends the thread with
+    # pthread_exit and the unwinding aborts the rank (SIGABRT in 2 of 5 full runs of these tests; the same
+    # 3 of 8 times with those threads at nice 19 beside busy processes). A finished rank must end before that.
+    script = tmp_path / "script.py"
+    script.write_text(RANK_SCRIPT)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(SRC)}
+    done = subprocess.run(
+        [*command, str(script), str(tmp_path)], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
+    seen = {p.name: p.read_text() for p in tmp_path.glob("rank*") if p.read_text()}
+    assert not seen, f"the interpreter finalized beside gloo's threads: {seen}"
+
+
 # ------------------------------------------------------------------- collectives and DDP, in-process workers
 def _worker(rank: int, init_file: str, model_dir: str) -> None:
     import torch.distributed as dist
@@ -218,6 +257,7 @@ def _worker(rank: int, init_file: str, model_dir: str) -> None:
     from rlvr.distributed import (
         DistState,
         all_gather_objects,
+        exit_rank,
         gather_objects,
         max_over_ranks,
         mean_over_ranks,
@@ -252,7 +292,7 @@ def _worker(rank: int, init_file: str, model_dir: str) -> None:
     grads = torch.cat([p.grad.flatten() for p in model.parameters()])
     other = all_gather_objects(grads, state)[1 - rank]
     assert torch.equal(grads, other), "gradients differ between ranks after backward: DDP did not sync"
-    dist.destroy_process_group()
+    exit_rank(0)
 
 
 def test_collectives_and_ddp_gradient_sync_after_bf16_sampling(tiny_model_dir, tmp_path):

@@ -31,7 +31,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     from rlvr.config import GRPOConfig
-    from rlvr.distributed import leave_process_group
+    from rlvr.distributed import exit_rank
     from rlvr.trainer import GRPOTrainer
     from rlvr.trainer.rundir import check_output_dir
 
@@ -44,7 +44,7 @@ def run_train(args: argparse.Namespace) -> int:
     final = trainer.train(resume=args.resume)
     if trainer.dist.is_main:
         print(f"final model: {final}")
-    leave_process_group()
+    exit_rank(0)
     return 0
 
 

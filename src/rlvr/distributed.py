@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import logging
 import os
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -64,16 +66,28 @@ def _destroy_process_group() -> None:
         dist.destroy_process_group()
 
 
-def leave_process_group() -> None:
-    """End of a run that every rank finished: wait for all, then leave the group.
+def exit_rank(code: int = 0) -> None:
+    """End of a run that every rank finished: wait for all, leave the group, and end this process now.
 
-    Without the wait a rank can tear its gloo connections down while a peer is still leaving; a peer then
-    died at exit with SIGABRT ("terminate called without an active exception") in 2 of about 10 slow-test
-    runs, after the run itself had finished. A rank that fails leaves through the atexit hook, not waiting.
+    Returns only when no process group was joined (one process). The process ends with `os._exit`, without
+    finalizing the interpreter: torch keeps the gloo group referenced after destroy_process_group, so its
+    worker threads live on, and one may still hold the last collective's work (a barrier holds the works
+    queued before it) whose tensors have Python objects. Releasing those takes the GIL; once the main thread
+    is finalizing, CPython ends a thread that asks for the GIL with pthread_exit, whose unwinding through
+    the tensor's noexcept destructor is std::terminate: "terminate called without an active exception",
+    SIGABRT after a finished run (core: ProcessGroupGloo::runLoop -> ~AsyncBarrierWork -> ~AsyncAllgatherWork
+    -> TensorImpl::decref_pyobject -> take_gil -> pthread_exit). Without finalization nothing is left to
+    race; everything the run writes is closed before this is called. A rank that fails leaves through the
+    atexit hook instead, not waiting for the others.
     """
-    if dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
+    if not dist.is_initialized():
+        return
+    dist.barrier()  # no rank leaves while another still needs it for a collective
+    dist.destroy_process_group()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 # ------------------------------------------------------------------------------------------ reductions
