@@ -42,9 +42,10 @@ def raw_config(model_dir, output_dir, **training):
     }
 
 
-def trainer_for(model_dir, output_dir, rows=ROWS, generation=None, **training):
+def trainer_for(model_dir, output_dir, rows=ROWS, generation=None, lora=False, **training):
     raw = raw_config(model_dir, output_dir, **training)
     raw["generation"].update(generation or {})
+    raw["model"]["lora"] = {"enabled": lora}
     return GRPOTrainer(GRPOConfig.from_dict(raw), reward_funcs=[length_reward], train_dataset=rows)
 
 
@@ -232,6 +233,7 @@ def test_resume_refuses_when_no_checkpoint_is_complete(tiny_model_dir, finished_
         ({"batch_size": 4}, "training.batch_size x processes: 8 -> 4"),
         ({"rows": ROWS[:6]}, r"problems: '8 problems, sha256 \w+' -> '6 problems"),
         ({"rows": [dict(r, answer="0") for r in ROWS]}, "problems: '8 problems"),  # same count, other answers
+        ({"lora": True}, "model.lora.enabled: False -> True"),  # an adapter cannot load a full checkpoint
     ],
 )
 def test_resume_refuses_another_runs_data_g_or_batch_size(

@@ -167,7 +167,7 @@ def drop_steps_after(path: Path, step: int) -> int:
 
 def run_signature(config: Any, problems: list[dict[str, Any]], world_size: int = 1) -> dict[str, Any]:
     """What a checkpoint's run must share with the run that resumes it: the training problems (by content),
-    the prompt template, G and the batch size over all processes (a checkpoint resumes on another number of
+    the prompt template, G, full weights or LoRA, and the batch size over all processes (a checkpoint resumes on another number of
     processes with the same global batch). Other settings (learning rate, max_steps, ...) may change."""
     digest = hashlib.sha256(json.dumps(problems, sort_keys=True, default=str).encode()).hexdigest()
     return {
@@ -175,15 +175,19 @@ def run_signature(config: Any, problems: list[dict[str, Any]], world_size: int =
         "data.template": config.data.template,
         "generation.num_generations": config.generation.num_generations,
         "training.batch_size x processes": config.training.batch_size * world_size,
+        # a LoRA run's checkpoint holds an adapter, a full run's the whole model: neither loads as the other
+        "model.lora.enabled": config.model.lora.enabled,
     }
 
 
 def signature_changes(saved: dict[str, Any] | None, current: dict[str, Any]) -> list[str]:
-    """`key: saved -> current` for each difference; nothing for a checkpoint written before signatures."""
+    """`key: saved -> current` for each difference; keys a checkpoint does not record are not compared."""
     if not saved:
         return []
     return [
-        f"{key}: {saved.get(key)!r} -> {value!r}" for key, value in current.items() if saved.get(key) != value
+        f"{key}: {saved[key]!r} -> {value!r}"
+        for key, value in current.items()
+        if saved.get(key, value) != value
     ]
 
 
