@@ -25,7 +25,7 @@ from rlvr.trainer.checkpoint import list_checkpoints
 # first step left nothing else).
 RUN_OUTPUTS = ("metrics.jsonl", "completions.jsonl", "final", "final-merged", "tensorboard")
 LOCK_FILE = ".rlvr-train.lock"
-# `utils.atomic_directory` writes `.NAME.tmp-XXXX` and moves the directory it replaces to `.NAME.old-PID`
+# `utils.atomic_directory` writes `.NAME.tmp-<random suffix>` and moves the directory it replaces to `.NAME.old-PID`
 INTERRUPTED_RE = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|old)-[^.]+$")
 
 
