@@ -207,6 +207,12 @@ class AlgorithmConfig:
     """Lower bound of the sampler importance weight (None: none)."""
     importance_sampling_clip_max: float | None = 3.0
     """Upper bound of the sampler importance weight (None: none)."""
+    dynamic_sampling: bool = False
+    """DAPO's dynamic sampling: drop groups whose rewards are all equal and draw more prompts until the batch
+    holds batch_size completions of groups whose rewards differ, or max_resample_rounds is reached."""
+    max_resample_rounds: int = 3
+    """Dynamic sampling: generation rounds a step may draw after its first; a batch still short then trains
+    on what it has, filled up with zero-variance groups (advantage 0)."""
 
 
 @dataclass
@@ -472,6 +478,7 @@ def validate(config: GRPOConfig) -> None:
         "training.weight_decay": (t.weight_decay, 0),
         "generation.top_k": (g.top_k, 0),
         "algorithm.epsilon_high": (a.epsilon_high, 0),
+        "algorithm.max_resample_rounds": (a.max_resample_rounds, 0),
         "rewards.remote_retries": (config.rewards.remote_retries, 0),
     }
     for key, (value, least) in minimum.items():
@@ -592,6 +599,7 @@ _RANGE_HINTS = {
     "training.eval_limit": " (null: every held-out problem)",
     "data.limit": " (null: every row)",
     "algorithm.ref_model_refresh_steps": " (null: never)",
+    "algorithm.max_resample_rounds": " (0: one generation round per step, nothing drawn again)",
 }
 
 

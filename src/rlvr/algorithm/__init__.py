@@ -9,6 +9,7 @@ from rlvr.algorithm.advantages import (
     unscorable,
     zero_range_groups,
 )
+from rlvr.algorithm.dynamic_sampling import GroupSelection, select_groups
 from rlvr.algorithm.logprobs import completion_logps, logps_from_hidden, selective_log_softmax
 from rlvr.algorithm.loss import (
     LossOutput,
@@ -26,6 +27,7 @@ from rlvr.algorithm.loss import (
 from rlvr.algorithm.sampling import sampling_importance_weights, sampling_log_ratio, sampling_stats
 
 __all__ = [
+    "GroupSelection",
     "LossOutput",
     "aggregate_loss",
     "batch_advantages",
@@ -47,6 +49,7 @@ __all__ = [
     "sampling_importance_weights",
     "sampling_log_ratio",
     "sampling_stats",
+    "select_groups",
     "selective_log_softmax",
     "unscorable",
     "zero_range_groups",

@@ -4,8 +4,10 @@ from rlvr.rollout.generation import (
     Rollout,
     autocast,
     completion_mask_from_eos,
+    concat_rollouts,
     decode_completions,
     eos_token_ids,
+    pad_to,
     sample,
     tokenize_prompts,
 )
@@ -14,8 +16,10 @@ __all__ = [
     "Rollout",
     "autocast",
     "completion_mask_from_eos",
+    "concat_rollouts",
     "decode_completions",
     "eos_token_ids",
+    "pad_to",
     "sample",
     "tokenize_prompts",
 ]

@@ -43,6 +43,61 @@ class Rollout:
     def __len__(self) -> int:
         return self.completion_ids.shape[0]
 
+    def take_groups(self, groups: list[int], num_generations: int) -> Rollout:
+        """The completions of `groups` (indices of groups of G adjacent rows), in that order. `num_prompts_cut`
+        stays the whole rollout's: which prompts were cut is not recorded."""
+        rows = [g * num_generations + j for g in groups for j in range(num_generations)]
+        index = torch.tensor(rows, dtype=torch.long, device=self.completion_ids.device)
+        return Rollout(
+            prompt_ids=self.prompt_ids[index],
+            prompt_mask=self.prompt_mask[index],
+            completion_ids=self.completion_ids[index],
+            completion_mask=self.completion_mask[index],
+            truncated=self.truncated[index],
+            prompts=[self.prompts[i] for i in rows],
+            completions=[self.completions[i] for i in rows],
+            columns={key: [values[i] for i in rows] for key, values in self.columns.items()},
+            num_prompts_cut=self.num_prompts_cut,
+            sampling_logps=self.sampling_logps[index] if self.sampling_logps is not None else None,
+        )
+
+
+def pad_to(tensor: torch.Tensor, width: int, value: float, left: bool) -> torch.Tensor:
+    """[N, W] -> [N, width], padded with `value` on the left or on the right.
+
+    >>> pad_to(torch.tensor([[7, 8]]), 3, 0, left=True)
+    tensor([[0, 7, 8]])
+    """
+    extra = width - tensor.shape[1]
+    return torch.nn.functional.pad(tensor, (extra, 0) if left else (0, extra), value=value)
+
+
+def concat_rollouts(parts: list[Rollout], pad_id: int) -> Rollout:
+    """One rollout of `parts` in order, laid out as one batched `sample` call would: prompts padded on the
+    left, completions (and sampling log-probs, with 0) on the right, masks 0 where padded. A dataset column
+    some part lacks is None in its rows."""
+    prompt_width = max(p.prompt_ids.shape[1] for p in parts)
+    completion_width = max(p.completion_ids.shape[1] for p in parts)
+
+    def joined(name: str, width: int, value: float, left: bool) -> torch.Tensor:
+        return torch.cat([pad_to(getattr(p, name), width, value, left) for p in parts])
+
+    keys = dict.fromkeys(key for p in parts for key in p.columns)  # first-seen order
+    return Rollout(
+        prompt_ids=joined("prompt_ids", prompt_width, pad_id, left=True),
+        prompt_mask=joined("prompt_mask", prompt_width, 0, left=True),
+        completion_ids=joined("completion_ids", completion_width, pad_id, left=False),
+        completion_mask=joined("completion_mask", completion_width, 0, left=False),
+        truncated=torch.cat([p.truncated for p in parts]),
+        prompts=[prompt for p in parts for prompt in p.prompts],
+        completions=[completion for p in parts for completion in p.completions],
+        columns={key: [v for p in parts for v in p.columns.get(key, [None] * len(p))] for key in keys},
+        num_prompts_cut=sum(p.num_prompts_cut for p in parts),
+        sampling_logps=None
+        if any(p.sampling_logps is None for p in parts)
+        else joined("sampling_logps", completion_width, 0.0, left=False),
+    )
+
 
 def completion_mask_from_eos(
     completion_ids: torch.Tensor, eos_ids: list[int]

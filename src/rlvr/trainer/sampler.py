@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from rlvr.rollout import pad_to
+
 
 def derived_seed(*keys: int) -> int:
     """A 32-bit seed mixed from integer keys, e.g. (training seed, step, prompt position): neighbouring keys
@@ -20,9 +22,10 @@ def derived_seed(*keys: int) -> int:
 class PromptSampler:
     """Deterministic, resumable prompt order.
 
-    Each step takes the next `prompts_per_step * world_size` indices of the epoch's permutation and
+    Each draw takes the next `prompts_per_step * world_size` indices of the epoch's permutation and
     gives rank r the r-th contiguous slice, so N ranks with b prompts see exactly the prompts one
-    process with N * b would. A partial last chunk is dropped and a new epoch starts.
+    process with N * b would. A partial last chunk is dropped and a new epoch starts. A step draws once,
+    or (dynamic sampling) up to 1 + max_resample_rounds times, the same number on every rank.
     """
 
     def __init__(
@@ -65,10 +68,9 @@ class PromptSampler:
         self.position += global_batch
         return chunk[self.rank * self.prompts_per_step : (self.rank + 1) * self.prompts_per_step]
 
-    @property
-    def first_position(self) -> int:
-        """Where this rank's prompts start in the step's global batch."""
-        return self.rank * self.prompts_per_step
+    def first_position(self, draw: int = 0) -> int:
+        """Where this rank's prompts of the step's `draw`-th draw start among all the prompts the step drew."""
+        return (draw * self.world_size + self.rank) * self.prompts_per_step
 
     def state_dict(self) -> dict[str, int]:
         return {"epoch": self.epoch, "position": self.position}
@@ -92,20 +94,15 @@ def concat_groups(groups: list[tuple], pad_id: int) -> tuple:
     """
     prompt_width = max(g[0].shape[1] for g in groups)
     completion_width = max(g[2].shape[1] for g in groups)
-
-    def pad(tensor: torch.Tensor, width: int, value: int, left: bool) -> torch.Tensor:
-        extra = width - tensor.shape[1]
-        return torch.nn.functional.pad(tensor, (extra, 0) if left else (0, extra), value=value)
-
     return (
-        torch.cat([pad(g[0], prompt_width, pad_id, left=True) for g in groups]),
-        torch.cat([pad(g[1], prompt_width, 0, left=True) for g in groups]),
-        torch.cat([pad(g[2], completion_width, pad_id, left=False) for g in groups]),
-        torch.cat([pad(g[3], completion_width, 0, left=False) for g in groups]),
+        torch.cat([pad_to(g[0], prompt_width, pad_id, left=True) for g in groups]),
+        torch.cat([pad_to(g[1], prompt_width, 0, left=True) for g in groups]),
+        torch.cat([pad_to(g[2], completion_width, pad_id, left=False) for g in groups]),
+        torch.cat([pad_to(g[3], completion_width, 0, left=False) for g in groups]),
         torch.cat([g[4] for g in groups]),
         sum(g[5] for g in groups),
         *(
-            [torch.cat([pad(g[6], completion_width, 0, left=False) for g in groups])]
+            [torch.cat([pad_to(g[6], completion_width, 0, left=False) for g in groups])]
             if len(groups[0]) > 6
             else []
         ),

@@ -27,6 +27,7 @@ from rlvr.algorithm import (
     normalize_then_sum,
     sampling_importance_weights,
     sampling_stats,
+    select_groups,
     unscorable,
     zero_range_groups,
 )
@@ -50,7 +51,7 @@ from rlvr.distributed import (
     wrap_policy,
 )
 from rlvr.models import is_peft, load_policy, make_reference, resolve_device
-from rlvr.rollout import Rollout, autocast, decode_completions, sample
+from rlvr.rollout import Rollout, autocast, concat_rollouts, decode_completions, sample
 from rlvr.trainer import checkpoint as ckpt
 from rlvr.trainer.checkpoint import seed_everything
 from rlvr.trainer.logging import RunLogger
@@ -221,7 +222,13 @@ class GRPOTrainer:
                 started = time.perf_counter()
                 rollout, timings = self.generate_rollout()
                 rewards_per_fn = self.score_rollout(rollout, timings)
+                resampled = {}
+                if self.config.algorithm.dynamic_sampling:
+                    rollout, rewards_per_fn, resampled = self.informative_batch(
+                        rollout, rewards_per_fn, timings
+                    )
                 advantages, stats = self.compute_advantages(rewards_per_fn)
+                stats.update(resampled)
                 stats.update(self.policy_updates(rollout, advantages, timings))
                 self.step += 1
                 stats.update(self.rollout_stats(rollout, timings, time.perf_counter() - started))
@@ -269,8 +276,9 @@ class GRPOTrainer:
             yield value
 
     # ------------------------------------------------------------------------------- the steps
-    def generate_rollout(self) -> tuple[Rollout, dict[str, float]]:
-        """Sample G completions for each of this rank's prompts of the step."""
+    def generate_rollout(self, draw: int = 0) -> tuple[Rollout, dict[str, float]]:
+        """Sample G completions for each of this rank's next prompts: the step's `draw`-th draw (dynamic
+        sampling draws again while too few groups are informative)."""
         cfg = self.config
         started = time.perf_counter()
         rows = [self.problems[i] for i in self.sampler.next_indices()]
@@ -281,7 +289,7 @@ class GRPOTrainer:
         texts = [render_prompt(self.tokenizer, m) for m in messages]
         seeds = None
         if cfg.generation.seed_per_prompt:
-            first = self.sampler.first_position
+            first = self.sampler.first_position(draw)  # each prompt drawn in the step its own seed
             seeds = [derived_seed(cfg.training.seed, self.step, first + i) for i in range(len(texts))]
         with torch.no_grad():
             prompt_ids, prompt_mask, completion_ids, completion_mask, truncated, cut, sampling_logps = (
@@ -341,13 +349,80 @@ class GRPOTrainer:
         timings["timing/score"] = time.perf_counter() - started
         return per_fn
 
+    def informative_batch(
+        self, rollout: Rollout, rewards_per_fn: torch.Tensor, timings: dict[str, float]
+    ) -> tuple[Rollout, torch.Tensor, dict[str, float]]:
+        """DAPO's dynamic sampling (`algorithm.select_groups`): draw more prompts while any rank holds fewer
+        informative groups than its prompts_per_step, at most max_resample_rounds more draws; then train on
+        the first prompts_per_step informative groups, filled up with zero-variance ones (advantage 0) when
+        the draws ran out. Returns the batch, its rewards [N, F] and the `dynamic_sampling/*` figures.
+
+        All ranks draw together, as often as the one furthest from its quota needs: under FSDP sampling is
+        collective, and the prompt order is one for all ranks. A rank that has its quota drops the surplus.
+        """
+        a = self.config.algorithm
+        g = self.config.generation.num_generations
+        parts, rewards = [rollout], [rewards_per_fn]
+        informative = self.informative_groups(rewards_per_fn)
+        while len(parts) <= a.max_resample_rounds and self.ranks_short(informative):
+            more, more_timings = self.generate_rollout(draw=len(parts))
+            more_rewards = self.score_rollout(more, more_timings)
+            for key, seconds in more_timings.items():
+                timings[key] += seconds
+            parts.append(more)
+            rewards.append(more_rewards)
+            informative = torch.cat([informative, self.informative_groups(more_rewards)])
+        selection = select_groups(informative, self.prompts_per_step)
+        drawn = torch.cat(rewards)
+        rows = torch.tensor([i * g + j for i in selection.groups for j in range(g)], dtype=torch.long)
+        total = sum_over_ranks(
+            {
+                "kept": selection.kept,
+                "dropped": selection.dropped,
+                "filled": selection.filled,
+                "extra_prompts": (len(parts) - 1) * self.prompts_per_step,
+                **_moment_sums(self.combined_rewards(drawn)),
+            },
+            self.dist,
+        )
+        batch = concat_rollouts(parts, self.tokenizer.pad_token_id).take_groups(selection.groups, g)
+        return (
+            batch,
+            drawn[rows],
+            {
+                "dynamic_sampling/rounds": len(parts),
+                "dynamic_sampling/kept_groups": total["kept"],
+                "dynamic_sampling/dropped_groups": total["dropped"],
+                "dynamic_sampling/extra_prompts": total["extra_prompts"],
+                "dynamic_sampling/filled_groups": total["filled"],
+                "dynamic_sampling/reward_all": _moments(total)[0],
+            },
+        )
+
+    def informative_groups(self, rewards_per_fn: torch.Tensor) -> torch.Tensor:
+        """[N // G] bool: groups whose advantages are not all 0, by the test the advantages use."""
+        g = self.config.generation.num_generations
+        if self.config.algorithm.multi_objective_aggregation == "normalize_then_sum":
+            return ~zero_range_groups(normalize_then_sum(rewards_per_fn, self.reward_weights, g), g)
+        return ~zero_range_groups(self.combined_rewards(rewards_per_fn), g)
+
+    def ranks_short(self, informative: torch.Tensor) -> bool:
+        """Whether any rank holds fewer informative groups than its prompts_per_step (the same on every rank)."""
+        short = int(informative.sum().item()) < self.prompts_per_step
+        return sum_over_ranks({"short": short}, self.dist)["short"] > 0
+
+    def combined_rewards(self, rewards_per_fn: torch.Tensor) -> torch.Tensor:
+        """[N] weighted sum over the reward functions; NaN for unscorable completions."""
+        combined = combine_rewards(rewards_per_fn, self.reward_weights)
+        return combined.masked_fill(unscorable(rewards_per_fn), math.nan)
+
     def compute_advantages(self, rewards_per_fn: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         """Advantages [N] and reward statistics over all ranks. A completion whose every reward is None is
         unscorable: left out of every statistic, advantage 0, counted in `unscorable`."""
         cfg = self.config
         g = cfg.generation.num_generations
         skip = unscorable(rewards_per_fn)
-        rewards = combine_rewards(rewards_per_fn, self.reward_weights).masked_fill(skip, math.nan)
+        rewards = self.combined_rewards(rewards_per_fn)
         valid = ~torch.isnan(rewards_per_fn)
         local = {**_moment_sums(rewards), "unscorable": skip.sum().item()}
         for j, name in enumerate(self.reward_names):  # each function over the completions it applied to
