@@ -199,6 +199,22 @@ def accuracy(prompts, completions, answer=None, ground_truth=None, **kwargs) -> 
     return [None if gold is None else float(right) for gold, right in zip(golds, correct, strict=True)]
 
 
+@register_reward("answer_tag_accuracy")
+def answer_tag_accuracy(prompts, completions, answer=None, ground_truth=None, **kwargs) -> list[float | None]:
+    """1.0 when the last `<answer>` tag holds an answer that `math_equal`s the gold, else 0.0: `accuracy` that
+    also asks for the form the `answer_tag` and `reasoning_gym` templates request (a right number outside the
+    tags earns nothing, as in DeepSeek-R1's rule-based accuracy reward, which reads a specified format).
+
+    >>> answer_tag_accuracy(prompts=["q"] * 3, answer=["12"] * 3,
+    ...                     completions=["<answer>12</answer>", "so 12", "<answer>The answer is 12.</answer>"])
+    [1.0, 0.0, 1.0]
+    """
+    golds = gold_answers(len(completions), answer, ground_truth)
+    contents = [extract_answer_tag(text) for text in _texts(completions)]
+    correct = _correct([None if c is None else extract_answer_content(c) for c in contents], golds)
+    return [None if gold is None else float(right) for gold, right in zip(golds, correct, strict=True)]
+
+
 def _correct(preds: Sequence[str | None], golds: Sequence[str | None]) -> list[bool]:
     """Whether each extracted answer equals its gold; a missing answer or gold is not correct."""
     scored = [i for i, (pred, gold) in enumerate(zip(preds, golds, strict=True)) if pred is not None and gold]
