@@ -114,6 +114,40 @@ def test_compare_significant(tmp_path, capsys):
     assert comparison["settings_differ"] == {}
 
 
+def test_compare_says_in_plain_words_what_changed(tmp_path, capsys):
+    before = write_eval_dir(
+        tmp_path / "before",
+        BEFORE,
+        extra_metrics={"format_rate": 0.25, "truncation_rate": 0.5, "mean_length": 60.0},
+    )
+    after = write_eval_dir(
+        tmp_path / "after",
+        AFTER,
+        extra_metrics={"format_rate": 0.75, "truncation_rate": 0.0, "mean_length": 20.0},
+    )
+    assert ev.run_compare(compare_args(str(before), str(after))) == 0
+    text = capsys.readouterr().out
+    plain = text.split("In plain words:\n")[1]
+    assert plain.startswith(
+        "Right answers: 9 of 12 problems after, 4 before (6 gained, 1 lost); exact McNemar p = 0.12, "
+        "so this could be chance.\n"
+        "Answers in the form the prompt asks for (boxed): 75% after, 25% before.\n"
+        "Ran out of the 256-token budget: 0% after, 50% before; mean length 20 tokens after, 60 before."
+    )
+    significant = compare_runs(load_run(after), load_run(write_eval_dir(tmp_path / "all", [True] * 12)))
+    assert (
+        "(3 gained, 0 lost); exact McNemar p = 0.25, so this could be chance" in significant["in_plain_words"]
+    )
+    big = compare_runs(
+        load_run(write_eval_dir(tmp_path / "none", [False] * 12)),
+        load_run(write_eval_dir(tmp_path / "b", [True] * 12)),
+    )
+    assert (
+        "12 of 12 problems after, 0 before (12 gained, 0 lost); exact McNemar p = 0.00049, unlikely to be chance"
+        in (big["in_plain_words"])
+    )
+
+
 def test_compare_with_bootstrap(tmp_path):
     before = write_eval_dir(tmp_path / "before", BEFORE)
     after = write_eval_dir(tmp_path / "after", AFTER)

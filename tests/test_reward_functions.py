@@ -8,6 +8,7 @@ import pytest
 
 from rlvr.rewards import (
     accuracy,
+    answer_tag_accuracy,
     answer_content,
     answer_tag_loose,
     answer_tag_strict,
@@ -183,6 +184,28 @@ def test_math_verifier(completion, gold, expected):
 )
 def test_accuracy(completion, gold, expected):
     assert call(accuracy, completion, answer=[gold]) == expected
+
+
+@pytest.mark.parametrize(
+    ("completion", "gold", "expected"),
+    [
+        ("<answer>12</answer>", "12", 1.0),
+        ("7 + 5 = 12, <answer>12.0</answer>", "12", 1.0),  # math_equal, not string equality
+        ("<answer>The answer is 12.</answer>", "12", 1.0),  # the tag's content read as `accuracy` reads it
+        ("<answer>5</answer> no wait, <answer>12</answer>", "12", 1.0),  # the last tag counts
+        ("<answer>12</answer> no wait, <answer>5</answer>", "12", 0.0),
+        ("7 + 5 = 12", "12", 0.0),  # right, but not in the asked-for form
+        (r"\boxed{12}", "12", 0.0),
+        ("<answer>12", "12", 0.0),  # an unclosed tag is no answer
+        ("<answer>13</answer>", "12", 0.0),
+    ],
+)
+def test_answer_tag_accuracy_needs_the_right_answer_inside_the_tags(completion, gold, expected):
+    assert call(answer_tag_accuracy, completion, answer=[gold]) == expected
+
+
+def test_answer_tag_accuracy_without_gold_is_not_applicable():
+    assert answer_tag_accuracy(prompts=["q"], completions=["<answer>1</answer>"], answer=[None]) == [None]
 
 
 @pytest.mark.parametrize(

@@ -190,9 +190,57 @@ def compare_runs(
         "bootstrap": paired_bootstrap(right_before, right_after, bootstrap, seed) if bootstrap else None,
         "significant": p_value < ALPHA,
         "verdict": verdict(acc_after - acc_before, p_value, low, high, n),
+        "in_plain_words": in_plain_words(
+            table, p_value, before["summary"].get("metrics", {}), after["summary"].get("metrics", {}), s_after
+        ),
         "gained": [flip_entry(b, a) for b, a in pairs if a["correct"] and not b["correct"]],
         "lost": [flip_entry(b, a) for b, a in pairs if b["correct"] and not a["correct"]],
     }
+
+
+def in_plain_words(
+    table: dict[str, int],
+    p_value: float,
+    before: dict[str, Any],
+    after: dict[str, Any],
+    settings: dict[str, Any],
+) -> str:
+    """What changed between two runs, in sentences: right answers, the asked-for answer form, truncation, length.
+
+    >>> print(in_plain_words({"both_correct": 1, "both_wrong": 5, "gained": 3, "lost": 1}, 0.62,
+    ...     {"format_rate": 0.0, "truncation_rate": 0.5, "mean_length": 50.0},
+    ...     {"format_rate": 0.25, "truncation_rate": 0.1, "mean_length": 30.0},
+    ...     {"template": "boxed", "max_new_tokens": 64}))
+    Right answers: 4 of 10 problems after, 2 before (3 gained, 1 lost); exact McNemar p = 0.62, so this could be chance.
+    Answers in the form the prompt asks for (boxed): 25% after, 0% before.
+    Ran out of the 64-token budget: 10% after, 50% before; mean length 30 tokens after, 50 before.
+    """
+    n = sum(table.values())
+    right_after, right_before = table["both_correct"] + table["gained"], table["both_correct"] + table["lost"]
+    chance = "unlikely to be chance" if p_value < ALPHA else "so this could be chance"
+    lines = [
+        f"Right answers: {right_after} of {n} problems after, {right_before} before ({table['gained']} gained, "
+        f"{table['lost']} lost); exact McNemar p = {p_value:.2g}, {chance}."
+    ]
+
+    def pair(key: str, scale: float = 100.0, unit: str = "%") -> str | None:
+        if before.get(key) is None or after.get(key) is None:
+            return None
+        return f"{scale * after[key]:.0f}{unit} after, {scale * before[key]:.0f}{unit} before"
+
+    formatted = pair("format_rate")
+    if formatted:
+        form = settings.get("template") or "the template's"
+        lines.append(f"Answers in the form the prompt asks for ({form}): {formatted}.")
+    truncated, length = pair("truncation_rate"), pair("mean_length", 1.0, "")
+    if truncated:
+        budget = settings.get("max_new_tokens")
+        limit = f"the {budget}-token budget" if budget else "the token budget"
+        lines.append(
+            f"Ran out of {limit}: {truncated}"
+            + (f"; mean length {length.replace(' after', ' tokens after')}." if length else ".")
+        )
+    return "\n".join(lines)
 
 
 def _cell(value: Any) -> str:
@@ -244,7 +292,7 @@ def format_comparison(comparison: dict[str, Any], show: int = 5) -> str:
             f"paired bootstrap ({bs['num_resamples']} resamples): 95% CI [{100 * bs['low']:+.1f}, "
             f"{100 * bs['high']:+.1f}] points, p = {bs['p_value']:.4g}"
         )
-    lines += [c["verdict"], ""]
+    lines += [c["verdict"], "", "In plain words:", c["in_plain_words"], ""]
     for name, label in (("gained", "gained (wrong -> right)"), ("lost", "lost (right -> wrong)")):
         flips = c[name]
         lines.append(f"{label}: {len(flips)}" + (f", showing {min(show, len(flips))}" if flips else ""))

@@ -16,6 +16,7 @@ from rlvr.rewards.extraction import (
 from rlvr.rewards.functions import (
     accuracy,
     answer_content,
+    answer_tag_accuracy,
     answer_tag_loose,
     answer_tag_strict,
     boxed_exact,
@@ -43,6 +44,7 @@ __all__ = [
     "RewardSpecError",
     "accuracy",
     "answer_content",
+    "answer_tag_accuracy",
     "answer_tag_loose",
     "answer_tag_strict",
     "boxed_exact",
