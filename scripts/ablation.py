@@ -61,8 +61,8 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
 }
 COMMON = ["algorithm.mu=2", "training.save_steps=0", "training.log_completions_steps=0"]
 EVAL_FLAGS = (
-    "--dataset arithmetic --split test --template answer_tag --reward answer_tag_accuracy "
-    "--max-new-tokens 64 --batch-size 150 --no-progress"
+    "--dataset arithmetic --split test --template boxed --reward accuracy "
+    "--max-new-tokens 64 --batch-size 50 --no-progress"
 ).split()
 DYNAMIC_KEYS = ("dynamic_sampling/extra_prompts", "dynamic_sampling/filled_groups")
 
