@@ -338,6 +338,20 @@ def test_sampling_weight_exactly_at_the_cap_is_kept():
     )
 
 
+def test_sampling_weight_exactly_at_the_lower_bound_is_kept():
+    # ratio exactly 0.5 (exp(log 0.5) is 0.5 in float32) with clip_min 0.5: kept; a hair below it: masked
+    at_bound, below = torch.tensor([[math.log(2.0)]]), torch.tensor([[math.log(2.0) + 1e-3]])
+    for mode in ("token_mask", "sequence_mask"):
+        weight = sampling_importance_weights(
+            torch.zeros(1, 1), at_bound, torch.ones(1, 1), mode, clip_min=0.5
+        )
+        assert weight.item() == 0.5
+        assert (
+            sampling_importance_weights(torch.zeros(1, 1), below, torch.ones(1, 1), mode, clip_min=0.5).item()
+            == 0.0
+        )
+
+
 def test_sampling_weights_skip_masked_and_unscored_tokens():
     # token 1 masked, token 2 unscored (NaN): both count as ratio 1 in the sequence product -> 1
     sampled = torch.tensor([[0.0, -math.log(4.0), NAN]])
