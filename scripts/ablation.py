@@ -1,5 +1,6 @@
 """Objective ablation on the arithmetic task: GRPO, DAPO, GSPO, CISPO and DAPO's dynamic sampling, each
-trained from configs/demo.yaml with the same seed and budget, then measured on the same held-out problems.
+trained from configs/demo.yaml with the same seed and number of steps (dynamic sampling generates more per step:
+up to 1 + max_resample_rounds rounds), then measured on the same held-out problems.
 
     PYTHONPATH=src python scripts/ablation.py run docs/results/ablation --steps 12 --seeds 0 1
     PYTHONPATH=src python scripts/ablation.py run docs/results/ablation --steps 12 --dry-run   # commands only
@@ -150,11 +151,19 @@ def paired(comparison: dict[str, Any]) -> dict[str, Any]:
     return {"difference": difference, "ci95": ci95, "mcnemar_p": p, "within_noise": p >= ALPHA}
 
 
+def with_drawn_reward(records: list[dict]) -> list[dict]:
+    """Records with `reward_drawn`: the mean reward over every sample drawn in the step. Under dynamic sampling
+    `reward` is over the kept (informative) groups only, which a curve beside the other variants would flatter."""
+    for r in records:
+        r["reward_drawn"] = r.get("dynamic_sampling/reward_all", r.get("reward"))
+    return records
+
+
 def run_row(run_dir: Path, evaluation: dict[str, Any], records: list[dict], base: dict[str, Any]) -> dict:
     metrics = evaluation["summary"]["metrics"]
     # compare.json is what `rlvr compare` wrote; without it the same function is called here.
     vs_base = read_json(run_dir / "compare.json") or compare_runs(base, evaluation)
-    rewards, step_seconds = series(records, "reward")[1], series(records, "step_seconds")[1]
+    rewards, step_seconds = series(records, "reward_drawn")[1], series(records, "step_seconds")[1]
     row = {
         **accuracy(evaluation),
         "format_rate": metrics.get("format_rate"),
@@ -189,7 +198,10 @@ def plot_rewards(path: Path, runs: list[tuple[str, int, Path]], records: dict[Pa
 
     figure = Figure(figsize=(11, 4.2), dpi=100)
     FigureCanvasAgg(figure)
-    panels = [("reward", "reward (batch mean)"), ("completion_length/mean", "completion length (tokens)")]
+    panels = [
+        ("reward_drawn", "reward (mean over all samples drawn)"),
+        ("completion_length/mean", "completion length (tokens)"),
+    ]
     for i, (key, ylabel) in enumerate(panels):
         axes = figure.add_subplot(1, 2, i + 1)
         for j, variant in enumerate(VARIANTS):
@@ -269,7 +281,7 @@ def summarize(args: argparse.Namespace) -> None:
     if not runs or not (base_dir / "summary.json").is_file():
         sys.exit(f"ablation: {out} holds no base/eval or no <variant>/seed<S>/eval runs; run `run` first")
     loaded = {d: load_run(d / "eval") for _, _, d in runs}
-    records = {d: read_metrics(d / "train" / "metrics.jsonl") for _, _, d in runs}
+    records = {d: with_drawn_reward(read_metrics(d / "train" / "metrics.jsonl")) for _, _, d in runs}
     base_run = load_run(base_dir)
     base = accuracy(base_run)
     rows = [{"variant": v, "seed": s, **run_row(d, loaded[d], records[d], base_run)} for v, s, d in runs]

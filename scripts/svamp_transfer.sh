@@ -13,12 +13,14 @@ chain=(--dataset reasoning_gym:chain_sum --split test --limit 200 --template box
 model=$($rlvr prepare-model smollm2-135m-instruct | tail -n 1)
 [ -f "$out/before/summary.json" ] || $rlvr eval --model "$model" "${svamp[@]}" --output "$out/before"
 [ -f "$out/chain_sum_before/summary.json" ] || $rlvr eval --model "$model" "${chain[@]}" --output "$out/chain_sum_before"
-if [ ! -d "$out/train/final" ]; then
-  # 20 minutes at most: the run stops there and the newest checkpoint is measured.
-  timeout 1200 $rlvr train --config configs/svamp_transfer.yaml training.output_dir="$out/train" || true
+if [ ! -d "$out/train" ]; then
+  # 20 minutes at most: `timeout` stops the run there (exit 124) and the newest checkpoint is measured.
+  rc=0
+  timeout 1200 $rlvr train --config configs/svamp_transfer.yaml training.output_dir="$out/train" || rc=$?
+  [ "$rc" = 0 ] || [ "$rc" = 124 ] || exit "$rc"
 fi
 trained=$out/train/final
-[ -d "$trained" ] || trained=$(ls -d "$out"/train/checkpoint-* | sort -t- -k2 -n | tail -n 1)
+[ -d "$trained" ] || trained=$(ls -d "$out"/train/checkpoint-* | sort -V | tail -n 1)
 echo "== measuring $trained"
 $rlvr eval --model "$trained" "${svamp[@]}" --output "$out/after"
 $rlvr eval --model "$trained" "${chain[@]}" --output "$out/chain_sum_after"

@@ -129,10 +129,11 @@ def test_compare_says_in_plain_words_what_changed(tmp_path, capsys):
     text = capsys.readouterr().out
     plain = text.split("In plain words:\n")[1]
     assert plain.startswith(
-        "Right answers: 9 of 12 problems after, 4 before (6 gained, 1 lost); exact McNemar p = 0.12, "
+        "Right answers: 9 of 12 problems after, 4 before (6 gained, 1 lost); exact McNemar p = 0.125, "
         "so this could be chance.\n"
         "Answers in the form the prompt asks for (boxed): 75% after, 25% before.\n"
-        "Ran out of the 256-token budget: 0% after, 50% before; mean length 20 tokens after, 60 before."
+        "Ran out of the 256-token budget: 0% after, 50% before.\n"
+        "Mean answer length: 20 tokens after, 60 tokens before."
     )
     significant = compare_runs(load_run(after), load_run(write_eval_dir(tmp_path / "all", [True] * 12)))
     assert (
@@ -143,7 +144,7 @@ def test_compare_says_in_plain_words_what_changed(tmp_path, capsys):
         load_run(write_eval_dir(tmp_path / "b", [True] * 12)),
     )
     assert (
-        "12 of 12 problems after, 0 before (12 gained, 0 lost); exact McNemar p = 0.00049, unlikely to be chance"
+        "12 of 12 problems after, 0 before (12 gained, 0 lost); exact McNemar p = 0.000488, unlikely to be chance"
         in (big["in_plain_words"])
     )
 

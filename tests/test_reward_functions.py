@@ -8,8 +8,8 @@ import pytest
 
 from rlvr.rewards import (
     accuracy,
-    answer_tag_accuracy,
     answer_content,
+    answer_tag_accuracy,
     answer_tag_loose,
     answer_tag_strict,
     boxed_exact,

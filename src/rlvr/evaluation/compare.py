@@ -213,14 +213,18 @@ def in_plain_words(
     ...     {"template": "boxed", "max_new_tokens": 64}))
     Right answers: 4 of 10 problems after, 2 before (3 gained, 1 lost); exact McNemar p = 0.62, so this could be chance.
     Answers in the form the prompt asks for (boxed): 25% after, 0% before.
-    Ran out of the 64-token budget: 10% after, 50% before; mean length 30 tokens after, 50 before.
+    Ran out of the 64-token budget: 10% after, 50% before.
+    Mean answer length: 30 tokens after, 50 tokens before.
     """
     n = sum(table.values())
     right_after, right_before = table["both_correct"] + table["gained"], table["both_correct"] + table["lost"]
-    chance = "unlikely to be chance" if p_value < ALPHA else "so this could be chance"
+    if table["gained"] == table["lost"] == 0:
+        chance = "no problem changed"
+    else:
+        chance = "unlikely to be chance" if p_value < ALPHA else "so this could be chance"
     lines = [
         f"Right answers: {right_after} of {n} problems after, {right_before} before ({table['gained']} gained, "
-        f"{table['lost']} lost); exact McNemar p = {p_value:.2g}, {chance}."
+        f"{table['lost']} lost); exact McNemar p = {p_value:.3g}, {chance}."
     ]
 
     def pair(key: str, scale: float = 100.0, unit: str = "%") -> str | None:
@@ -230,16 +234,14 @@ def in_plain_words(
 
     formatted = pair("format_rate")
     if formatted:
-        form = settings.get("template") or "the template's"
-        lines.append(f"Answers in the form the prompt asks for ({form}): {formatted}.")
-    truncated, length = pair("truncation_rate"), pair("mean_length", 1.0, "")
+        form = f" ({settings['template']})" if settings.get("template") else ""
+        lines.append(f"Answers in the form the prompt asks for{form}: {formatted}.")
+    truncated, length = pair("truncation_rate"), pair("mean_length", 1.0, " tokens")
+    budget = settings.get("max_new_tokens")
     if truncated:
-        budget = settings.get("max_new_tokens")
-        limit = f"the {budget}-token budget" if budget else "the token budget"
-        lines.append(
-            f"Ran out of {limit}: {truncated}"
-            + (f"; mean length {length.replace(' after', ' tokens after')}." if length else ".")
-        )
+        lines.append(f"Ran out of {f'the {budget}-token' if budget else 'the token'} budget: {truncated}.")
+    if length:
+        lines.append(f"Mean answer length: {length}.")
     return "\n".join(lines)
 
 
