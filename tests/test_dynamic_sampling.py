@@ -226,6 +226,21 @@ def test_without_resample_rounds_the_batch_is_the_first_draw(tiny_model_dir, tmp
     assert (m["dynamic_sampling/kept_groups"], m["dynamic_sampling/filled_groups"]) == (1, 1)
 
 
+def test_a_group_whose_completions_are_all_masked_out_is_not_informative(tiny_model_dir, tmp_path):
+    # mask_truncated_completions with 2-token completions: the tiny model writes no EOS that soon, so every
+    # completion is truncated and out of the loss. Row 1's rewards differ, but its group teaches nothing: no
+    # group is kept, every draw up to the cap is made, the batch is filler.
+    config = dynamic_config(tmp_path, tiny_model_dir, max_resample_rounds=1, max_steps=1)
+    config.algorithm.mask_truncated_completions = True
+    config.generation.max_completion_length = 2
+    trainer = GRPOTrainer(config, reward_funcs=[odd_rows_differ], train_dataset=ROWS)
+    trainer.train()
+    (m,) = read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    assert m["truncated_frac"] == 1.0  # the premise: every completion ran to the limit
+    assert (m["dynamic_sampling/rounds"], m["dynamic_sampling/kept_groups"]) == (2, 0)
+    assert m["dynamic_sampling/filled_groups"] == 2
+
+
 def test_resume_with_dynamic_sampling_repeats_the_uninterrupted_run(tiny_model_dir, tmp_path):
     # shuffled prompts, a seed per prompt and draw, 3 steps; the run resumed from checkpoint-2 draws the same
     # prompts and completions for step 3 as the one that never stopped

@@ -363,7 +363,7 @@ class GRPOTrainer:
         a = self.config.algorithm
         g = self.config.generation.num_generations
         parts, rewards = [rollout], [rewards_per_fn]
-        informative = self.informative_groups(rewards_per_fn)
+        informative = self.informative_groups(rewards_per_fn, rollout.truncated)
         while len(parts) <= a.max_resample_rounds and self.ranks_short(informative):
             more, more_timings = self.generate_rollout(draw=len(parts))
             more_rewards = self.score_rollout(more, more_timings)
@@ -371,7 +371,7 @@ class GRPOTrainer:
                 timings[key] += seconds
             parts.append(more)
             rewards.append(more_rewards)
-            informative = torch.cat([informative, self.informative_groups(more_rewards)])
+            informative = torch.cat([informative, self.informative_groups(more_rewards, more.truncated)])
         selection = select_groups(informative, self.prompts_per_step)
         drawn = torch.cat(rewards)
         rows = torch.tensor([i * g + j for i in selection.groups for j in range(g)], dtype=torch.long)
@@ -399,12 +399,17 @@ class GRPOTrainer:
             },
         )
 
-    def informative_groups(self, rewards_per_fn: torch.Tensor) -> torch.Tensor:
-        """[N // G] bool: groups whose advantages are not all 0, by the test the advantages use."""
-        g = self.config.generation.num_generations
-        if self.config.algorithm.multi_objective_aggregation == "normalize_then_sum":
-            return ~zero_range_groups(normalize_then_sum(rewards_per_fn, self.reward_weights, g), g)
-        return ~zero_range_groups(self.combined_rewards(rewards_per_fn), g)
+    def informative_groups(self, rewards_per_fn: torch.Tensor, truncated: torch.Tensor) -> torch.Tensor:
+        """[N // G] bool: groups whose advantages are not all 0, by the test the advantages use, and that
+        reach the loss: with mask_truncated_completions a group whose every completion is truncated does not."""
+        a, g = self.config.algorithm, self.config.generation.num_generations
+        if a.multi_objective_aggregation == "normalize_then_sum":
+            informative = ~zero_range_groups(normalize_then_sum(rewards_per_fn, self.reward_weights, g), g)
+        else:
+            informative = ~zero_range_groups(self.combined_rewards(rewards_per_fn), g)
+        if a.mask_truncated_completions:
+            informative &= ~truncated.view(-1, g).all(dim=1)
+        return informative
 
     def ranks_short(self, informative: torch.Tensor) -> bool:
         """Whether any rank holds fewer informative groups than its prompts_per_step (the same on every rank)."""
