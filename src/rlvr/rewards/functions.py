@@ -194,9 +194,8 @@ def accuracy(prompts, completions, answer=None, ground_truth=None, **kwargs) -> 
     ...          completions=[r"so \\boxed{\\frac{1}{2}}", "<answer>1/2</answer>", r"\\boxed{2}"])
     [1.0, 1.0, 0.0]
     """
-    golds = gold_answers(len(completions), answer, ground_truth)
-    correct = _correct([extract_answer(text, style="auto") for text in _texts(completions)], golds)
-    return [None if gold is None else float(right) for gold, right in zip(golds, correct, strict=True)]
+    preds = [extract_answer(text, style="auto") for text in _texts(completions)]
+    return _accuracy_rewards(preds, gold_answers(len(completions), answer, ground_truth))
 
 
 @register_reward("answer_tag_accuracy")
@@ -209,9 +208,14 @@ def answer_tag_accuracy(prompts, completions, answer=None, ground_truth=None, **
     ...                     completions=["<answer>12</answer>", "so 12", "<answer>The answer is 12.</answer>"])
     [1.0, 0.0, 1.0]
     """
-    golds = gold_answers(len(completions), answer, ground_truth)
     contents = [extract_answer_tag(text) for text in _texts(completions)]
-    correct = _correct([None if c is None else extract_answer_content(c) for c in contents], golds)
+    preds = [None if c is None else extract_answer_content(c) for c in contents]
+    return _accuracy_rewards(preds, gold_answers(len(completions), answer, ground_truth))
+
+
+def _accuracy_rewards(preds: Sequence[str | None], golds: Sequence[str | None]) -> list[float | None]:
+    """1.0 / 0.0 for each prediction against its gold; None (not applicable) where there is no gold."""
+    correct = _correct(preds, golds)
     return [None if gold is None else float(right) for gold, right in zip(golds, correct, strict=True)]
 
 

@@ -46,7 +46,7 @@ class Rollout:
     def take_groups(self, groups: list[int], num_generations: int) -> Rollout:
         """The completions of `groups` (indices of groups of G adjacent rows), in that order. `num_prompts_cut`
         stays the whole rollout's: which prompts were cut is not recorded."""
-        rows = [g * num_generations + j for g in groups for j in range(num_generations)]
+        rows = group_rows(groups, num_generations)
         index = torch.tensor(rows, dtype=torch.long, device=self.completion_ids.device)
         return Rollout(
             prompt_ids=self.prompt_ids[index],
@@ -60,6 +60,15 @@ class Rollout:
             num_prompts_cut=self.num_prompts_cut,
             sampling_logps=self.sampling_logps[index] if self.sampling_logps is not None else None,
         )
+
+
+def group_rows(groups: list[int], num_generations: int) -> list[int]:
+    """The row indices of `groups` (groups of G adjacent rows), in that order.
+
+    >>> group_rows([2, 0], 3)
+    [6, 7, 8, 0, 1, 2]
+    """
+    return [g * num_generations + j for g in groups for j in range(num_generations)]
 
 
 def pad_to(tensor: torch.Tensor, width: int, value: float, left: bool) -> torch.Tensor:

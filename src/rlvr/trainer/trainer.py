@@ -51,7 +51,7 @@ from rlvr.distributed import (
     wrap_policy,
 )
 from rlvr.models import is_peft, load_policy, make_reference, resolve_device
-from rlvr.rollout import Rollout, autocast, concat_rollouts, decode_completions, sample
+from rlvr.rollout import Rollout, autocast, concat_rollouts, decode_completions, group_rows, sample
 from rlvr.trainer import checkpoint as ckpt
 from rlvr.trainer.checkpoint import seed_everything
 from rlvr.trainer.logging import RunLogger
@@ -374,7 +374,6 @@ class GRPOTrainer:
             informative = torch.cat([informative, self.informative_groups(more_rewards, more.truncated)])
         selection = select_groups(informative, self.prompts_per_step)
         drawn = torch.cat(rewards)
-        rows = torch.tensor([i * g + j for i in selection.groups for j in range(g)], dtype=torch.long)
         total = sum_over_ranks(
             {
                 "kept": selection.kept,
@@ -388,7 +387,7 @@ class GRPOTrainer:
         batch = concat_rollouts(parts, self.tokenizer.pad_token_id).take_groups(selection.groups, g)
         return (
             batch,
-            drawn[rows],
+            drawn[group_rows(selection.groups, g)],
             {
                 "dynamic_sampling/rounds": len(parts),
                 "dynamic_sampling/kept_groups": total["kept"],
