@@ -27,8 +27,9 @@ CORPUS = [
 ] * 20
 
 
-def build_tiny_model(path: Path, vocab_size: int = 384, seed: int = 0) -> Path:
-    """Write a tiny Llama (2 layers, width 64) and a byte-level BPE tokenizer to `path`."""
+def build_tiny_model(path: Path, vocab_size: int = 384, seed: int = 0, head_dim: int = 16) -> Path:
+    """Write a tiny Llama (2 layers, width 64, 4 query and 2 key/value heads of `head_dim`) and a byte-level
+    BPE tokenizer to `path`. vLLM's CPU attention needs head_dim 32 or more."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -61,6 +62,7 @@ def build_tiny_model(path: Path, vocab_size: int = 384, seed: int = 0) -> Path:
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
+        head_dim=head_dim,
         max_position_embeddings=512,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,

@@ -20,7 +20,8 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from rlvr.trainer.sampler import concat_groups, derived_seed
+from rlvr.rollout.engine import concat_generations
+from rlvr.trainer.sampler import derived_seed
 from rlvr.utils import read_jsonl
 
 SRC = Path(__file__).parents[1] / "src"
@@ -192,6 +193,7 @@ def test_groups_sampled_one_by_one_join_as_one_batched_call_would():
         torch.ones(1, 1),
         torch.tensor([False]),
         0,
+        torch.tensor([[-0.5]]),
     )
     b = (
         torch.tensor([[9]]),
@@ -200,13 +202,17 @@ def test_groups_sampled_one_by_one_join_as_one_batched_call_would():
         torch.ones(1, 3),
         torch.tensor([True]),
         1,
+        torch.tensor([[-0.1, -0.2, -0.3]]),
     )
-    prompt_ids, prompt_mask, completion_ids, completion_mask, truncated, cut = concat_groups([a, b], pad_id=0)
+    prompt_ids, prompt_mask, completion_ids, completion_mask, truncated, cut, logps = concat_generations(
+        [a, b], pad_id=0
+    )
     assert prompt_ids.tolist() == [[7, 8], [0, 9]]  # prompts padded on the left
     assert prompt_mask.tolist() == [[1, 1], [0, 1]]
     assert completion_ids.tolist() == [[2, 0, 0], [5, 6, 4]]  # completions on the right
     assert completion_mask.tolist() == [[1, 0, 0], [1, 1, 1]]
     assert truncated.tolist() == [False, True] and cut == 1
+    assert torch.allclose(logps, torch.tensor([[-0.5, 0.0, 0.0], [-0.1, -0.2, -0.3]]))  # 0 where padded
 
 
 # ------------------------------------------------------------------------------------ leaving the group

@@ -160,12 +160,13 @@ def test_zero_variance_prompts_are_dropped_and_more_are_drawn(tiny_model_dir, tm
     config.generation.seed_per_prompt = True
     trainer = GRPOTrainer(config, reward_funcs=[odd_rows_differ], train_dataset=ROWS)
     seeds = []
+    generate = trainer.engine.generate
 
-    def recording(model, texts, prompt_seeds):
+    def recording(texts, num_samples, config, prompt_seeds=None, greedy=False):
         seeds.append(prompt_seeds)
-        return GRPOTrainer._sample(trainer, model, texts, prompt_seeds)
+        return generate(texts, num_samples, config, prompt_seeds, greedy)
 
-    trainer._sample = recording
+    trainer.engine.generate = recording
     trainer.train()
     assert answers_by_step(tmp_path / "run") == {1: ["2", "6"], 2: ["10", "14"]}
     assert seeds == [

@@ -128,6 +128,41 @@ class GenerationConfig:
     place in the global batch): completions then do not depend on the number of processes or on the other
     prompts (a run on N GPUs repeats one on 1), at the cost of one generate call per prompt instead of one per
     step (docs/distributed.md has the cost). false: one batched call on the process's random state."""
+    engine: Literal["hf", "vllm"] = "hf"
+    """What samples the completions (training and evaluation): `hf`, rlvr's own decode loop on the policy
+    (no extra dependency), or `vllm` (`make setup-vllm`), colocated or as a server (the `vllm` section;
+    docs/rollouts.md)."""
+
+
+@dataclass
+class VLLMConfig:
+    mode: Literal["colocate", "server"] = "colocate"
+    """colocate: an engine inside each training process, its weights updated in place after every optimizer
+    step; server: `rlvr serve-rollouts` on its own devices, new weights sent to it after every step."""
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    """The engine's weights and activations (auto: bfloat16 with training.bf16, else model.dtype)."""
+    max_model_len: int | None = None
+    """Longest prompt + completion the engine holds (None: data.max_prompt_length +
+    generation.max_completion_length)."""
+    gpu_memory_utilization: float = 0.3
+    """Share of each GPU's memory the colocated engine may take for weights and KV cache (GPU only)."""
+    cpu_kv_cache_gb: float = 1.0
+    """KV cache of an engine on a CPU, in GiB (vLLM's VLLM_CPU_KVCACHE_SPACE)."""
+    tensor_parallel_size: int = 1
+    """Colocate: ranks that share one engine, its weights split over them (must divide the world size)."""
+    enable_sleep_mode: bool = False
+    """Colocate on GPUs: free the engine's KV cache and weights while the policy is updated (slower start of
+    each generation, more memory for training)."""
+    enforce_eager: bool = False
+    """Run the engine without torch.compile / CUDA graphs: starts in seconds instead of minutes, generates
+    more slowly."""
+    server_url: str = "http://127.0.0.1:8000"
+    """Server mode: where `rlvr serve-rollouts` listens."""
+    server_timeout: float = 600.0
+    """Server mode: seconds one generation or weight push may take."""
+    weights_dir: str | None = None
+    """Server mode: a directory both sides see; new weights are written there as safetensors and the server
+    reads them (None: they are sent in the HTTP request)."""
 
 
 @dataclass
@@ -289,6 +324,8 @@ class GRPOConfig:
     """Training prompts."""
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     """Sampling."""
+    vllm: VLLMConfig = field(default_factory=VLLMConfig)
+    """The vLLM rollout engine (generation.engine=vllm)."""
     rewards: RewardsConfig = field(default_factory=RewardsConfig)
     """Reward functions."""
     algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
@@ -508,6 +545,7 @@ def validate(config: GRPOConfig) -> None:
     if g.temperature <= 0:
         raise ConfigError(f"generation.temperature must be > 0 for sampling, got {g.temperature}")
     _validate_objective(a)
+    _validate_vllm(config)
     if a.beta < 0 or a.epsilon < 0:
         raise ConfigError("algorithm.beta and algorithm.epsilon must be >= 0")
     if not 0.0 <= a.ref_model_mixup_alpha <= 1.0:
@@ -583,6 +621,28 @@ def _validate_objective(a: AlgorithmConfig) -> None:
         raise ConfigError(
             "algorithm.use_bias_correction_kl weights the KL in the loss; with algorithm.kl_in=reward there is none"
         )
+
+
+def _validate_vllm(config: GRPOConfig) -> None:
+    v = config.vllm
+    if not 0 < v.gpu_memory_utilization <= 1:
+        raise ConfigError(f"vllm.gpu_memory_utilization must be in (0, 1], got {v.gpu_memory_utilization}")
+    for key, value in {
+        "vllm.cpu_kv_cache_gb": v.cpu_kv_cache_gb,
+        "vllm.server_timeout": v.server_timeout,
+        "vllm.tensor_parallel_size": v.tensor_parallel_size,
+        "vllm.max_model_len": v.max_model_len,
+    }.items():
+        if value is not None and value <= 0:
+            raise ConfigError(f"{key} must be > 0, got {value}")
+    needed = config.data.max_prompt_length + config.generation.max_completion_length
+    if v.max_model_len is not None and v.max_model_len < needed:
+        raise ConfigError(
+            f"vllm.max_model_len ({v.max_model_len}) is shorter than data.max_prompt_length + "
+            f"generation.max_completion_length ({needed}): raise it or leave it null"
+        )
+    if not v.server_url.startswith(("http://", "https://")):
+        raise ConfigError(f"vllm.server_url must start with http:// or https://, got {v.server_url!r}")
 
 
 _NON_FINITE_HINTS = {

@@ -30,6 +30,7 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from rlvr.evaluation.evaluate import EvaluationError
     from rlvr.models import ModelError
     from rlvr.rewards import RemoteRewardError, RewardSpecError
+    from rlvr.rollout.engine import EngineError
     from rlvr.trainer.scoring import RewardError
 
     return (
@@ -40,6 +41,7 @@ def _user_errors() -> tuple[type[Exception], ...]:
         RemoteRewardError,
         RewardError,
         EvaluationError,
+        EngineError,
         FileNotFoundError,
     )
 
@@ -100,7 +102,28 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-prompt-length", type=positive_int, default=512, help="prompt tokens kept (cut from the left)"
     )
-    parser.add_argument("--batch-size", type=positive_int, default=16, help="completions generated together")
+    parser.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=None,
+        help="completions generated together (default: 16 with --engine hf, all with vllm, which schedules "
+        "them itself)",
+    )
+    parser.add_argument(
+        "--engine",
+        choices=["hf", "vllm"],
+        default="hf",
+        help="hf: rlvr's decode loop; vllm: vLLM in this process (make setup-vllm), --bf16 or --dtype set "
+        "its dtype",
+    )
+    parser.add_argument(
+        "--vllm-kv-cache-gb", type=float, default=2.0, help="vLLM's KV cache on a CPU, GiB (--engine vllm)"
+    )
+    parser.add_argument(
+        "--vllm-enforce-eager",
+        action="store_true",
+        help="vLLM without torch.compile: starts in seconds, generates more slowly",
+    )
     parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32", help="weights dtype")
     parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast (float32 weights)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
@@ -140,6 +163,11 @@ def _run_eval(args: argparse.Namespace) -> int:
         raise EvaluationError("--task-options is for reasoning-gym datasets (--dataset reasoning_gym:TASK)")
     args.template = args.template or ("reasoning_gym" if tasks else "boxed")
     args.reward = args.reward or ("reasoning_gym" if tasks else "accuracy")
+    if args.engine == "vllm":
+        from rlvr.rollout.engine import require_vllm
+
+        require_vllm()  # before any model or data is loaded
+    args.batch_size = args.batch_size or (16 if args.engine == "hf" else (args.limit or 100_000))
     check_settings(
         args.template, args.reward, args.num_samples, args.temperature, args.batch_size, args.max_new_tokens
     )
@@ -175,6 +203,24 @@ def _run_eval(args: argparse.Namespace) -> int:
     )
     model_path = resolve_model_path(args.model, args.cache_dir)
     model, tokenizer = load_policy(config)
+    engine = None
+    if args.engine == "vllm":
+        from rlvr.rollout.generation import eos_token_ids
+        from rlvr.rollout.vllm_engine import VLLMEngine
+
+        engine = VLLMEngine(
+            model_path,
+            tokenizer,
+            args.max_prompt_length,
+            eos_token_ids(tokenizer, model),
+            dtype="bfloat16" if args.bf16 else args.dtype,
+            max_model_len=args.max_prompt_length + args.max_new_tokens,
+            device=next(model.parameters()).device.type,
+            cpu_kv_cache_gb=args.vllm_kv_cache_gb,
+            enforce_eager=args.vllm_enforce_eager,
+            seed=args.seed,
+        )
+        model = None  # vLLM holds its own copy
     result = evaluate_model(
         model,
         tokenizer,
@@ -190,6 +236,7 @@ def _run_eval(args: argparse.Namespace) -> int:
         autocast_dtype=torch.bfloat16 if args.bf16 else None,
         show_progress=not args.no_progress,
         max_prompt_length=args.max_prompt_length,
+        engine=engine,
     )
     predictions = result.pop("predictions")
     correct = sum(p["correct"] for p in predictions)
@@ -208,6 +255,7 @@ def _run_eval(args: argparse.Namespace) -> int:
         "template": args.template,
         "system_prompt": args.system_prompt,
         "reward": args.reward,
+        "engine": args.engine,
         "sampling": {
             "num_samples": args.num_samples,
             "temperature": args.temperature,

@@ -13,7 +13,8 @@ from tqdm.auto import tqdm
 from rlvr.config import GenerationConfig
 from rlvr.data import build_messages, render_prompt
 from rlvr.evaluation.metrics import majority_vote, mean_pass_at_k
-from rlvr.rollout import decode_completions, sample
+from rlvr.rollout import decode_completions
+from rlvr.rollout.engine import HFEngine, RolloutEngine
 
 # The answer form each prompt template asks for; `format_rate` counts completions that answer in that form.
 TEMPLATE_ANSWER_STYLES = {
@@ -65,8 +66,10 @@ def generate_completions(
     top_p: float = 1.0,
     max_prompt_length: int = 512,
     autocast_dtype: torch.dtype | None = None,
+    engine: RolloutEngine | None = None,
 ) -> Generations:
-    """Generate `num_samples` completions per prompt in one left-padded batch, stopping each at EOS.
+    """Generate `num_samples` completions per prompt in one batch, stopping each at EOS, with `engine`
+    (default: rlvr's decode loop on `model`).
 
     The model is put in eval mode (dropout off) for the call and given back in the mode it came in.
     """
@@ -77,8 +80,9 @@ def generate_completions(
         temperature=1.0 if greedy else temperature,
         top_p=top_p,
     )
-    _, _, completion_ids, completion_mask, truncated, cut = sample(
-        model, tokenizer, prompt_texts, config, num_samples, max_prompt_length, autocast_dtype, greedy=greedy
+    engine = engine or HFEngine(model, tokenizer, max_prompt_length, autocast_dtype)
+    _, _, completion_ids, completion_mask, truncated, cut, _ = engine.generate(
+        prompt_texts, num_samples, config, greedy=greedy
     )
     return Generations(
         completions=decode_completions(tokenizer, completion_ids, completion_mask),
@@ -266,13 +270,15 @@ def evaluate_model(
     autocast_dtype: torch.dtype | None = None,
     show_progress: bool = True,
     max_prompt_length: int = 512,
+    engine: RolloutEngine | None = None,
 ) -> dict[str, Any]:
     """Generate for each problem, score with `reward`, and return the figures plus per-problem `predictions`.
 
     `problems` are rows of `rlvr.data.load_problems` (`question`, gold `answer`). Greedy decoding when
     `num_samples` is 1 and `temperature` 0; sampling otherwise, and then also `pass@1`, `pass@k` and `maj@k`.
     `batch_size` counts completions generated together (so `batch_size // num_samples` problems). Works on a
-    model in train mode (switched to eval for generation and back) and on a peft model.
+    model in train mode (switched to eval for generation and back) and on a peft model. `engine` generates
+    instead of rlvr's loop on `model` (e.g. a `VLLMEngine`; `model` may then be None).
 
     >>> summary = evaluate_model(model, tokenizer, load_problems("gsm8k", "test", limit=50))  # doctest: +SKIP
     >>> summary["accuracy"], summary["predictions"][0]["extracted"]  # doctest: +SKIP
@@ -309,6 +315,7 @@ def evaluate_model(
             top_p,
             max_prompt_length,
             autocast_dtype,
+            engine,
         )
         rewards = score_completions(
             reward_fn,

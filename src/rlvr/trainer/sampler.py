@@ -6,8 +6,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from rlvr.rollout import pad_to
-
 
 def derived_seed(*keys: int) -> int:
     """A 32-bit seed mixed from integer keys, e.g. (training seed, step, prompt position): neighbouring keys
@@ -78,32 +76,3 @@ class PromptSampler:
     def load_state_dict(self, state: dict[str, int]) -> None:
         self.epoch = int(state["epoch"])
         self.position = int(state["position"])
-
-
-def concat_groups(groups: list[tuple], pad_id: int) -> tuple:
-    """Join `sample` results of single prompts into one batch: prompts padded on the left, completions on
-    the right (masks 0 where padded), as one batched call lays them out; the sampling log-probs (a
-    seventh item, when `sample` returned them) padded with 0 on the right.
-
-    >>> one = (torch.tensor([[7, 8]]), torch.ones(1, 2), torch.tensor([[5]]), torch.ones(1, 1), torch.tensor([False]), 0)
-    >>> two = (torch.tensor([[9]]), torch.ones(1, 1), torch.tensor([[5, 6]]), torch.ones(1, 2), torch.tensor([True]), 1)
-    >>> concat_groups([one, two], pad_id=0)[0], concat_groups([one, two], pad_id=0)[2]
-    (tensor([[7, 8],
-            [0, 9]]), tensor([[5, 0],
-            [5, 6]]))
-    """
-    prompt_width = max(g[0].shape[1] for g in groups)
-    completion_width = max(g[2].shape[1] for g in groups)
-    return (
-        torch.cat([pad_to(g[0], prompt_width, pad_id, left=True) for g in groups]),
-        torch.cat([pad_to(g[1], prompt_width, 0, left=True) for g in groups]),
-        torch.cat([pad_to(g[2], completion_width, pad_id, left=False) for g in groups]),
-        torch.cat([pad_to(g[3], completion_width, 0, left=False) for g in groups]),
-        torch.cat([g[4] for g in groups]),
-        sum(g[5] for g in groups),
-        *(
-            [torch.cat([pad_to(g[6], completion_width, 0, left=False) for g in groups])]
-            if len(groups[0]) > 6
-            else []
-        ),
-    )

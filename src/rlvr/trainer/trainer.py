@@ -50,13 +50,14 @@ from rlvr.distributed import (
     sum_over_ranks,
     wrap_policy,
 )
-from rlvr.models import is_peft, load_policy, make_reference, resolve_device
-from rlvr.rollout import Rollout, autocast, concat_rollouts, decode_completions, group_rows, sample
+from rlvr.models import is_peft, load_policy, make_reference, resolve_device, resolve_model_path
+from rlvr.rollout import Rollout, autocast, concat_rollouts, decode_completions, group_rows
+from rlvr.rollout.engine import EngineError, make_engine, require_vllm
 from rlvr.trainer import checkpoint as ckpt
 from rlvr.trainer.checkpoint import seed_everything
 from rlvr.trainer.logging import RunLogger
 from rlvr.trainer.rundir import RunDirError, prepare_output_dir, run_lock, run_signature
-from rlvr.trainer.sampler import PromptSampler, concat_groups, derived_seed
+from rlvr.trainer.sampler import PromptSampler, derived_seed
 from rlvr.trainer.scoring import RewardPool, load_rewards
 
 
@@ -112,11 +113,16 @@ class GRPOTrainer:
         self.reward_weights = torch.tensor(config.rewards.weights or [1.0] * len(self.reward_funcs))
         self.problems = train_dataset if train_dataset is not None else self._load_problems()
         self.eval_problems = eval_dataset
+        if config.generation.engine == "vllm" and config.vllm.mode == "colocate":
+            require_vllm()
 
         if model is None:
             model, tokenizer = load_policy(config.model, device)
+            model_path = resolve_model_path(config.model.name_or_path, config.model.cache_dir)
         elif tokenizer is None:
             raise ConfigError("pass the tokenizer along with the model")
+        else:
+            model_path = _saved_path(model)
         self.model, self.tokenizer = model.to(device), tokenizer
         self.device = device
         self.autocast_dtype = torch.bfloat16 if config.training.bf16 else None
@@ -140,6 +146,9 @@ class GRPOTrainer:
         if self.ref_policy is not None and self.sharded:
             shard(self.ref_policy, device, frozen=True)
         seed_everything(config.training.seed + self.dist.rank)
+        self.engine = make_engine(
+            config, self.model, tokenizer, model_path, self.autocast_dtype, self.policy.run, self.dist
+        )
 
         self.prompts_per_step = config.training.batch_size // config.generation.num_generations
         self.sampler = PromptSampler(
@@ -231,8 +240,9 @@ class GRPOTrainer:
                 stats.update(resampled)
                 stats.update(self.policy_updates(rollout, advantages, timings))
                 self.step += 1
-                stats.update(self.rollout_stats(rollout, timings, time.perf_counter() - started))
                 self.update_reference()
+                self.sync_engine(timings)
+                stats.update(self.rollout_stats(rollout, timings, time.perf_counter() - started))
                 evaluated = bool(t.eval_steps) and self.step % t.eval_steps == 0
                 if evaluated:
                     stats.update(self.evaluate())
@@ -252,6 +262,7 @@ class GRPOTrainer:
                 )
         finally:
             self.rewards.close()
+            self.engine.close()
             progress.close()
             self.logger.close()
 
@@ -291,11 +302,10 @@ class GRPOTrainer:
         if cfg.generation.seed_per_prompt:
             first = self.sampler.first_position(draw)  # each prompt drawn in the step its own seed
             seeds = [derived_seed(cfg.training.seed, self.step, first + i) for i in range(len(texts))]
-        with torch.no_grad():
-            prompt_ids, prompt_mask, completion_ids, completion_mask, truncated, cut, sampling_logps = (
-                self.policy.run(self._sample, texts, seeds)
-            )
         g = cfg.generation.num_generations
+        prompt_ids, prompt_mask, completion_ids, completion_mask, truncated, cut, sampling_logps = (
+            self.engine.generate(texts, g, cfg.generation, seeds)
+        )
         columns = {
             key: [row.get(key) for row in rows for _ in range(g)] for key in rows[0] if key != "prompt"
         }
@@ -313,27 +323,20 @@ class GRPOTrainer:
         )
         return rollout, {"timing/generate": time.perf_counter() - started}
 
-    def _sample(self, model: Any, texts: list[str], seeds: list[int] | None) -> tuple:
-        """`sample` on the plain model: one batched call on this process's random state, or with `seeds` one
-        call per prompt, each on its own seed, so a prompt's completions do not depend on which rank drew it
-        or on the other prompts in its batch (padding changes the numbers a little)."""
-        cfg = self.config
-        args = (
-            cfg.generation,
-            cfg.generation.num_generations,
-            cfg.data.max_prompt_length,
-            self.autocast_dtype,
-        )
-        kwargs = {"return_logps": True}
-        if seeds is None:
-            return sample(model, self.tokenizer, texts, *args, **kwargs)
-        groups = []
-        devices = [self.device] if self.device.type == "cuda" else []
-        for text, seed in zip(texts, seeds):
-            with torch.random.fork_rng(devices=devices):  # the process's own stream is left as it was
-                torch.manual_seed(seed)
-                groups.append(sample(model, self.tokenizer, [text], *args, **kwargs))
-        return concat_groups(groups, self.tokenizer.pad_token_id)
+    def sync_engine(self, timings: dict[str, float] | None = None) -> None:
+        """Bring the rollout engine's weights up to the policy's (nothing to do for rlvr's own loop). An engine
+        that cannot take them stops the run with the last checkpoint named; nothing saved is touched."""
+        started = time.perf_counter()
+        try:
+            self.engine.sync_weights()
+        except EngineError as exc:
+            last = ckpt.list_checkpoints(self.output_dir)
+            raise TrainingError(
+                f"step {self.step}: the {self.engine.name} rollout engine did not take the new weights: {exc}. "
+                f"Last checkpoint: {last[-1] if last else 'none'}; resume from it with --resume"
+            ) from exc
+        if timings is not None:
+            timings["timing/sync_weights"] = time.perf_counter() - started
 
     def score_rollout(self, rollout: Rollout, timings: dict[str, float]) -> torch.Tensor:
         """Rewards [N, F], NaN where a function said "not applicable"."""
@@ -763,6 +766,7 @@ class GRPOTrainer:
         return metrics
 
     def _evaluate_shard(self, model: Any, problems: list[dict[str, Any]]) -> dict[str, Any]:
+        """Evaluate `problems` with the run's engine (`model`: the whole policy, inside `policy.run`)."""
         from rlvr.evaluation import evaluate_model
 
         if not problems:  # more ranks than problems
@@ -779,6 +783,8 @@ class GRPOTrainer:
             few_shot=self.config.data.few_shot,
             autocast_dtype=self.autocast_dtype,
             show_progress=False,
+            max_prompt_length=self.config.data.max_prompt_length,
+            engine=self.engine.for_model(model),
         )
         return {
             "predictions": summary["predictions"],
@@ -844,6 +850,7 @@ class GRPOTrainer:
         self.best_checkpoint = state.get("best_checkpoint")
         self.nonfinite_in_a_row = state.get("nonfinite_in_a_row", 0)
         self.nonfinite_total = state.get("nonfinite_total", 0)
+        self.sync_engine()
 
     def save_final(self) -> Path:
         """The final model in Hugging Face format (LoRA: the adapter, plus a merged copy when lora.merge)."""
@@ -907,6 +914,13 @@ def _moments(total: dict[str, float]) -> tuple[float, float]:
     mean = total["sum"] / n if n else math.nan
     std = math.sqrt(max((total["sum_sq"] - n * mean**2) / (n - 1), 0.0)) if n > 1 else math.nan
     return mean, std
+
+
+def _saved_path(model: Any) -> str | None:
+    """The directory or hub id a model given to the trainer was loaded from (what vLLM loads its
+    architecture from), if it says."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return getattr(getattr(base, "config", None), "_name_or_path", None) or None
 
 
 def _local(param: torch.Tensor) -> torch.Tensor:

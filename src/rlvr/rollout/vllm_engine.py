@@ -1,0 +1,222 @@
+"""vLLM in this process (`vllm.mode: colocate`): paged KV cache and continuous batching, weights updated in place.
+
+vLLM is imported only here and only when the engine is built. After every optimizer step `sync_weights` streams
+the policy's weights (`policy_weights`: LoRA merged, FSDP gathered one parameter at a time) through the model
+runner's `reload_weights`, the route that works on CPUs too: there vLLM repacks linear weights after loading,
+and the older `model.load_weights` route fails with "'Parameter' object has no attribute 'weight_loader'".
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+
+import torch
+
+from rlvr.config import GenerationConfig, GRPOConfig
+from rlvr.rollout.engine import EngineError, TokenEngine
+from rlvr.rollout.generation import eos_token_ids
+from rlvr.rollout.weights import policy_weights
+
+log = logging.getLogger(__name__)
+
+
+class VLLMEngine(TokenEngine):
+    """A `vllm.LLM` on `model_path`; with `source` (the trained policy) `sync_weights` copies its weights in.
+
+    On a CPU the engine uses this process's torch threads (vLLM would drop to one unless OMP_NUM_THREADS is
+    set) and a KV cache of `cpu_kv_cache_gb` GiB. `enforce_eager` skips torch.compile and CUDA graphs: a start
+    in seconds instead of one to three minutes (the compiled graph is cached under ~/.cache/vllm), slower
+    generation.
+    """
+
+    name = "vllm"
+
+    def __init__(
+        self,
+        model_path: str,
+        tokenizer: Any,
+        max_prompt_length: int,
+        eos_ids: list[int],
+        *,
+        dtype: str = "float32",
+        max_model_len: int = 2048,
+        device: str = "cpu",
+        gpu_memory_utilization: float = 0.3,
+        cpu_kv_cache_gb: float = 1.0,
+        enforce_eager: bool = False,
+        enable_sleep_mode: bool = False,
+        tensor_parallel_size: int = 1,
+        external_launcher: bool = False,
+        seed: int = 0,
+        source: Any = None,
+    ) -> None:
+        super().__init__(tokenizer, max_prompt_length, eos_ids)
+        if enable_sleep_mode and device != "cuda":
+            raise EngineError("vllm.enable_sleep_mode needs GPUs; on a CPU set it to false")
+        # The engine core in this process, so its model can be given tensors in place (no pickling).
+        os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+        # vLLM 0.32's ahead-of-time compile cache fails to load back ("'function' object has no attribute
+        # 'finalize_loading'") and compiles again on every start; its plain compile cache loads (34 s vs 95 s).
+        os.environ.setdefault("VLLM_USE_AOT_COMPILE", "0")
+        if device == "cpu":
+            os.environ["VLLM_CPU_KVCACHE_SPACE"] = f"{cpu_kv_cache_gb:g}"
+            os.environ.setdefault("OMP_NUM_THREADS", str(torch.get_num_threads()))
+        from vllm import LLM
+
+        options: dict[str, Any] = {}
+        if device == "cuda":
+            options["gpu_memory_utilization"] = gpu_memory_utilization
+            options["enable_sleep_mode"] = enable_sleep_mode
+        if enforce_eager:
+            options["compilation_config"] = {"mode": 0}
+        if external_launcher:  # one engine per torchrun process (tensor-parallel groups among them)
+            options["distributed_executor_backend"] = "external_launcher"
+        started = time.perf_counter()
+        self.llm = LLM(
+            model=model_path,
+            dtype=dtype,
+            max_model_len=max_model_len,
+            seed=seed,
+            enforce_eager=enforce_eager,
+            tensor_parallel_size=tensor_parallel_size,
+            # the log-prob of each token under the distribution it was drawn from (after temperature,
+            # penalties, top-k/p, min-p), which the Rollout's sampling_logps hold, as TRL asks
+            logprobs_mode="processed_logprobs",
+            **options,
+        )
+        self.start_seconds = time.perf_counter() - started
+        self.source = source
+        self.sleep_mode = enable_sleep_mode
+        self.asleep = False
+        self.weight_versions = 0
+        self.last_sync_seconds = 0.0
+
+    @classmethod
+    def for_training(
+        cls, config: GRPOConfig, model: Any, tokenizer: Any, model_path: str | None, dist: Any = None
+    ) -> VLLMEngine:
+        """The colocated engine of a training process: its settings from `config.vllm`, its weights from
+        `model` (pushed once now, so a resumed run or fresh LoRA adapters are already in)."""
+        v = config.vllm
+        if model_path is None:
+            raise EngineError(
+                "generation.engine=vllm needs the model's directory (vLLM loads the architecture from it): "
+                "give model.name_or_path, or a model saved with save_pretrained"
+            )
+        world = dist.world_size if dist is not None and dist.enabled else 1
+        if v.tensor_parallel_size > 1 or world > 1:
+            if world % v.tensor_parallel_size:
+                raise EngineError(
+                    f"vllm.tensor_parallel_size ({v.tensor_parallel_size}) must divide the number of "
+                    f"training processes ({world})"
+                )
+        device = next(model.parameters()).device.type
+        engine = cls(
+            model_path,
+            tokenizer,
+            config.data.max_prompt_length,
+            eos_token_ids(tokenizer, model),
+            dtype=engine_dtype(config),
+            max_model_len=v.max_model_len
+            or config.data.max_prompt_length + config.generation.max_completion_length,
+            device=device,
+            gpu_memory_utilization=v.gpu_memory_utilization,
+            cpu_kv_cache_gb=v.cpu_kv_cache_gb,
+            enforce_eager=v.enforce_eager,
+            enable_sleep_mode=v.enable_sleep_mode,
+            tensor_parallel_size=v.tensor_parallel_size,
+            external_launcher=world > 1,
+            seed=config.training.seed + (dist.rank if dist is not None else 0),
+            source=model,
+        )
+        engine.sync_weights()
+        return engine
+
+    def generate_ids(
+        self,
+        prompts: list[list[int]],
+        num_samples: int,
+        config: GenerationConfig,
+        seeds: list[int],
+        greedy: bool,
+        force_full_length: bool = False,
+    ) -> list[tuple[list[int], list[float] | None]]:
+        if self.asleep:
+            self.llm.wake_up(tags=["kv_cache"])
+            self.asleep = False
+        params = [
+            sampling_params(config, num_samples, seed, greedy, self.eos_ids, force_full_length)
+            for seed in seeds
+        ]
+        outputs = self.llm.generate([{"prompt_token_ids": ids} for ids in prompts], params, use_tqdm=False)
+        results = []
+        for request in outputs:
+            for completion in sorted(request.outputs, key=lambda c: c.index):
+                ids = list(completion.token_ids)
+                logps = None
+                if not greedy:
+                    logps = [step[token].logprob for step, token in zip(completion.logprobs, ids)]
+                results.append((ids, logps))
+        if self.sleep_mode:  # free the KV cache and weights for the update; sync_weights wakes the weights
+            self.llm.sleep(level=2)
+            self.asleep = True
+        return results
+
+    def sync_weights(self) -> None:
+        if self.source is not None:
+            self.load_weights(policy_weights(self.source))
+
+    def load_weights(self, weights: Any) -> None:
+        """Load (name, tensor) pairs into the engine in place; cached prefixes computed with the old weights
+        are dropped."""
+        started = time.perf_counter()
+        if self.asleep:
+            self.llm.wake_up(tags=["weights"])
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights})
+        self.llm.reset_prefix_cache()
+        self.weight_versions += 1
+        self.last_sync_seconds = time.perf_counter() - started
+
+    def close(self) -> None:
+        self.llm = None
+
+
+def engine_dtype(config: GRPOConfig) -> str:
+    """vllm.dtype, with auto read as the policy's sampling dtype: bfloat16 under training.bf16, else
+    model.dtype."""
+    if config.vllm.dtype != "auto":
+        return config.vllm.dtype
+    return "bfloat16" if config.training.bf16 else config.model.dtype
+
+
+def sampling_params(
+    config: GenerationConfig,
+    num_samples: int,
+    seed: int,
+    greedy: bool,
+    eos_ids: list[int],
+    force_full_length: bool = False,
+) -> Any:
+    """vLLM's SamplingParams with the meaning rlvr's loop gives `config`: the same processors (temperature,
+    top_k with 0 as off, top_p, min_p, repetition penalty over prompt and completion), EOS ids from the
+    tokenizer and the model's generation config, the EOS token kept in the completion; greedy decodes by
+    argmax with no processor, as rlvr's loop does."""
+    from vllm import SamplingParams
+
+    return SamplingParams(
+        n=num_samples,
+        temperature=0.0 if greedy else config.temperature,
+        top_p=1.0 if greedy else config.top_p,
+        top_k=0 if greedy else config.top_k,
+        min_p=0.0 if greedy else config.min_p,
+        repetition_penalty=1.0 if greedy else config.repetition_penalty,
+        max_tokens=config.max_completion_length,
+        min_tokens=config.max_completion_length if force_full_length else 0,
+        stop_token_ids=eos_ids,
+        logprobs=None if greedy else 0,  # the sampled token's own log-prob
+        seed=seed,
+        detokenize=False,  # rlvr decodes the masked ids itself, as for its own loop
+    )
