@@ -29,8 +29,7 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from rlvr.data import DataError
     from rlvr.evaluation.evaluate import EvaluationError
     from rlvr.models import ModelError
-    from rlvr.rewards import RemoteRewardError, RewardSpecError
-    from rlvr.trainer.scoring import RewardError
+    from rlvr.rewards import RemoteRewardError, RewardError, RewardSpecError
 
     return (
         ConfigError,

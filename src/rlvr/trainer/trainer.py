@@ -51,13 +51,13 @@ from rlvr.distributed import (
     wrap_policy,
 )
 from rlvr.models import is_peft, load_policy, make_reference, resolve_device
+from rlvr.rewards.pool import RewardPool, load_rewards
 from rlvr.rollout import Rollout, autocast, concat_rollouts, decode_completions, group_rows, sample
 from rlvr.trainer import checkpoint as ckpt
 from rlvr.trainer.checkpoint import seed_everything
 from rlvr.trainer.logging import RunLogger
 from rlvr.trainer.rundir import RunDirError, prepare_output_dir, run_lock, run_signature
 from rlvr.trainer.sampler import PromptSampler, concat_groups, derived_seed
-from rlvr.trainer.scoring import RewardPool, load_rewards
 
 
 class TrainingError(RuntimeError):
