@@ -13,7 +13,7 @@ import yaml
 from rlvr import GRPOConfig, GRPOTrainer
 from rlvr.cli import main
 from rlvr.config import ConfigError
-from rlvr.trainer import RewardError
+from rlvr.rewards import RewardError
 from rlvr.utils import read_jsonl
 
 ROWS = [{"question": f"What is {i} + {i}?", "answer": str(2 * i)} for i in range(8)]

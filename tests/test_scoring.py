@@ -1,10 +1,13 @@
 """Scoring a batch: the registry's rule for reward values with the trainer's messages, and reward functions in
-worker processes (order kept, errors that name the function and the completion, a time limit per call)."""
+worker processes (order kept, errors that name the function and the completion, a time limit per call, a worker
+that hangs or dies replaced while the others go on)."""
 
 from __future__ import annotations
 
 import math
 import multiprocessing
+import os
+import threading
 import time
 
 import numpy as np
@@ -12,7 +15,8 @@ import pytest
 import torch
 
 from rlvr.config import ConfigError, GRPOConfig
-from rlvr.trainer.scoring import RewardError, RewardPool, WorkerTraceback, checked_values, chunk_bounds, score
+from rlvr.rewards.pool import RewardPool, RewardPoolBusy, RewardTimeout, RewardWorkerDied, chunk_bounds
+from rlvr.rewards.scoring import RewardError, WorkerTraceback, checked_values, score
 
 PROMPTS = [[{"role": "user", "content": f"What is {i} + {i}?"}] for i in range(3) for _ in range(4)]
 COMPLETIONS = [f"The answer is \\boxed{{{i}}}" + "!" * j for i in range(3) for j in range(4)]
@@ -39,10 +43,52 @@ def sleepy(prompts, completions, **kwargs):
     return [1.0] * len(completions)
 
 
+def worker_pid(prompts, completions, **kwargs):
+    """The process that scored each completion."""
+    return [float(os.getpid())] * len(completions)
+
+
+def exits(prompts, completions, **kwargs):
+    if any("crash" in c[0]["content"] for c in completions):
+        os._exit(3)  # as a segfault or the out-of-memory killer would end it: no exception, no answer
+    return [0.0] * len(completions)
+
+
+def worker_processes() -> set[int]:
+    """Process ids of the live reward workers of every pool in this process."""
+    return {p.pid for p in multiprocessing.active_children() if p.name == "rlvr-reward-worker"}
+
+
+def wait_for_workers(others: set[int], n: int) -> set[int]:
+    """The workers besides `others` once there are `n` (a replacement starts in the background)."""
+    deadline = time.monotonic() + 60
+    while len(worker_processes() - others) < n and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return worker_processes() - others
+
+
+def alive(pid: float) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 STUCK = """
 def stuck(prompts, completions, **kwargs):
     while any("hang" in c[0]["content"] for c in completions):
         pass
+    return [0.0] * len(completions)
+"""
+STARTS_ONLY_HERE = """
+import multiprocessing
+
+if multiprocessing.parent_process() is not None:
+    raise ImportError("no licence server from the workers")
+
+
+def reward(prompts, completions, **kwargs):
     return [0.0] * len(completions)
 """
 
@@ -161,22 +207,72 @@ def test_slow_verifiers_run_side_by_side():
     assert seconds < 1.8, f"two one-second calls on two workers took {seconds:.2f}s"
 
 
-def test_a_call_past_the_timeout_is_killed_and_the_pool_replaced(tmp_path):
+def test_a_call_past_the_timeout_is_killed_and_its_worker_replaced(tmp_path):
     (tmp_path / "stuck.py").write_text(STUCK)  # a file spec: resolved in the worker
-    pool = RewardPool([length_reward, f"{tmp_path / 'stuck.py'}:stuck"], num_workers=2, timeout=1.0)
-    before = len(multiprocessing.active_children())
-    hanging = COMPLETIONS[:4] + ["hang"] * 4
+    pool = RewardPool([worker_pid, f"{tmp_path / 'stuck.py'}:stuck"], num_workers=2, timeout=1.0)
+    others = worker_processes()
     try:
+        pool.start()
+        started = worker_processes() - others
+        hanging = COMPLETIONS[:4] + ["hang"] * 4
         with pytest.raises(
-            RewardError, match=r"'stuck' took longer than rewards.timeout=1s on completions 4..7"
+            RewardTimeout,
+            match=r"'stuck' took longer than rewards.timeout=1s on completions 4..7; its worker",
         ):
             pool.score(PROMPTS[:8], hanging, {}, group_size=4)
-        deadline = time.monotonic() + 10
-        while len(multiprocessing.active_children()) > before and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert len(multiprocessing.active_children()) == before  # the workers are gone, the stuck one too
-        out = pool.score(PROMPTS[:8], COMPLETIONS[:8], {}, group_size=4)  # a fresh pool
+        assert len(started) == 2 and sum(alive(pid) for pid in started) == 1  # the stuck one is gone
+        out = pool.score(PROMPTS[:8], COMPLETIONS[:8], {}, group_size=4)  # the next batch scores
         assert out[:, 1].tolist() == [0.0] * 8
+        assert len(wait_for_workers(others, 2) - started) == 1  # a fresh worker in place of the stuck one
+    finally:
+        pool.close()
+
+
+def test_a_worker_that_dies_is_replaced_and_close_stops_them_all():
+    pool = RewardPool([worker_pid, exits], num_workers=2)
+    others = worker_processes()
+    try:
+        crashing = COMPLETIONS[:4] + ["crash"] * 4
+        with pytest.raises(
+            RewardWorkerDied,
+            match=r"^a reward worker process died \(exit code 3\) while reward function 'exits' ran on "
+            r"completions 4..7; it was replaced$",
+        ):
+            pool.score(PROMPTS[:8], crashing, {}, group_size=4)
+        out = pool.score(PROMPTS[:8], COMPLETIONS[:8], {}, group_size=4)
+        assert out[:, 1].tolist() == [0.0] * 8
+        mine = wait_for_workers(others, 2)
+    finally:
+        pool.close()
+    assert not any(alive(pid) for pid in mine)
+
+
+def test_a_call_waits_for_a_free_worker_at_most_wait_seconds():
+    pool = RewardPool([sleepy], num_workers=1)
+    try:
+        pool.start()
+        busy = threading.Thread(target=pool.score_values, args=(PROMPTS[:1], COMPLETIONS[:1], {}))
+        busy.start()
+        time.sleep(0.3)  # the one worker is now asleep for a second
+        with pytest.raises(RewardPoolBusy, match=r"no reward worker became free within 0.2s"):
+            pool.score_values(PROMPTS[:1], COMPLETIONS[:1], {}, wait=0.2)
+        assert pool.score_values(PROMPTS[:1], COMPLETIONS[:1], {}, wait=30) == [[1.0]]  # waits its turn
+        busy.join()
+    finally:
+        pool.close()
+
+
+def test_a_worker_that_cannot_start_says_why(tmp_path):
+    (tmp_path / "here.py").write_text(STARTS_ONLY_HERE)
+    pool = RewardPool([f"{tmp_path / 'here.py'}:reward"], num_workers=1)  # resolves in this process
+    message = (
+        r"a reward worker process failed to start: RewardSpecError: .*no licence server from the workers"
+    )
+    try:
+        with pytest.raises(RewardError, match=message):
+            pool.start()
+        with pytest.raises(RewardError, match=message):  # on first use too, and the pool is not left hanging
+            pool.score(PROMPTS[:4], COMPLETIONS[:4], {})
     finally:
         pool.close()
 

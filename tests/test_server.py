@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import multiprocessing
 import os
 import pickle
 import signal
@@ -48,6 +49,7 @@ GOLD_ROWS = [
     },
 ]
 TRAP = '''
+import os
 import time
 
 BAD_VALUES = {"RETURN_INF": float("inf"), "RETURN_-INF": float("-inf"), "RETURN_NAN": float("nan"),
@@ -55,9 +57,12 @@ BAD_VALUES = {"RETURN_INF": float("inf"), "RETURN_-INF": float("-inf"), "RETURN_
 
 
 def trap(prompts, completions, **kwargs):
-    """Raises, stalls or returns a value that is not a reward on demand, to test the server's 500 and 504."""
+    """Raises, stalls, ends its process or returns a value that is not a reward on demand, to test the server's
+    500 and 504."""
     if any("EXPLODE" in c for c in completions):
         raise ValueError("asked to explode")
+    if any("EXIT" in c for c in completions):
+        os._exit(3)
     if any("STALL" in c for c in completions):
         time.sleep(30)
     return [BAD_VALUES.get(c, 0.0) for c in completions]
@@ -256,11 +261,39 @@ def test_api_key_is_required(server, headers, method, path):
 def test_raising_reward_is_500_naming_it_and_the_server_goes_on(server):
     answer = post(server, {"prompts": ["q"], "responses": ["EXPLODE"], "golden_responses": ["1"]})
     assert answer.status_code == 500
-    assert answer.json()["error"] == "reward function 'trap' failed: ValueError: asked to explode"
+    assert answer.json()["error"] == (
+        "reward function 'trap' raised ValueError: asked to explode; completion 0: 'EXPLODE'"
+    )
     assert (
         post(server, {"prompts": ["q"], "responses": ["\\boxed{1}"], "golden_responses": ["1"]}).status_code
         == 200
     )
+
+
+def test_reward_that_ends_its_worker_is_500_and_the_worker_is_replaced(server):
+    before = _reward_workers()  # the server runs in this process: its workers are our children
+    answer = post(
+        server, {"prompts": ["q", "q"], "responses": ["fine", "EXIT"], "golden_responses": ["1", "1"]}
+    )
+    assert answer.status_code == 500
+    assert answer.json()["error"] == (
+        "a reward worker process died (exit code 3) while reward function 'trap' ran on completions 0..1; "
+        "it was replaced"
+    )
+    assert (
+        post(server, {"prompts": ["q"], "responses": ["\\boxed{2}"], "golden_responses": ["2"]}).status_code
+        == 200
+    )
+    deadline = time.monotonic() + 60
+    while len(_reward_workers() - before) < 1 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(_reward_workers() - before) == 1 and len(_reward_workers()) == len(
+        before
+    )  # one in place of one
+
+
+def _reward_workers() -> set[int]:
+    return {p.pid for p in multiprocessing.active_children() if p.name == "rlvr-reward-worker"}
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from rlvr import GRPOConfig, GRPOTrainer
-from rlvr.trainer import RewardError
+from rlvr.rewards import RewardError
 from rlvr.utils import read_jsonl
 
 ROWS = [{"question": f"What is {i} + {i}?", "answer": str(2 * i)} for i in range(8)]

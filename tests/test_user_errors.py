@@ -16,7 +16,7 @@ from rlvr.cli import main
 from rlvr.data import load_problems
 from rlvr.rewards import RemoteReward, RemoteRewardError, RewardCallError, get_reward
 from rlvr.rewards.registry import check_reward_values
-from rlvr.trainer.scoring import RewardError, score
+from rlvr.rewards.scoring import RewardError, score
 
 # ------------------------------------------------------------------------------- a missing gold is None
 GOLD_ROWS = [{"question": "1 + 1?", "answer": None}, {"question": "2 + 2?", "answer": "4"}]

@@ -232,8 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     from rlvr.config import ConfigError
     from rlvr.data import DataError
     from rlvr.models import ModelError
-    from rlvr.rewards import RemoteRewardError, RewardSpecError
-    from rlvr.trainer.scoring import RewardError
+    from rlvr.rewards import RemoteRewardError, RewardError, RewardSpecError
     from rlvr.trainer.trainer import TrainingError
 
     try:

@@ -29,9 +29,8 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from rlvr.data import DataError
     from rlvr.evaluation.evaluate import EvaluationError
     from rlvr.models import ModelError
-    from rlvr.rewards import RemoteRewardError, RewardSpecError
+    from rlvr.rewards import RemoteRewardError, RewardError, RewardSpecError
     from rlvr.rollout.engine import EngineError
-    from rlvr.trainer.scoring import RewardError
 
     return (
         ConfigError,

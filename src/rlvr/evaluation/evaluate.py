@@ -101,7 +101,7 @@ def score_completions(
 ) -> list[float | None]:
     """The reward of each completion (None: the reward did not apply), called as in training: chat prompts,
     completions as assistant messages, the dataset's columns (with the gold `answer`) repeated per sample."""
-    from rlvr.trainer.scoring import score
+    from rlvr.rewards.scoring import score
 
     keys = dict.fromkeys(key for row in rows for key in row if key not in _NOT_COLUMNS)
     columns = {key: [row.get(key) for row in rows for _ in range(num_samples)] for key in keys}

@@ -1,6 +1,7 @@
 """Reward functions for RLVR: answer extraction, math equivalence, the built-in rewards, and a registry by name.
 
 A reward is any callable `fn(prompts, completions, **columns) -> list[float | None]` (TRL's contract).
+`RewardPool` calls them on a batch, in this process or in worker processes with a time limit per call.
 """
 
 from rlvr.rewards.equivalence import math_equal, math_equal_many, numeric_equal, parse_number
@@ -26,6 +27,7 @@ from rlvr.rewards.functions import (
     overlong_penalty,
     xml_format,
 )
+from rlvr.rewards.pool import RewardPool
 from rlvr.rewards.registry import (
     RewardCallError,
     RewardSpecError,
@@ -35,12 +37,15 @@ from rlvr.rewards.registry import (
     register_reward,
 )
 from rlvr.rewards.remote import RemoteReward, RemoteRewardError
+from rlvr.rewards.scoring import RewardError
 
 __all__ = [
     "EXTRACTION_STYLES",
     "RemoteReward",
     "RemoteRewardError",
     "RewardCallError",
+    "RewardError",
+    "RewardPool",
     "RewardSpecError",
     "accuracy",
     "answer_content",

@@ -200,8 +200,7 @@ def combine_rewards(
     >>> totals, per_fn
     ([0.4], {'xml_format': [0.4]})
     """
-    weights = list(weights) if weights is not None else [1.0] * len(reward_fns)
-    if len(weights) != len(reward_fns):
+    if weights is not None and len(weights) != len(reward_fns):
         raise ValueError(f"{len(weights)} weights for {len(reward_fns)} reward functions")
     per_fn: dict[str, list[float | None]] = {}
     for name, fn in reward_fns.items():
@@ -210,14 +209,24 @@ def combine_rewards(
         except Exception as exc:
             raise RewardCallError(name, f"{type(exc).__name__}: {exc}") from exc
         per_fn[name] = check_reward_values(name, values, len(completions))
-    totals = []
-    for i in range(len(completions)):
-        total = 0.0
-        for weight, values in zip(weights, per_fn.values(), strict=True):
-            if values[i] is not None:
-                total += weight * values[i]
-        totals.append(total)
-    return totals, per_fn
+    return weighted_sum(list(per_fn.values()), weights), per_fn
+
+
+def weighted_sum(
+    values: Sequence[Sequence[float | None]], weights: Sequence[float] | None = None
+) -> list[float]:
+    """Per completion, the sum of each function's value times its weight (1.0 each by default), None counting 0.
+
+    >>> weighted_sum([[1.0, None], [0.5, 0.5]], [1.0, 2.0])
+    [2.0, 1.0]
+    """
+    weights = list(weights) if weights is not None else [1.0] * len(values)
+    totals = [0.0] * (len(values[0]) if values else 0)
+    for weight, column in zip(weights, values, strict=True):
+        for i, value in enumerate(column):
+            if value is not None:
+                totals[i] += weight * value
+    return totals
 
 
 class RewardCallError(RuntimeError):

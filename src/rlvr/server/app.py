@@ -1,24 +1,22 @@
 """The reward server: HTTP validation, gold lookup, limits and logging around the reward registry.
 
 `POST /get_reward` takes align-anything's request `{"prompts", "responses", "golden_responses"?}` or OpenRLHF's
-`{"query", "prompts", "labels"?}` and answers `{"rewards", "scores", "extra_logs"}`. Scoring runs in worker
-processes, one request at a time each; a request that overruns its timeout gets 504 and its worker is replaced,
-so one bad input cannot stall the others. Every error, a reward's fault or the server's, is answered as JSON
-`{"error": message}` with its status.
+`{"query", "prompts", "labels"?}` and answers `{"rewards", "scores", "extra_logs"}`. Scoring runs in the worker
+processes of a `RewardPool`, one request at a time each; a reward call that overruns the timeout gets 504 and its
+worker is replaced, so one bad input cannot stall the others. Every error, a reward's fault or the server's, is
+answered as JSON `{"error": message}` with its status.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import json
 import logging
 import math
-import multiprocessing
 import re
-import signal
 import threading
-import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -33,7 +31,9 @@ from starlette.exceptions import HTTPException
 
 from rlvr.rewards.adapters import split_response
 from rlvr.rewards.extraction import extract_gold
-from rlvr.rewards.registry import RewardCallError, combine_rewards, needs_gold, resolve_rewards
+from rlvr.rewards.pool import RewardPool, RewardPoolBusy, RewardTimeout
+from rlvr.rewards.registry import needs_gold, resolve_rewards, weighted_sum
+from rlvr.rewards.scoring import RewardError
 
 QUESTION_FIELDS = ("question", "problem", "prompt", "query", "input")
 ANSWER_FIELDS = ("answer", "ground_truth", "gold", "final_answer", "solution", "label")
@@ -59,7 +59,8 @@ class ServerConfig:
     log_path: str | None = None
     """JSONL file that receives every scored sample (prompt, response, gold, each reward)."""
     request_timeout: float = 60.0
-    """Seconds a request may wait for a free worker (else 503), then may take to score (else 504, worker replaced)."""
+    """Seconds a request may wait for a free worker (else 503), then each reward may take on it (else 504, worker
+    replaced)."""
     max_request_bytes: int = 16 * 2**20
     """Larger bodies are answered 413."""
 
@@ -296,147 +297,6 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Scoring workers
-
-
-class ScoringTimeout(Exception):
-    pass
-
-
-class WorkerDied(Exception):
-    pass
-
-
-def _worker_main(connection: Any, specs: list[str], weights: list[float] | None) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the server, which then stops its workers
-    try:
-        fns = resolve_rewards(specs)
-    except Exception as exc:
-        connection.send(("fatal", str(exc)))
-        return
-    connection.send(("ready", list(fns)))
-    while True:
-        try:
-            prompts, responses, golds = connection.recv()
-        except (EOFError, OSError):
-            return
-        try:
-            totals, per_fn = combine_rewards(
-                fns, prompts, responses, weights, answer=golds, ground_truth=golds
-            )
-            connection.send(("ok", totals, per_fn))
-        except RewardCallError as exc:
-            message = str(exc)
-            if exc.index is not None:
-                completion = responses[exc.index]
-                shown = completion if len(completion) <= 200 else completion[:200] + "..."
-                message += f"; completion {exc.index}: {shown!r}"
-            connection.send(("reward_error", message))
-        except Exception as exc:
-            connection.send(("error", f"{type(exc).__name__}: {exc}"))
-
-
-class _Worker:
-    """One scoring process and its pipe."""
-
-    def __init__(self, specs: list[str], weights: list[float] | None, startup_timeout: float = 120.0) -> None:
-        # spawn, not fork: the server process has threads (the event loop, the thread pool) and fork copies locks.
-        context = multiprocessing.get_context("spawn")
-        self.connection, child = context.Pipe()
-        self.process = context.Process(
-            target=_worker_main, args=(child, specs, weights), daemon=True, name="rlvr-reward-worker"
-        )
-        self.process.start()
-        child.close()
-        if not self.connection.poll(startup_timeout):
-            self.kill()
-            raise RuntimeError(f"reward worker did not start within {startup_timeout:.0f}s")
-        message = self.connection.recv()
-        if message[0] != "ready":
-            self.kill()
-            raise RuntimeError(f"reward worker failed to start: {message[1]}")
-
-    def call(self, payload: tuple, timeout: float) -> tuple:
-        try:
-            self.connection.send(payload)
-            if not self.connection.poll(timeout):
-                raise ScoringTimeout
-            return self.connection.recv()
-        except (EOFError, OSError) as exc:
-            raise WorkerDied(str(exc) or type(exc).__name__) from exc
-
-    def kill(self) -> None:
-        self.process.kill()
-        self.process.join(timeout=5)
-        self.connection.close()
-
-
-class ScoringPool:
-    """`size` scoring processes behind an asyncio queue of idle ones."""
-
-    def __init__(self, specs: list[str], weights: list[float] | None, size: int, timeout: float) -> None:
-        self.specs, self.weights, self.size, self.timeout = specs, weights, size, timeout
-        self._threads = ThreadPoolExecutor(max_workers=2 * size + 1, thread_name_prefix="rlvr-scoring")
-        self._idle: asyncio.Queue[_Worker] | None = None
-        self._workers: set[_Worker] = set()
-        self._closed = False
-
-    async def start(self) -> None:
-        self._idle = asyncio.Queue()
-        loop = asyncio.get_running_loop()
-        started = await asyncio.gather(
-            *(
-                loop.run_in_executor(self._threads, _Worker, self.specs, self.weights)
-                for _ in range(self.size)
-            )
-        )
-        for worker in started:
-            self._workers.add(worker)
-            self._idle.put_nowait(worker)
-
-    async def score(self, payload: tuple) -> tuple:
-        assert self._idle is not None, "ScoringPool.start() was not awaited"
-        try:
-            worker = await asyncio.wait_for(self._idle.get(), self.timeout)
-        except asyncio.TimeoutError:
-            raise Problem(
-                503, f"no scoring worker became free within {self.timeout:g}s; retry later"
-            ) from None
-        loop = asyncio.get_running_loop()
-        # The full timeout again for scoring: time spent queueing must not get a healthy worker killed.
-        try:
-            result = await loop.run_in_executor(self._threads, worker.call, payload, self.timeout)
-        except (ScoringTimeout, WorkerDied):
-            # The worker may be deep in a computation nothing can interrupt: replace it, answer now.
-            self._workers.discard(worker)
-            loop.run_in_executor(self._threads, self._replace, worker, loop)
-            raise
-        self._idle.put_nowait(worker)
-        return result
-
-    def _replace(self, worker: _Worker, loop: asyncio.AbstractEventLoop) -> None:
-        worker.kill()
-        for attempt in range(3):
-            if self._closed:
-                return
-            try:
-                fresh = _Worker(self.specs, self.weights)
-            except RuntimeError:
-                time.sleep(2**attempt)
-                continue
-            self._workers.add(fresh)
-            loop.call_soon_threadsafe(self._idle.put_nowait, fresh)
-            return
-
-    def close(self) -> None:
-        self._closed = True
-        for worker in list(self._workers):
-            worker.kill()
-        self._workers.clear()
-        self._threads.shutdown(wait=False, cancel_futures=True)
-
-
-# ---------------------------------------------------------------------------------------------------------------
 # Sample log
 
 
@@ -505,15 +365,21 @@ def create_app(config: ServerConfig) -> FastAPI:
         sample_log = SampleLog(config.log_path) if config.log_path else None
     except OSError as exc:
         raise ValueError(f"cannot open the sample log {config.log_path!r}: {exc.strerror or exc}") from None
-    pool = ScoringPool(config.rewards, config.weights, config.workers, config.request_timeout)
+    pool = RewardPool(
+        config.rewards, config.workers, config.request_timeout, fns=list(fns.values()), names=names
+    )
+    # A thread per request in flight: it waits for a free worker (503 past request_timeout), then for the scores.
+    # Past this many requests at once, a request waits for a thread before its time starts.
+    requests = ThreadPoolExecutor(max_workers=64, thread_name_prefix="rlvr-request")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        await pool.start()
+        await asyncio.get_running_loop().run_in_executor(requests, pool.start)
         try:
             yield
         finally:
             pool.close()
+            requests.shutdown(wait=False, cancel_futures=True)
             if sample_log is not None:
                 sample_log.close()
 
@@ -575,8 +441,8 @@ def create_app(config: ServerConfig) -> FastAPI:
             raise Problem(400, f"malformed JSON: {exc}") from None
         prompts, responses, golds = parse_request(body)
         golds = _fill_golds(prompts, golds, golds_index, gold_required)
-        outcome = await _score(pool, (prompts, responses, golds))
-        totals, per_fn = outcome
+        values = await _score(pool, requests, prompts, responses, golds)
+        totals, per_fn = weighted_sum(values, config.weights), dict(zip(names, values, strict=True))
         if sample_log is not None:
             try:
                 sample_log.write(prompts, responses, golds, totals, per_fn)
@@ -607,15 +473,33 @@ def _fill_golds(
     return filled
 
 
-async def _score(pool: ScoringPool, payload: tuple) -> tuple[list[float], dict[str, list[float | None]]]:
+async def _score(
+    pool: RewardPool,
+    requests: ThreadPoolExecutor,
+    prompts: list[str],
+    responses: list[str],
+    golds: list[str | None],
+) -> list[list[float | None]]:
+    """Each reward's values; `Problem` 503 when no worker is free, 504 past the timeout, 500 for a reward's fault."""
+    # One chunk: a request is scored by one worker, so the other workers serve other requests meanwhile.
+    call = functools.partial(
+        pool.score_values,
+        prompts,
+        responses,
+        {"answer": golds, "ground_truth": golds},
+        group_size=max(1, len(responses)),
+        wait=pool.timeout,
+    )
     try:
-        message = await pool.score(payload)
-    except ScoringTimeout:
+        return await asyncio.get_running_loop().run_in_executor(requests, call)
+    except RewardPoolBusy:
+        raise Problem(503, f"no scoring worker became free within {pool.timeout:g}s; retry later") from None
+    except RewardTimeout:
         raise Problem(504, f"scoring took over {pool.timeout:g}s; its worker was replaced") from None
-    except WorkerDied as exc:
-        raise Problem(500, f"a scoring worker died ({exc}); it was replaced") from None
-    if message[0] == "ok":
-        return message[1], message[2]
-    if message[0] == "reward_error":
-        raise Problem(500, message[1])
-    raise Problem(500, f"scoring failed: {message[1]}")
+    except RewardError as exc:  # a reward raised or returned something unusable, or its worker died
+        message = exc.summary
+        if exc.index is not None:
+            completion = responses[exc.index]
+            shown = completion if len(completion) <= 200 else completion[:200] + "..."
+            message += f"; completion {exc.index}: {shown!r}"
+        raise Problem(500, message) from None

@@ -1,14 +1,12 @@
 """The GRPO training loop and what it writes.
 
-`GRPOTrainer` is imported on first use, so reward worker processes (which import `scoring`) do not load
+`GRPOTrainer` is imported on first use, so importing a part of the package (`checkpoint`) does not load
 transformers.
 """
 
 from typing import Any
 
-from rlvr.trainer.scoring import RewardError, score
-
-__all__ = ["GRPOTrainer", "RewardError", "score"]
+__all__ = ["GRPOTrainer"]
 
 
 def __getattr__(name: str) -> Any:

@@ -51,6 +51,7 @@ from rlvr.distributed import (
     wrap_policy,
 )
 from rlvr.models import is_peft, load_policy, make_reference, resolve_device, resolve_model_path
+from rlvr.rewards.pool import RewardPool, load_rewards
 from rlvr.rollout import Rollout, autocast, concat_rollouts, decode_completions, group_rows
 from rlvr.rollout.engine import EngineError, make_engine, require_vllm
 from rlvr.trainer import checkpoint as ckpt
@@ -58,7 +59,6 @@ from rlvr.trainer.checkpoint import seed_everything
 from rlvr.trainer.logging import RunLogger
 from rlvr.trainer.rundir import RunDirError, prepare_output_dir, run_lock, run_signature
 from rlvr.trainer.sampler import PromptSampler, derived_seed
-from rlvr.trainer.scoring import RewardPool, load_rewards
 
 
 class TrainingError(RuntimeError):
