@@ -303,9 +303,12 @@ class GRPOTrainer:
             first = self.sampler.first_position(draw)  # each prompt drawn in the step its own seed
             seeds = [derived_seed(cfg.training.seed, self.step, first + i) for i in range(len(texts))]
         g = cfg.generation.num_generations
-        prompt_ids, prompt_mask, completion_ids, completion_mask, truncated, cut, sampling_logps = (
-            self.engine.generate(texts, g, cfg.generation, seeds)
-        )
+        try:
+            prompt_ids, prompt_mask, completion_ids, completion_mask, truncated, cut, sampling_logps = (
+                self.engine.generate(texts, g, cfg.generation, seeds)
+            )
+        except EngineError as exc:
+            raise self.engine_failed("did not generate", exc) from exc
         columns = {
             key: [row.get(key) for row in rows for _ in range(g)] for key in rows[0] if key != "prompt"
         }
@@ -330,13 +333,17 @@ class GRPOTrainer:
         try:
             self.engine.sync_weights()
         except EngineError as exc:
-            last = ckpt.list_checkpoints(self.output_dir)
-            raise TrainingError(
-                f"step {self.step}: the {self.engine.name} rollout engine did not take the new weights: {exc}. "
-                f"Last checkpoint: {last[-1] if last else 'none'}; resume from it with --resume"
-            ) from exc
+            raise self.engine_failed("did not take the new weights", exc) from exc
         if timings is not None:
             timings["timing/sync_weights"] = time.perf_counter() - started
+
+    def engine_failed(self, what: str, exc: EngineError) -> TrainingError:
+        last = ckpt.list_checkpoints(self.output_dir)
+        return TrainingError(
+            f"step {self.step + 1}: the {self.engine.name} rollout engine {what}: {exc}. The run stopped; "
+            f"saved checkpoints are untouched (last: {last[-1] if last else 'none'}); fix the engine and "
+            "resume with --resume"
+        )
 
     def score_rollout(self, rollout: Rollout, timings: dict[str, float]) -> torch.Tensor:
         """Rewards [N, F], NaN where a function said "not applicable"."""
