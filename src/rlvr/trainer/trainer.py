@@ -101,6 +101,8 @@ class GRPOTrainer:
         a = config.algorithm
 
         # Cheap checks first, so bad input fails before a model is loaded.
+        if config.generation.engine == "vllm" and config.vllm.mode == "colocate":
+            require_vllm()
         refs, fns = (list(reward_funcs), list(reward_funcs)) if reward_funcs else load_rewards(config.rewards)
         self.rewards = RewardPool(refs, config.rewards.num_workers, config.rewards.timeout, fns=fns)
         self.reward_funcs = fns
@@ -113,8 +115,6 @@ class GRPOTrainer:
         self.reward_weights = torch.tensor(config.rewards.weights or [1.0] * len(self.reward_funcs))
         self.problems = train_dataset if train_dataset is not None else self._load_problems()
         self.eval_problems = eval_dataset
-        if config.generation.engine == "vllm" and config.vllm.mode == "colocate":
-            require_vllm()
 
         if model is None:
             model, tokenizer = load_policy(config.model, device)
