@@ -146,8 +146,8 @@ class VLLMConfig:
     generation.max_completion_length)."""
     gpu_memory_utilization: float = 0.3
     """Share of each GPU's memory the colocated engine may take for weights and KV cache (GPU only)."""
-    cpu_kv_cache_gb: float = 1.0
-    """KV cache of an engine on a CPU, in GiB (vLLM's VLLM_CPU_KVCACHE_SPACE)."""
+    cpu_kv_cache_gb: int = 1
+    """KV cache of an engine on a CPU, in whole GiB (vLLM's VLLM_CPU_KVCACHE_SPACE)."""
     tensor_parallel_size: int = 1
     """Colocate: ranks that share one engine, its weights split over them (must divide the world size)."""
     enable_sleep_mode: bool = False

@@ -116,7 +116,10 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
         "its dtype",
     )
     parser.add_argument(
-        "--vllm-kv-cache-gb", type=float, default=2.0, help="vLLM's KV cache on a CPU, GiB (--engine vllm)"
+        "--vllm-kv-cache-gb",
+        type=positive_int,
+        default=2,
+        help="vLLM's KV cache on a CPU, GiB (--engine vllm)",
     )
     parser.add_argument(
         "--vllm-enforce-eager",

@@ -45,7 +45,7 @@ class VLLMEngine(TokenEngine):
         max_model_len: int = 2048,
         device: str = "cpu",
         gpu_memory_utilization: float = 0.3,
-        cpu_kv_cache_gb: float = 1.0,
+        cpu_kv_cache_gb: int = 1,
         enforce_eager: bool = False,
         enable_sleep_mode: bool = False,
         tensor_parallel_size: int = 1,
@@ -62,7 +62,7 @@ class VLLMEngine(TokenEngine):
         # 'finalize_loading'") and compiles again on every start; its plain compile cache loads (34 s vs 95 s).
         os.environ.setdefault("VLLM_USE_AOT_COMPILE", "0")
         if device == "cpu":
-            os.environ["VLLM_CPU_KVCACHE_SPACE"] = f"{cpu_kv_cache_gb:g}"
+            os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(cpu_kv_cache_gb)
             os.environ.setdefault("OMP_NUM_THREADS", str(torch.get_num_threads()))
         from vllm import LLM
 
@@ -176,12 +176,26 @@ class VLLMEngine(TokenEngine):
         if self.asleep:
             self.llm.wake_up(tags=["weights"])
         self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights})
+        self.llm.collective_rpc(_repack_tied_head)
         self.llm.reset_prefix_cache()
         self.weight_versions += 1
         self.last_sync_seconds = time.perf_counter() - started
 
     def close(self) -> None:
+        """Drop the engine (its memory is freed once nothing else holds it); the object answers no more."""
         self.llm = None
+
+
+def _repack_tied_head(worker: Any) -> None:
+    """On a CPU vLLM multiplies by the output head through a packed copy made at load time. A head tied to
+    the embeddings receives no weights of its own in a reload (the checkpoint's `lm_head.weight` is skipped),
+    so its copy would keep the first weights while the embeddings move: pack it again from the weight it
+    shares (an untied head was just packed from its new weight; packing it again changes nothing)."""
+    head = getattr(worker.model_runner.model, "lm_head", None)
+    if head is not None and hasattr(head, "cpu_linear") and getattr(head, "weight", None) is not None:
+        from vllm.model_executor.layers.utils import dispatch_cpu_unquantized_gemm
+
+        dispatch_cpu_unquantized_gemm(head, remove_weight=False)
 
 
 def engine_dtype(config: GRPOConfig) -> str:

@@ -1,0 +1,263 @@
+"""The vLLM engine on this CPU against rlvr's own loop and the trainer's log-probs (needs `make setup-vllm`).
+
+One engine serves the module (vLLM starts in ~15 s eager); each test leaves its weights as the model's.
+Tolerances are for float32 on a CPU: vLLM's kernels sum in another order than torch's, ~1e-6 per log-prob.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+pytest.importorskip("vllm", reason="vLLM is not installed: make setup-vllm")
+
+from rlvr.algorithm.logprobs import completion_logps  # noqa: E402
+from rlvr.config import GenerationConfig, GRPOConfig  # noqa: E402
+from rlvr.rollout.engine import HFEngine  # noqa: E402
+from rlvr.rollout.generation import eos_token_ids, logits_processors  # noqa: E402
+
+LOGP_TOLERANCE = 1e-4  # per token, float32, same weights
+PROMPTS = ["What is 2 + 3?", "Natalia sold clips to 48 of her friends", "The answer is"]
+
+
+@pytest.fixture(scope="module")
+def vllm_model_dir(tmp_path_factory):
+    from conftest import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-vllm"), head_dim=32)  # vLLM's CPU kernels: >= 32
+
+
+@pytest.fixture(scope="module")
+def model_and_tokenizer(vllm_model_dir):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    return AutoModelForCausalLM.from_pretrained(vllm_model_dir), AutoTokenizer.from_pretrained(vllm_model_dir)
+
+
+@pytest.fixture(scope="module")
+def engine(vllm_model_dir, model_and_tokenizer):
+    from rlvr.rollout.vllm_engine import VLLMEngine
+
+    model, tokenizer = model_and_tokenizer
+    engine = VLLMEngine(
+        str(vllm_model_dir),
+        tokenizer,
+        64,
+        eos_token_ids(tokenizer, model),
+        dtype="float32",
+        max_model_len=160,
+        cpu_kv_cache_gb=1,
+        enforce_eager=True,
+        source=model,
+    )
+    yield engine
+    engine.close()
+
+
+def trainer_logps(model, generation, temperature=1.0):
+    """The trainer's own log-probs of the generated completions (rlvr.algorithm.logprobs)."""
+    prompt_ids, prompt_mask, completion_ids, completion_mask = generation[:4]
+    with torch.no_grad():
+        logps, _ = completion_logps(
+            model,
+            torch.cat([prompt_ids, completion_ids], 1),
+            torch.cat([prompt_mask, completion_mask], 1),
+            completion_mask,
+            temperature,
+            entropy=False,
+        )
+    return logps * completion_mask
+
+
+def test_at_equal_weights_the_sampler_and_trainer_log_probs_agree(engine, model_and_tokenizer):
+    model, _ = model_and_tokenizer
+    config = GenerationConfig(max_completion_length=24, temperature=0.8)
+    out = engine.generate(PROMPTS, 4, config, seeds=[1, 2, 3])
+    mask = out[3].bool()
+    gap = (out[6] - trainer_logps(model, out, 0.8)).abs()[mask]
+    assert gap.numel() > 50 and gap.max() < LOGP_TOLERANCE, f"max gap {gap.max():.2e}"
+
+
+def test_a_weight_push_takes_effect(engine, model_and_tokenizer):
+    model, tokenizer = model_and_tokenizer
+    moved = copy.deepcopy(model)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for param in moved.parameters():
+            param.add_(torch.randn_like(param) * 0.05)
+    greedy = GenerationConfig(max_completion_length=16)
+    hf_moved = HFEngine(moved, tokenizer, 64).generate(PROMPTS, 1, greedy, greedy=True)
+    sampled = GenerationConfig(max_completion_length=16, temperature=1.0)
+    before = engine.generate(PROMPTS, 2, sampled, seeds=[5, 6, 7])
+    engine.source = moved
+    try:
+        engine.sync_weights()
+        after_greedy = engine.generate(PROMPTS, 1, greedy, greedy=True)
+        after = engine.generate(PROMPTS, 2, sampled, seeds=[5, 6, 7])
+    finally:
+        engine.source = model
+        engine.sync_weights()
+    assert torch.equal(after_greedy[2], hf_moved[2]) and torch.equal(after_greedy[3], hf_moved[3])
+    gap_after = (after[6] - trainer_logps(moved, after)).abs()[after[3].bool()]
+    assert gap_after.max() < LOGP_TOLERANCE
+    # the test can fail: before the push the engine's log-probs were far from the moved model's
+    gap_before = (before[6] - trainer_logps(moved, before)).abs()[before[3].bool()]
+    assert gap_before.max() > 100 * LOGP_TOLERANCE
+    back = engine.generate(PROMPTS, 2, sampled, seeds=[5, 6, 7])
+    assert torch.equal(back[2], before[2])  # pushed back: the original samples again
+
+
+def test_lora_merge_push_follows_the_adapted_model(engine, model_and_tokenizer):
+    from peft import LoraConfig, get_peft_model
+
+    model, tokenizer = model_and_tokenizer
+    peft_model = get_peft_model(
+        copy.deepcopy(model), LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"])
+    )
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for name, param in peft_model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(std=0.3)
+    adapters = {n: p.detach().clone() for n, p in peft_model.named_parameters() if "lora_" in n}
+    peft_model.eval()
+    engine.source = peft_model
+    try:
+        engine.sync_weights()
+        sampled = GenerationConfig(max_completion_length=16, temperature=1.0)
+        out = engine.generate(PROMPTS, 2, sampled, seeds=[1, 2, 3])
+        gap = (out[6] - trainer_logps(peft_model, out)).abs()[out[3].bool()]
+        greedy = GenerationConfig(max_completion_length=16)
+        mine = engine.generate(PROMPTS, 1, greedy, greedy=True)
+        theirs = HFEngine(peft_model, tokenizer, 64).generate(PROMPTS, 1, greedy, greedy=True)
+    finally:
+        engine.source = model
+        engine.sync_weights()
+    assert gap.max() < LOGP_TOLERANCE
+    assert torch.equal(mine[2], theirs[2])
+    for name, param in peft_model.named_parameters():
+        if name in adapters:
+            assert torch.equal(param, adapters[name]), f"{name} changed by the push"
+
+
+def test_eos_and_masks_match_rlvrs_loop_on_the_same_tokens(engine, model_and_tokenizer):
+    model, tokenizer = model_and_tokenizer
+    varied = copy.deepcopy(model)  # the random model repeats one token greedily; shaken, it varies
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for param in varied.parameters():
+            param.add_(torch.randn_like(param) * 0.3)
+    greedy = GenerationConfig(max_completion_length=12)
+    hf = HFEngine(varied, tokenizer, 64)
+    free = hf.generate(PROMPTS, 1, greedy, greedy=True)
+    # make a greedy token that is new at place k >= 1 an EOS for both engines: the completion must end
+    # there, the EOS kept
+    row, k = next(
+        (r, i)
+        for r, tokens in enumerate(free[2].tolist())
+        for i in range(1, len(tokens))
+        if tokens[i] not in tokens[:i]
+    )
+    stop = int(free[2][row, k])
+    original = engine.eos_ids
+    engine.eos_ids = sorted({*original, stop})
+    varied.generation_config.eos_token_id = engine.eos_ids
+    engine.source = varied
+    try:
+        engine.sync_weights()
+        theirs = hf.generate(PROMPTS, 1, greedy, greedy=True)
+        mine = engine.generate(PROMPTS, 1, greedy, greedy=True)
+    finally:
+        engine.eos_ids = original
+        engine.source = model
+        engine.sync_weights()
+    for i in range(2, 5):  # completion ids, mask, truncated
+        assert torch.equal(mine[i], theirs[i]), (i, mine[i], theirs[i])
+    assert mine[3][row].sum() == k + 1 and not mine[4][row]  # stopped at place k, the EOS counted
+    assert mine[4].any(), "some rows should run to max_completion_length (truncated)"
+
+
+def test_sampling_options_mean_the_same_distribution_as_rlvrs_loop(engine, model_and_tokenizer):
+    # vLLM's processed log-prob of each sampled token must equal the log of rlvr's processed distribution
+    # (transformers' own processors: repetition penalty, temperature, top-k, top-p, min-p) at that position;
+    # a token outside rlvr's support would give -inf there.
+    model, _ = model_and_tokenizer
+    for options in (
+        {"temperature": 0.7, "top_k": 8},
+        {"temperature": 1.0, "top_p": 0.8},
+        {"temperature": 1.2, "min_p": 0.05},
+        {"temperature": 1.0, "repetition_penalty": 1.5},
+    ):
+        config = GenerationConfig(max_completion_length=12, **options)
+        out = engine.generate(PROMPTS, 3, config, seeds=[11, 12, 13])
+        prompt_ids, prompt_mask, completion_ids, completion_mask = out[:4]
+        processors = logits_processors(config)
+        ids = torch.cat([prompt_ids, completion_ids], 1)
+        mask = torch.cat([prompt_mask, completion_mask], 1)
+        with torch.no_grad():
+            logits = model(input_ids=ids, attention_mask=mask).logits.float()
+        width = prompt_ids.shape[1]
+        for row in range(len(ids)):
+            for t in range(int(completion_mask[row].sum())):
+                seen = ids[row : row + 1, : width + t][:, prompt_mask[row].bool().tolist() + [True] * t]
+                scores = processors(seen, logits[row : row + 1, width + t - 1].clone())
+                want = torch.log_softmax(scores, -1)[0, completion_ids[row, t]]
+                got = out[6][row, t]
+                assert torch.isfinite(want), f"{options}: vLLM drew a token rlvr's loop never would"
+                assert abs(float(got - want)) < 1e-3, (options, row, t, float(got), float(want))
+
+
+def test_a_fixed_seed_repeats_the_samples(engine):
+    config = GenerationConfig(max_completion_length=16, temperature=1.0)
+    first = engine.generate(PROMPTS, 2, config, seeds=[3, 4, 5])
+    again = engine.generate(PROMPTS, 2, config, seeds=[3, 4, 5])
+    other = engine.generate(PROMPTS, 2, config, seeds=[6, 4, 5])
+    assert torch.equal(first[2], again[2]) and torch.equal(first[6], again[6])
+    assert not torch.equal(first[2][:2], other[2][:2]) and torch.equal(first[2][2:], other[2][2:])
+    torch.manual_seed(9)
+    drawn = engine.generate(PROMPTS, 2, config)
+    torch.manual_seed(9)
+    assert torch.equal(engine.generate(PROMPTS, 2, config)[2], drawn[2])  # training.seed decides
+
+
+def test_training_with_the_vllm_engine_keeps_it_in_step(vllm_model_dir, tmp_path):
+    from rlvr.trainer import GRPOTrainer
+    from rlvr.utils import read_jsonl
+
+    config = GRPOConfig.from_dict(
+        {
+            "model": {"name_or_path": str(vllm_model_dir)},
+            "data": {"max_prompt_length": 64},
+            "generation": {"engine": "vllm", "num_generations": 4, "max_completion_length": 12},
+            "vllm": {"enforce_eager": True, "cpu_kv_cache_gb": 1},
+            "training": {
+                "output_dir": str(tmp_path / "run"),
+                "max_steps": 3,
+                "batch_size": 8,
+                "learning_rate": 1e-3,
+                "seed": 3,
+                "save_steps": 3,
+            },
+            "algorithm": {"beta": 0.0},
+        }
+    )
+    rows = [{"question": f"What is {i} + 3?", "answer": str(i + 3)} for i in range(12)]
+
+    def longer_is_better(prompts, completions, **kwargs):
+        return [float(len(c[0]["content"])) / 10 for c in completions]
+
+    trainer = GRPOTrainer(config, reward_funcs=[longer_is_better], train_dataset=rows)
+    start = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    trainer.train()
+    metrics = read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    assert [m["step"] for m in metrics] == [1, 2, 3]
+    # the policy moved every step (lr 1e-3), and each step's samples still came from its current weights:
+    # without the pushes steps 2 and 3 would sample from older weights, far beyond the tolerance
+    moved = [n for n, p in trainer.model.named_parameters() if not torch.allclose(p, start[n], atol=1e-4)]
+    assert len(moved) == len(start)
+    for m in metrics:
+        assert m["sampling/logp_diff/max"] < LOGP_TOLERANCE, m
+        assert m["timing/sync_weights"] > 0
+    assert trainer.engine.weight_versions == 4  # at start, then after each of 3 steps
