@@ -261,3 +261,156 @@ def test_training_with_the_vllm_engine_keeps_it_in_step(vllm_model_dir, tmp_path
         assert m["sampling/logp_diff/max"] < LOGP_TOLERANCE, m
         assert m["timing/sync_weights"] > 0
     assert trainer.engine.weight_versions == 4  # at start, then after each of 3 steps
+
+
+# ---------------------------------------------------------------------------------- server mode
+@pytest.fixture
+def rollout_server(vllm_model_dir, tmp_path):
+    """`rlvr serve-rollouts` on the tiny model in its own process; yields (process, url)."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import free_port, wait_until_healthy
+
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "rlvr",
+        "serve-rollouts",
+        "--model",
+        str(vllm_model_dir),
+        "--port",
+        str(port),
+    ]
+    command += ["--dtype", "float32", "--max-model-len", "160", "--kv-cache-gb", "1", "--enforce-eager"]
+    log = open(tmp_path / "server.log", "w")  # noqa: SIM115 (closed below)
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_healthy(process, url, timeout=240)
+        yield process, url
+    finally:
+        process.kill()
+        process.wait()
+        log.close()
+
+
+def server_config(model_dir, output_dir, url, **training):
+    return GRPOConfig.from_dict(
+        {
+            "model": {"name_or_path": str(model_dir)},
+            "data": {"max_prompt_length": 64},
+            "generation": {"engine": "vllm", "num_generations": 4, "max_completion_length": 12},
+            "vllm": {"mode": "server", "server_url": url, "dtype": "float32"},
+            "training": {
+                "output_dir": str(output_dir),
+                "batch_size": 8,
+                "learning_rate": 1e-3,
+                "seed": 3,
+                **training,
+            },
+            "algorithm": {"beta": 0.0},
+        }
+    )
+
+
+ROWS = [{"question": f"What is {i} + 3?", "answer": str(i + 3)} for i in range(40)]
+
+
+def longer_is_better(prompts, completions, **kwargs):
+    return [float(len(c[0]["content"])) / 10 for c in completions]
+
+
+def test_server_mode_trains_and_a_killed_server_stops_the_run_with_its_checkpoints_intact(
+    rollout_server, vllm_model_dir, tmp_path
+):
+    from rlvr.trainer import GRPOTrainer
+    from rlvr.trainer.checkpoint import list_checkpoints
+    from rlvr.trainer.trainer import TrainingError
+    from rlvr.utils import read_jsonl
+
+    process, url = rollout_server
+    run = tmp_path / "run"
+    config = server_config(vllm_model_dir, run, url, max_steps=6, save_steps=2)
+    trainer = GRPOTrainer(config, reward_funcs=[longer_is_better], train_dataset=ROWS)
+    update = trainer.policy_updates
+
+    def kill_after_step_three(*args, **kwargs):  # the server dies while step 3 updates the policy
+        out = update(*args, **kwargs)
+        if trainer.step == 2:
+            process.kill()
+            process.wait()
+        return out
+
+    trainer.policy_updates = kill_after_step_three
+    with pytest.raises(TrainingError) as failure:
+        trainer.train()
+    message = str(failure.value)
+    assert "rollout engine did not take the new weights" in message
+    assert f"the rollout server at {url}" in message and "cannot be reached" in message
+    assert "checkpoint-2" in message and "--resume" in message
+    metrics = read_jsonl(run / "metrics.jsonl")
+    assert [m["step"] for m in metrics] == [1, 2]
+    for m in metrics:
+        assert m["sampling/logp_diff/max"] < LOGP_TOLERANCE  # the server sampled the pushed weights
+    assert [p.name for p in list_checkpoints(run)] == ["checkpoint-2"]
+    # the checkpoint loads: a resumed run (rlvr's own engine) continues from it
+    resumed = make_resumable(vllm_model_dir, run)
+    resumed.train(resume=True)
+    assert [m["step"] for m in read_jsonl(run / "metrics.jsonl")][-1] == 3
+
+
+def make_resumable(model_dir, run):
+    from rlvr.trainer import GRPOTrainer
+
+    config = server_config(model_dir, run, "http://127.0.0.1:1", max_steps=3, save_steps=2)
+    config.generation.engine = "hf"
+    return GRPOTrainer(config, reward_funcs=[longer_is_better], train_dataset=ROWS)
+
+
+def test_a_server_that_serves_another_model_is_refused(rollout_server, tmp_path):
+    from conftest import build_tiny_model
+
+    from rlvr.rollout.engine import EngineError
+    from rlvr.trainer import GRPOTrainer
+
+    _, url = rollout_server
+    other = build_tiny_model(tmp_path / "other", head_dim=16)  # another width: its weights cannot fit
+    config = server_config(other, tmp_path / "run", url, max_steps=1)
+    with pytest.raises(
+        EngineError, match=r"serves .*which is not the model this run trains.*serve-rollouts --model"
+    ):
+        GRPOTrainer(config, reward_funcs=[longer_is_better], train_dataset=ROWS)
+
+
+def test_no_server_is_a_clear_error(vllm_model_dir, tmp_path):
+    from conftest import free_port
+
+    from rlvr.rollout.engine import EngineError
+    from rlvr.trainer import GRPOTrainer
+
+    url = f"http://127.0.0.1:{free_port()}"
+    config = server_config(vllm_model_dir, tmp_path / "run", url, max_steps=1)
+    with pytest.raises(
+        EngineError, match=r"did not answer its health check: it cannot be reached.*serve-rollouts"
+    ):
+        GRPOTrainer(config, reward_funcs=[longer_is_better], train_dataset=ROWS)
+
+
+def test_the_server_refuses_bad_requests_and_weights_by_name(rollout_server):
+    import httpx
+
+    _, url = rollout_server
+    bad = httpx.post(
+        url + "/generate", json={"prompts": [[1, 2]], "sampling": {"temprature": 1}, "eos_ids": [2]}
+    )
+    assert bad.status_code == 422 and "unknown sampling fields ['temprature']" in bad.text
+    weights = httpx.post(
+        url + "/weights", content=b"not safetensors", headers={"content-type": "application/octet-stream"}
+    )
+    assert weights.status_code == 422 and "the weights did not load" in weights.text
+    missing = httpx.post(url + "/weights", json={"path": "/nonexistent/w.safetensors"})
+    assert missing.status_code == 422 and "no weights file" in missing.text
+    assert httpx.get(url + "/health").json()["weight_version"] == 0  # nothing was loaded

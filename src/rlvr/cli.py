@@ -190,6 +190,12 @@ def _server() -> tuple[Callable, Callable]:
     return srv.add_arguments, srv.run
 
 
+def _rollout_server() -> tuple[Callable, Callable]:
+    from rlvr.rollout import server
+
+    return server.add_arguments, server.run
+
+
 COMMANDS: dict[str, tuple[str, Callable[[], tuple[Callable, Callable]]]] = {
     "train": ("run GRPO training from a YAML config", lambda: (add_train_arguments, run_train)),
     "generate": ("try a model on one question", lambda: (add_generate_arguments, run_generate)),
@@ -205,6 +211,7 @@ COMMANDS: dict[str, tuple[str, Callable[[], tuple[Callable, Callable]]]] = {
         lambda: _evaluation("inspect"),
     ),
     "serve-rewards": ("serve reward functions over HTTP", _server),
+    "serve-rollouts": ("serve a vLLM rollout engine that training processes sample from", _rollout_server),
 }
 
 
@@ -233,11 +240,21 @@ def main(argv: list[str] | None = None) -> int:
     from rlvr.data import DataError
     from rlvr.models import ModelError
     from rlvr.rewards import RemoteRewardError, RewardError, RewardSpecError
+    from rlvr.rollout.engine import EngineError
     from rlvr.trainer.trainer import TrainingError
 
+    user_errors = (
+        ConfigError,
+        DataError,
+        ModelError,
+        RewardError,
+        RewardSpecError,
+        RemoteRewardError,
+        EngineError,
+    )
     try:
         return args.run(args)
-    except (ConfigError, DataError, ModelError, RewardError, RewardSpecError, RemoteRewardError) as exc:
+    except user_errors as exc:
         print(f"rlvr {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except TrainingError as exc:  # not the user's input: the run itself failed, its saved work intact

@@ -144,12 +144,24 @@ class VLLMEngine(TokenEngine):
         greedy: bool,
         force_full_length: bool = False,
     ) -> list[tuple[list[int], list[float] | None]]:
+        return self.sample_ids(prompts, num_samples, config, seeds, greedy, self.eos_ids, force_full_length)
+
+    def sample_ids(
+        self,
+        prompts: list[list[int]],
+        num_samples: int,
+        config: GenerationConfig,
+        seeds: list[int],
+        greedy: bool,
+        eos_ids: list[int],
+        force_full_length: bool = False,
+    ) -> list[tuple[list[int], list[float] | None]]:
+        """`generate_ids` with the EOS ids of the caller (a rollout server's client sends its own)."""
         if self.asleep:
             self.llm.wake_up(tags=["kv_cache"])
             self.asleep = False
         params = [
-            sampling_params(config, num_samples, seed, greedy, self.eos_ids, force_full_length)
-            for seed in seeds
+            sampling_params(config, num_samples, seed, greedy, eos_ids, force_full_length) for seed in seeds
         ]
         outputs = self.llm.generate([{"prompt_token_ids": ids} for ids in prompts], params, use_tqdm=False)
         results = []
@@ -169,13 +181,17 @@ class VLLMEngine(TokenEngine):
         if self.source is not None:
             self.load_weights(policy_weights(self.source))
 
-    def load_weights(self, weights: Any) -> None:
-        """Load (name, tensor) pairs into the engine in place; cached prefixes computed with the old weights
-        are dropped."""
+    def load_weights(self, weights: Any = None, path: str | None = None) -> None:
+        """Load (name, tensor) pairs, or the safetensors files of directory `path`, into the engine in place;
+        cached prefixes computed with the old weights are dropped. Workers in other processes (tensor
+        parallel) can only be given a path."""
         started = time.perf_counter()
         if self.asleep:
             self.llm.wake_up(tags=["weights"])
-        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights})
+        if path is not None:
+            self.llm.collective_rpc("reload_weights", kwargs={"weights_path": path})
+        else:
+            self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights})
         self.llm.collective_rpc(_repack_tied_head)
         self.llm.reset_prefix_cache()
         self.weight_versions += 1

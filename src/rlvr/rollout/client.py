@@ -1,0 +1,162 @@
+"""`vllm.mode: server`: sampling from a `rlvr serve-rollouts` process over HTTP, and sending it new weights.
+
+Weights travel as one safetensors file per push, in the engine's dtype: in the request body, or through
+`vllm.weights_dir` when both sides see one directory (the file is written there and its path sent). Either
+works on CPUs and GPUs alike; NCCL between a GPU trainer and a GPU server is not built (docs/rollouts.md).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import httpx
+import torch
+
+from rlvr.config import GenerationConfig, GRPOConfig
+from rlvr.rollout.engine import EngineError, TokenEngine
+from rlvr.rollout.generation import eos_token_ids
+from rlvr.rollout.server import model_fingerprint, sampling_fields
+from rlvr.rollout.weights import policy_weights
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class ServerEngine(TokenEngine):
+    """A rollout server at `url`, checked on creation: it answers, and serves a model that fits `source`."""
+
+    name = "vllm-server"
+
+    def __init__(
+        self,
+        url: str,
+        tokenizer: Any,
+        max_prompt_length: int,
+        eos_ids: list[int],
+        source: Any = None,
+        model_name: str = "",
+        timeout: float = 600.0,
+        weights_dir: str | None = None,
+        dtype: torch.dtype | None = None,
+        rank: int = 0,
+    ) -> None:
+        super().__init__(tokenizer, max_prompt_length, eos_ids)
+        self.url = url.rstrip("/")
+        self.source = source
+        self.weights_dir = Path(weights_dir) if weights_dir else None
+        self.dtype = dtype
+        self.rank = rank
+        self.client = httpx.Client(timeout=httpx.Timeout(timeout, connect=10.0))
+        health = self._call("get", "/health", "did not answer its health check", timeout=10.0)
+        self.served = health.get("model", "?")
+        if source is not None:
+            base = source.get_base_model() if hasattr(source, "get_base_model") else source
+            mine, theirs = model_fingerprint(base.config), health.get("fingerprint", {})
+            if mine != theirs:
+                raise EngineError(
+                    f"the rollout server at {self.url} serves {self.served} ({theirs}), which is not the model "
+                    f"this run trains, {model_name or 'the policy'} ({mine}): restart it with "
+                    f"`rlvr serve-rollouts --model {model_name or 'MODEL'}`"
+                )
+        self.weight_versions = 0
+
+    @classmethod
+    def for_training(cls, config: GRPOConfig, model: Any, tokenizer: Any) -> ServerEngine:
+        from rlvr.rollout.vllm_engine import engine_dtype
+
+        v = config.vllm
+        rank = int(os.environ.get("RANK", "0"))
+        engine = cls(
+            v.server_url,
+            tokenizer,
+            config.data.max_prompt_length,
+            eos_token_ids(tokenizer, model),
+            source=model,
+            model_name=config.model.name_or_path,
+            timeout=v.server_timeout,
+            weights_dir=v.weights_dir,
+            dtype=DTYPES[engine_dtype(config)],
+            rank=rank,
+        )
+        engine.sync_weights()
+        return engine
+
+    def generate_ids(
+        self,
+        prompts: list[list[int]],
+        num_samples: int,
+        config: GenerationConfig,
+        seeds: list[int],
+        greedy: bool,
+    ) -> list[tuple[list[int], list[float] | None]]:
+        answer = self._call(
+            "post",
+            "/generate",
+            "did not generate",
+            json={
+                "prompts": prompts,
+                "num_samples": num_samples,
+                "sampling": sampling_fields(config),
+                "seeds": seeds,
+                "greedy": greedy,
+                "eos_ids": self.eos_ids,
+            },
+        )
+        logps = answer["logprobs"] or [None] * len(answer["completions"])
+        return list(zip(answer["completions"], logps, strict=True))
+
+    def sync_weights(self) -> None:
+        """Send the policy's weights (every rank gathers them under FSDP; rank 0 alone sends)."""
+        if self.source is None:
+            return
+        weights = dict(policy_weights(self.source, self.dtype))
+        if self.rank != 0:
+            return
+        from safetensors.torch import save, save_file
+
+        if self.weights_dir is not None:
+            self.weights_dir.mkdir(parents=True, exist_ok=True)
+            path = self.weights_dir / "rollout-weights.safetensors"
+            tmp = path.with_suffix(".tmp")
+            save_file({k: v.contiguous() for k, v in weights.items()}, str(tmp))
+            tmp.replace(path)
+            self._call("post", "/weights", "did not take the new weights", json={"path": str(path)})
+        else:
+            body = save({k: v.contiguous() for k, v in weights.items()})
+            self._call(
+                "post",
+                "/weights",
+                "did not take the new weights",
+                content=body,
+                headers={"content-type": "application/octet-stream"},
+            )
+        self.weight_versions += 1
+
+    def _call(self, method: str, path: str, failed: str, **kwargs: Any) -> Any:
+        """One request; a server that is down, times out or answers an error becomes an EngineError that
+        says which and what to do."""
+        try:
+            response = getattr(self.client, method)(self.url + path, **kwargs)
+        except httpx.TimeoutException as exc:
+            raise EngineError(
+                f"the rollout server at {self.url} {failed}: no answer within the time limit "
+                f"({type(exc).__name__}); raise vllm.server_timeout or look at the server's log"
+            ) from exc
+        except httpx.TransportError as exc:
+            raise EngineError(
+                f"the rollout server at {self.url} {failed}: it cannot be reached ({type(exc).__name__}: {exc}); "
+                "start it with `rlvr serve-rollouts --model MODEL --port PORT` or fix vllm.server_url"
+            ) from exc
+        if response.status_code >= 400:
+            try:
+                detail = response.json().get("detail", response.text)
+            except ValueError:
+                detail = response.text
+            raise EngineError(
+                f"the rollout server at {self.url} {failed}: HTTP {response.status_code}: {detail}"
+            )
+        return response.json()
+
+    def close(self) -> None:
+        self.client.close()
