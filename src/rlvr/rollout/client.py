@@ -107,12 +107,28 @@ class ServerEngine(TokenEngine):
         return list(zip(answer["completions"], logps, strict=True))
 
     def sync_weights(self) -> None:
-        """Send the policy's weights (every rank gathers them under FSDP; rank 0 alone sends)."""
+        """Send the policy's weights: rank 0 sends (under FSDP every rank takes part in gathering them), and
+        no rank samples again before the server holds them."""
         if self.source is None:
             return
-        weights = dict(policy_weights(self.source, self.dtype))
-        if self.rank != 0:
-            return
+        sharded = any(hasattr(p, "full_tensor") for p in self.source.parameters())
+        if self.rank == 0 or sharded:
+            weights = dict(policy_weights(self.source, self.dtype))
+        failure = None
+        if self.rank == 0:
+            try:
+                self._push(weights)
+            except EngineError as exc:
+                failure = str(exc)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            shared = [failure]  # every rank learns whether rank 0's push worked, and waits for it
+            torch.distributed.broadcast_object_list(shared, src=0)
+            failure = shared[0]
+        if failure is not None:
+            raise EngineError(failure)
+        self.weight_versions += 1
+
+    def _push(self, weights: dict[str, torch.Tensor]) -> None:
         from safetensors.torch import save, save_file
 
         if self.weights_dir is not None:
@@ -131,7 +147,6 @@ class ServerEngine(TokenEngine):
                 content=body,
                 headers={"content-type": "application/octet-stream"},
             )
-        self.weight_versions += 1
 
     def _call(self, method: str, path: str, failed: str, **kwargs: Any) -> Any:
         """One request; a server that is down, times out or answers an error becomes an EngineError that
