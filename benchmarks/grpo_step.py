@@ -1,14 +1,18 @@
-"""One GRPO step, rlvr against TRL's GRPOTrainer, on identical work.
+"""One GRPO step, rlvr (with each rollout engine) against TRL's GRPOTrainer, on identical work.
 
-    python benchmarks/grpo_step.py --quick          # both dtypes, under 5 minutes on a 2-core CPU
+    python benchmarks/grpo_step.py --quick          # both dtypes; rlvr+hf, rlvr+vllm (when installed), TRL
     python benchmarks/grpo_step.py --rounds 3 --steps 3 --dtypes bfloat16
+    python benchmarks/grpo_step.py --systems rlvr,rlvr-vllm,trl,trl-vllm   # TRL with use_vllm too
     python benchmarks/grpo_step.py --growth          # rlvr alone: time and memory against G and length
 
 Both systems train the prepared SmolLM2-135M-Instruct on the same two GSM8K prompts every step (boxed
 template), with the same G, batch, completion length (both forced to generate exactly
 --completion-length tokens: EOS is suppressed until then), dtype, beta, mu and number of optimizer steps.
 Each run is a fresh child process (so peak resident memory is that system's alone); runs alternate
-rlvr, TRL, rlvr, TRL... after one warm-up step inside each child. Reported per system: median seconds per
+between the systems after one warm-up step inside each child (a vLLM engine's start-up and compilation are
+not in any step). Systems: `rlvr` (its own decode loop, generation.engine=hf), `rlvr-vllm` (vLLM colocated,
+weights pushed every step), `trl`, `trl-vllm` (TRL with use_vllm=True, vllm_mode=colocate; reported as not
+run, with its error, where it fails). Reported per system: median seconds per
 step (min/max), completion tokens per second, seconds in generation / log-probs / loss forward+backward,
 peak resident memory; then the ratios. The last line is `step_time_ratio rlvr/trl = R` for the first dtype.
 """
@@ -29,6 +33,7 @@ import time
 from pathlib import Path
 
 MODEL = "smollm2-135m-instruct"
+SYSTEMS = ["rlvr", "rlvr-vllm", "trl", "trl-vllm"]
 
 
 def gsm8k_prompts(count: int) -> list[dict]:
@@ -42,18 +47,22 @@ def peak_rss_mb() -> float:
 
 
 # ----------------------------------------------------------------------------------------- rlvr side
-def run_rlvr(args: argparse.Namespace) -> dict:
+def run_rlvr(args: argparse.Namespace, engine: str = "hf") -> dict:
     import functools
 
     import torch
 
-    import rlvr.trainer.trainer as trainer_module
+    import rlvr.rollout.engine as engine_module
     from rlvr import GRPOConfig, GRPOTrainer
     from rlvr.models import prepare_model
 
     torch.set_num_threads(args.threads)
     # Fixed-length completions for a fair comparison: EOS is suppressed until the last token.
-    trainer_module.sample = functools.partial(trainer_module.sample, force_full_length=True)
+    engine_module.sample = functools.partial(engine_module.sample, force_full_length=True)
+    if engine == "vllm":
+        import rlvr.rollout.vllm_engine as vllm_module
+
+        vllm_module.sampling_params = functools.partial(vllm_module.sampling_params, force_full_length=True)
     rows = gsm8k_prompts(args.prompts) * (args.steps + 1)
     with tempfile.TemporaryDirectory() as out:
         config = GRPOConfig.from_dict(
@@ -64,6 +73,7 @@ def run_rlvr(args: argparse.Namespace) -> dict:
                     "num_generations": args.num_generations,
                     "max_completion_length": args.completion_length,
                     "temperature": 1.0,
+                    "engine": engine,
                 },
                 "rewards": {"functions": ["accuracy"]},
                 "algorithm": {"beta": args.beta, "mu": args.mu},
@@ -88,6 +98,7 @@ def run_rlvr(args: argparse.Namespace) -> dict:
         "generate": [m["timing/generate"] for m in metrics],
         "logps": [m["timing/logps"] for m in metrics],
         "update": [m["timing/update"] for m in metrics],
+        "sync": [m.get("timing/sync_weights", 0.0) for m in metrics],
         "completion_tokens": [
             m["completion_length/mean"] * args.prompts * args.num_generations for m in metrics
         ],
@@ -96,7 +107,7 @@ def run_rlvr(args: argparse.Namespace) -> dict:
 
 
 # ------------------------------------------------------------------------------------------ TRL side
-def run_trl(args: argparse.Namespace) -> dict:
+def run_trl(args: argparse.Namespace, use_vllm: bool = False) -> dict:
     import torch
     from datasets import Dataset
     from transformers import TrainerCallback
@@ -136,7 +147,12 @@ def run_trl(args: argparse.Namespace) -> dict:
             num_generations=args.num_generations,
             max_completion_length=args.completion_length,
             temperature=1.0,
-            generation_kwargs={"min_new_tokens": args.completion_length},
+            generation_kwargs={"min_tokens" if use_vllm else "min_new_tokens": args.completion_length},
+            **(
+                {"use_vllm": True, "vllm_mode": "colocate", "vllm_enable_sleep_mode": False}
+                if use_vllm
+                else {}
+            ),
             beta=args.beta,
             num_iterations=args.mu,
             learning_rate=1e-6,
@@ -166,7 +182,19 @@ def run_trl(args: argparse.Namespace) -> dict:
             finally:
                 timings["generate"] += time.perf_counter() - started
 
-        trainer.model.generate = timed_generate
+        if use_vllm:  # TRL's colocated engine
+            llm_generate = trainer.llm.generate
+
+            def timed_llm(*a, **k):
+                started = time.perf_counter()
+                try:
+                    return llm_generate(*a, **k)
+                finally:
+                    timings["generate"] += time.perf_counter() - started
+
+            trainer.llm.generate = timed_llm
+        else:
+            trainer.model.generate = timed_generate
         logps = trainer._get_per_token_logps_and_entropies
 
         def timed_logps(*a, **k):  # only the no-grad calls (old / reference log-probs) count here
@@ -185,6 +213,7 @@ def run_trl(args: argparse.Namespace) -> dict:
         "generate": [s["generate"] for s in steps],
         "logps": [s["logps"] for s in steps],
         "update": [s["step_seconds"] - s["generate"] - s["logps"] for s in steps],
+        "sync": [0.0 for _ in steps],
         "completion_tokens": [args.completion_length * args.prompts * args.num_generations] * len(steps),
         "peak_rss_mb": peak_rss_mb(),
     }
@@ -218,11 +247,20 @@ def child(system: str, dtype: str, args: argparse.Namespace) -> dict:
         env = {**os.environ, "RLVR_BENCH_RESULT": result.name, "TQDM_DISABLE": "1"}
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
         if proc.returncode != 0:
+            if (
+                system == "trl-vllm"
+            ):  # reported, not fatal: whether TRL's vLLM mode runs on a CPU is a finding
+                lines = [line for line in proc.stderr.splitlines() if line.strip()]
+                return {"error": next((line for line in reversed(lines) if "Error" in line), lines[-1])}
             raise SystemExit(f"{system} {dtype} failed:\n{proc.stderr[-4000:]}")
         return json.loads(Path(result.name).read_text())
 
 
 def summarise(runs: list[dict]) -> dict:
+    errors = [run["error"] for run in runs if "error" in run]
+    if errors:
+        return {"error": errors[0]}
+
     def pool(key: str) -> list[float]:
         return [v for run in runs for v in run[key]]
 
@@ -236,6 +274,7 @@ def summarise(runs: list[dict]) -> dict:
         "generate_s": statistics.median(pool("generate")),
         "logps_s": statistics.median(pool("logps")),
         "update_s": statistics.median(pool("update")),
+        "sync_s": statistics.median(pool("sync")),
         "peak_rss_mb": max(run["peak_rss_mb"] for run in runs),
     }
 
@@ -317,11 +356,19 @@ def main() -> int:
         help="rlvr alone: step time and peak memory for G = 4, 8, 16 x completion length 64 to 512 "
         "(first of --dtypes, 1 prompt, 1 measured step each), with the fitted growth",
     )
-    parser.add_argument("--child", choices=["rlvr", "trl"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--systems",
+        default=None,
+        help="comma list of rlvr, rlvr-vllm, trl, trl-vllm (default: rlvr, rlvr-vllm when vLLM is installed, trl)",
+    )
+    parser.add_argument("--child", choices=SYSTEMS, help=argparse.SUPPRESS)
     parser.add_argument("--dtype", default="bfloat16", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        result = run_rlvr(args) if args.child == "rlvr" else run_trl(args)
+        if args.child.startswith("rlvr"):
+            result = run_rlvr(args, "vllm" if args.child == "rlvr-vllm" else "hf")
+        else:
+            result = run_trl(args, use_vllm=args.child == "trl-vllm")
         Path(os.environ["RLVR_BENCH_RESULT"]).write_text(json.dumps(result))
         return 0
     if args.quick:
@@ -338,39 +385,56 @@ def main() -> int:
         f"work: {args.prompts} prompts x {args.num_generations} generations x {args.completion_length} tokens, "
         f"beta={args.beta}, mu={args.mu}, {args.rounds} round(s) x {args.steps} measured steps per system"
     )
+    import importlib.util
+
+    has_vllm = importlib.util.find_spec("vllm") is not None
+    systems = (
+        args.systems.split(",") if args.systems else ["rlvr", *(["rlvr-vllm"] if has_vllm else []), "trl"]
+    )
     results: dict = {}
     for dtype in dtypes:
-        runs: dict[str, list[dict]] = {"rlvr": [], "trl": []}
+        runs: dict[str, list[dict]] = {system: [] for system in systems}
         for _ in range(args.rounds):
-            for system in ("rlvr", "trl"):
+            for system in systems:
                 started = time.perf_counter()
                 runs[system].append(child(system, dtype, args))
                 print(f"  {dtype} {system}: run done in {time.perf_counter() - started:.0f} s", flush=True)
         results[dtype] = {system: summarise(r) for system, r in runs.items()}
     header = (
-        f"{'dtype':9} {'system':6} {'median s':>9} {'min':>6} {'max':>6} {'tok/s':>7} {'gen s':>6} "
-        f"{'logps s':>8} {'fwd+bwd s':>9} {'peak MB':>8}"
+        f"{'dtype':9} {'system':9} {'median s':>9} {'min':>6} {'max':>6} {'tok/s':>7} {'gen s':>6} "
+        f"{'logps s':>8} {'fwd+bwd s':>9} {'sync s':>7} {'peak MB':>8}"
     )
     print(header)
     for dtype, by_system in results.items():
         for system, s in by_system.items():
+            if "error" in s:
+                print(f"{dtype:9} {system:9} did not run: {s['error'][:300]}")
+                continue
             print(
-                f"{dtype:9} {system:6} {s['median_s']:9.2f} {s['min_s']:6.2f} {s['max_s']:6.2f} "
+                f"{dtype:9} {system:9} {s['median_s']:9.2f} {s['min_s']:6.2f} {s['max_s']:6.2f} "
                 f"{s['tokens_per_s']:7.1f} {s['generate_s']:6.2f} {s['logps_s']:8.2f} {s['update_s']:9.2f} "
-                f"{s['peak_rss_mb']:8.0f}"
+                f"{s['sync_s']:7.2f} {s['peak_rss_mb']:8.0f}"
             )
     for dtype, by_system in results.items():
-        r, t = by_system["rlvr"], by_system["trl"]
-        print(
-            f"{dtype}: step time rlvr/trl = {r['median_s'] / t['median_s']:.3f}, "
-            f"peak memory rlvr/trl = {r['peak_rss_mb'] / t['peak_rss_mb']:.3f}"
-        )
+        t = by_system.get("trl", {})
+        for system in ("rlvr", "rlvr-vllm"):
+            r = by_system.get(system, {})
+            if "median_s" in r and "median_s" in t:
+                print(
+                    f"{dtype}: step time {system}/trl = {r['median_s'] / t['median_s']:.3f}, "
+                    f"peak memory {system}/trl = {r['peak_rss_mb'] / t['peak_rss_mb']:.3f}"
+                )
     if args.json:
         Path(args.json).write_text(
             json.dumps({"args": vars(args), "machine": machine(), "results": results}, indent=2)
         )
     headline = results[dtypes[0]]
-    print(f"step_time_ratio rlvr/trl = {headline['rlvr']['median_s'] / headline['trl']['median_s']:.3f}")
+    best = min(
+        (s for s in systems if s.startswith("rlvr") and "median_s" in headline[s]),
+        key=lambda s: headline[s]["median_s"],
+    )
+    ratio = headline[best]["median_s"] / headline["trl"]["median_s"]
+    print(f"step_time_ratio rlvr/trl = {ratio:.3f} ({best}, the faster rlvr engine)")
     return 0
 
 
