@@ -9,6 +9,7 @@ batch b draw between them, and everything after that is arithmetic that must agr
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -20,6 +21,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
+from rlvr.distributed import moment_sums, moments
 from rlvr.rollout.engine import concat_generations
 from rlvr.trainer.sampler import derived_seed
 from rlvr.utils import read_jsonl
@@ -213,6 +215,17 @@ def test_groups_sampled_one_by_one_join_as_one_batched_call_would():
     assert completion_mask.tolist() == [[1, 0, 0], [1, 1, 1]]
     assert truncated.tolist() == [False, True] and cut == 1
     assert torch.allclose(logps, torch.tensor([[-0.5, 0.0, 0.0], [-0.1, -0.2, -0.3]]))  # 0 where padded
+
+
+# ------------------------------------------------------------------------------------ statistics over ranks
+def test_moments_from_every_ranks_sums_are_the_whole_batchs():
+    # rank 0 holds [1, NaN], rank 1 [3, 5]: sum 9, sum_sq 1 + 9 + 25 = 35, count 3 (NaN left out);
+    # mean 9 / 3 = 3, unbiased variance (35 - 3 * 3**2) / (3 - 1) = 4, std 2 (as torch.std of [1, 3, 5])
+    ranks = [moment_sums(torch.tensor([1.0, math.nan])), moment_sums(torch.tensor([3.0, 5.0]))]
+    assert moments({key: ranks[0][key] + ranks[1][key] for key in ranks[0]}) == (3.0, 2.0)
+    assert moments(moment_sums(torch.tensor([2.0, math.nan])))[0] == 2.0
+    assert math.isnan(moments(moment_sums(torch.tensor([2.0, math.nan])))[1])  # one value: no std
+    assert all(math.isnan(v) for v in moments(moment_sums(torch.tensor([math.nan]))))  # none: no mean
 
 
 # ------------------------------------------------------------------------------------ leaving the group

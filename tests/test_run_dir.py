@@ -139,7 +139,7 @@ def test_an_output_dir_that_is_a_file_is_refused(tiny_model_dir, tmp_path):
 def test_ctrl_c_ends_with_a_message_and_leaves_whole_checkpoints(
     tiny_model_dir, tmp_path, capsys, monkeypatch
 ):
-    import rlvr.trainer.trainer as module
+    from rlvr.trainer import checkpoint
 
     data = tmp_path / "rows.jsonl"
     data.write_text("".join(json.dumps(row) + "\n" for row in ROWS))
@@ -147,14 +147,14 @@ def test_ctrl_c_ends_with_a_message_and_leaves_whole_checkpoints(
     config.write_text(
         yaml.safe_dump({**raw_config(tiny_model_dir, tmp_path / "run"), "data": {"dataset": str(data)}})
     )
-    save = module.ckpt.save_checkpoint
+    save = checkpoint.save_checkpoint
 
     def interrupted_second_save(path, *args, **kwargs):
         if path.name == "checkpoint-2":
             raise KeyboardInterrupt
         return save(path, *args, **kwargs)
 
-    monkeypatch.setattr(module.ckpt, "save_checkpoint", interrupted_second_save)
+    monkeypatch.setattr(checkpoint, "save_checkpoint", interrupted_second_save)
     assert main(["train", "--config", str(config)]) == 130
     error = capsys.readouterr().err
     assert "rlvr train: interrupted. Its finished checkpoints are whole: continue with --resume." in error

@@ -1,5 +1,5 @@
-"""Process-group facts the trainer needs, reductions that are no-ops on one process, and the policy as DDP or
-FSDP see it.
+"""Process-group facts the trainer needs, reductions that are no-ops on one process (and the statistics the
+trainer builds from them), and the policy as DDP or FSDP see it.
 
 Under `torchrun` or `accelerate launch` (RANK/WORLD_SIZE set) the process group is initialised here; everything
 else in the trainer asks this module instead of torch.distributed directly, so one process needs no special case.
@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import logging
+import math
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -163,6 +164,49 @@ def gather_objects(obj: Any, state: DistState) -> list[Any] | None:
 def barrier(state: DistState) -> None:
     if state.enabled:
         dist.barrier()
+
+
+# ------------------------------------------------------------------------------- statistics over ranks
+def moment_sums(values: torch.Tensor) -> dict[str, float]:
+    """Sum, sum of squares and count of the non-NaN entries of `values`, to be summed over ranks."""
+    scored = values[~torch.isnan(values)].double()
+    return {"sum": scored.sum().item(), "sum_sq": (scored**2).sum().item(), "count": scored.numel()}
+
+
+def moments(total: dict[str, float]) -> tuple[float, float]:
+    """Mean and unbiased std (as torch.std on one process) from `moment_sums` summed over ranks; NaN when
+    there are too few values."""
+    n = total["count"]
+    mean = total["sum"] / n if n else math.nan
+    std = math.sqrt(max((total["sum_sq"] - n * mean**2) / (n - 1), 0.0)) if n > 1 else math.nan
+    return mean, std
+
+
+def sampling_metrics(parts: list[dict[str, torch.Tensor]], state: DistState) -> dict[str, float]:
+    """`sampling/logp_diff/mean|max` and `sampling/is_ratio/min|mean|max` from `sampling_stats` of every
+    micro-batch on every rank."""
+    sums = sum_over_ranks(
+        {
+            key: sum(p[key].item() for p in parts)
+            for key in ("logp_diff_sum", "logp_diff_count", "is_ratio_sum", "is_ratio_count")
+        },
+        state,
+    )
+    top = max_over_ranks(
+        {
+            "logp_diff_max": max(p["logp_diff_max"].item() for p in parts),
+            "is_ratio_max": max(p["is_ratio_max"].item() for p in parts),
+            "neg_is_ratio_min": max(-p["is_ratio_min"].item() for p in parts),
+        },
+        state,
+    )
+    return {
+        "sampling/logp_diff/mean": sums["logp_diff_sum"] / max(sums["logp_diff_count"], 1.0),
+        "sampling/logp_diff/max": top["logp_diff_max"],
+        "sampling/is_ratio/min": -top["neg_is_ratio_min"],
+        "sampling/is_ratio/mean": sums["is_ratio_sum"] / max(sums["is_ratio_count"], 1.0),
+        "sampling/is_ratio/max": top["is_ratio_max"],
+    }
 
 
 # ------------------------------------------------------------------------------- the policy under DDP/FSDP

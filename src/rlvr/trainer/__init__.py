@@ -1,12 +1,16 @@
 """The GRPO training loop and what it writes.
 
 `GRPOTrainer` is imported on first use, so importing a part of the package (`checkpoint`) does not load
-transformers.
+transformers. `TrainingError` lives here, where every part of the trainer can raise it.
 """
 
 from typing import Any
 
-__all__ = ["GRPOTrainer"]
+__all__ = ["GRPOTrainer", "TrainingError"]
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. the loss keeps diverging); the message says where the last good state is."""
 
 
 def __getattr__(name: str) -> Any:

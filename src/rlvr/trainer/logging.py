@@ -6,6 +6,10 @@ import math
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from rlvr.algorithm import combine_rewards, unscorable
+from rlvr.rollout import Rollout
 from rlvr.utils import append_jsonl
 
 
@@ -68,7 +72,43 @@ class RunLogger:
             self.wandb.finish()
 
 
+def completion_records(
+    rollout: Rollout,
+    rewards_per_fn: torch.Tensor,
+    advantages: torch.Tensor,
+    step: int,
+    reward_names: list[str],
+    reward_weights: torch.Tensor,
+) -> list[dict[str, Any]]:
+    """One record per completion for completions.jsonl: the file to read when hunting reward hacking."""
+    records = []
+    for i, completion in enumerate(rollout.completions):
+        prompt = rollout.prompts[i]
+        records.append(
+            {
+                "step": step,
+                "prompt": prompt[-1]["content"] if isinstance(prompt, list) else prompt,
+                "completion": completion,
+                "answer": rollout.columns.get("answer", [None] * len(rollout))[i],
+                "rewards": {
+                    name: _none_if_nan(rewards_per_fn[i, j].item()) for j, name in enumerate(reward_names)
+                },
+                "reward": None
+                if unscorable(rewards_per_fn[i : i + 1]).item()
+                else combine_rewards(rewards_per_fn[i : i + 1], reward_weights).item(),
+                "advantage": advantages[i].item(),
+                "length": int(rollout.completion_mask[i].sum()),
+                "truncated": bool(rollout.truncated[i]),
+            }
+        )
+    return records
+
+
 def _finite(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None  # JSON has no NaN; a missing figure reads as null
     return value
+
+
+def _none_if_nan(value: float) -> float | None:
+    return None if math.isnan(value) else value

@@ -3,14 +3,17 @@
 Under torchrun each process trains on its slice of the step's prompts (every group of G completions on one
 rank); gradients meet in DDP's all-reduce or FSDP's reduce-scatter, the logged figures are over all ranks,
 and rank 0 alone prints, logs and writes.
+
+The class holds the set-up, the loop and its steps; saving and resuming (`checkpointing`), evaluation during
+training (`evaluation`) and dynamic sampling's extra draws (`dynamic_sampling`) are mixed in from their own
+modules.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +30,6 @@ from rlvr.algorithm import (
     normalize_then_sum,
     sampling_importance_weights,
     sampling_stats,
-    select_groups,
     unscorable,
     zero_range_groups,
 )
@@ -38,7 +40,6 @@ from rlvr.distributed import (
     PolicyForward,
     all_gather_objects,
     all_reduce_sum,
-    barrier,
     gather_objects,
     global_norm,
     gradient_sync,
@@ -46,26 +47,28 @@ from rlvr.distributed import (
     is_sharded,
     max_over_ranks,
     mean_over_ranks,
+    moment_sums,
+    moments,
+    sampling_metrics,
     shard,
     sum_over_ranks,
     wrap_policy,
 )
 from rlvr.models import is_peft, load_policy, make_reference, resolve_device, resolve_model_path
 from rlvr.rewards.pool import RewardPool, load_rewards
-from rlvr.rollout import Rollout, autocast, concat_rollouts, decode_completions, group_rows
+from rlvr.rollout import Rollout, autocast, decode_completions
 from rlvr.rollout.engine import EngineError, make_engine, require_vllm
+from rlvr.trainer import TrainingError
 from rlvr.trainer import checkpoint as ckpt
 from rlvr.trainer.checkpoint import seed_everything
-from rlvr.trainer.logging import RunLogger
-from rlvr.trainer.rundir import RunDirError, prepare_output_dir, run_lock, run_signature
+from rlvr.trainer.checkpointing import CheckpointingMixin
+from rlvr.trainer.dynamic_sampling import DynamicSamplingMixin
+from rlvr.trainer.evaluation import EvaluationMixin
+from rlvr.trainer.logging import RunLogger, completion_records
 from rlvr.trainer.sampler import PromptSampler, derived_seed
 
 
-class TrainingError(RuntimeError):
-    """Training cannot go on (e.g. the loss keeps diverging); the message says where the last good state is."""
-
-
-class GRPOTrainer:
+class GRPOTrainer(CheckpointingMixin, EvaluationMixin, DynamicSamplingMixin):
     """Group Relative Policy Optimization with verifiable rewards.
 
     >>> trainer = GRPOTrainer(GRPOConfig.from_yaml("configs/gsm8k_boxed.yaml"))  # doctest: +SKIP
@@ -249,7 +252,9 @@ class GRPOTrainer:
                 if evaluated or (t.logging_steps and self.step % t.logging_steps == 0):
                     self.logger.log_metrics(self.step, stats)
                 if t.log_completions_steps and self.step % t.log_completions_steps == 0:
-                    records = self.completion_records(rollout, rewards_per_fn, advantages)
+                    records = completion_records(
+                        rollout, rewards_per_fn, advantages, self.step, self.reward_names, self.reward_weights
+                    )
                     for part in gather_objects(records, self.dist) or []:  # the whole batch, in prompt order
                         self.logger.log_completions(part)
                 if t.save_steps and self.step % t.save_steps == 0:
@@ -265,26 +270,6 @@ class GRPOTrainer:
             self.engine.close()
             progress.close()
             self.logger.close()
-
-    @contextlib.contextmanager
-    def claimed_output_dir(self, resume: bool) -> Iterator[Path | None]:
-        """Hold output_dir for this run (rank 0 takes the lock and readies it; see `rundir`) and yield the
-        checkpoint to resume from; every rank gets the same checkpoint, or the same error."""
-        with contextlib.ExitStack() as stack:
-            outcome: tuple[str, Any] | None = None
-            if self.dist.is_main:
-                try:
-                    stack.enter_context(run_lock(self.output_dir))
-                    outcome = (
-                        "ok",
-                        prepare_output_dir(self.config, self.problems, resume, self.dist.world_size),
-                    )
-                except RunDirError as exc:
-                    outcome = ("error", str(exc))
-            kind, value = all_gather_objects(outcome, self.dist)[0]
-            if kind == "error":
-                raise RunDirError(value)
-            yield value
 
     # ------------------------------------------------------------------------------- the steps
     def generate_rollout(self, draw: int = 0) -> tuple[Rollout, dict[str, float]]:
@@ -359,72 +344,6 @@ class GRPOTrainer:
         timings["timing/score"] = time.perf_counter() - started
         return per_fn
 
-    def informative_batch(
-        self, rollout: Rollout, rewards_per_fn: torch.Tensor, timings: dict[str, float]
-    ) -> tuple[Rollout, torch.Tensor, dict[str, float]]:
-        """DAPO's dynamic sampling (`algorithm.select_groups`): draw more prompts while any rank holds fewer
-        informative groups than its prompts_per_step, at most max_resample_rounds more draws; then train on
-        the first prompts_per_step informative groups, filled up with zero-variance ones (advantage 0) when
-        the draws ran out. Returns the batch, its rewards [N, F] and the `dynamic_sampling/*` figures.
-
-        All ranks draw together, as often as the one furthest from its quota needs: under FSDP sampling is
-        collective, and the prompt order is one for all ranks. A rank that has its quota drops the surplus.
-        """
-        a = self.config.algorithm
-        g = self.config.generation.num_generations
-        parts, rewards = [rollout], [rewards_per_fn]
-        informative = self.informative_groups(rewards_per_fn, rollout.truncated)
-        while len(parts) <= a.max_resample_rounds and self.ranks_short(informative):
-            more, more_timings = self.generate_rollout(draw=len(parts))
-            more_rewards = self.score_rollout(more, more_timings)
-            for key, seconds in more_timings.items():
-                timings[key] += seconds
-            parts.append(more)
-            rewards.append(more_rewards)
-            informative = torch.cat([informative, self.informative_groups(more_rewards, more.truncated)])
-        selection = select_groups(informative, self.prompts_per_step)
-        drawn = torch.cat(rewards)
-        total = sum_over_ranks(
-            {
-                "kept": selection.kept,
-                "dropped": selection.dropped,
-                "filled": selection.filled,
-                "extra_prompts": (len(parts) - 1) * self.prompts_per_step,
-                **_moment_sums(self.combined_rewards(drawn)),
-            },
-            self.dist,
-        )
-        batch = concat_rollouts(parts, self.tokenizer.pad_token_id).take_groups(selection.groups, g)
-        return (
-            batch,
-            drawn[group_rows(selection.groups, g)],
-            {
-                "dynamic_sampling/rounds": len(parts),
-                "dynamic_sampling/kept_groups": total["kept"],
-                "dynamic_sampling/dropped_groups": total["dropped"],
-                "dynamic_sampling/extra_prompts": total["extra_prompts"],
-                "dynamic_sampling/filled_groups": total["filled"],
-                "dynamic_sampling/reward_all": _moments(total)[0],
-            },
-        )
-
-    def informative_groups(self, rewards_per_fn: torch.Tensor, truncated: torch.Tensor) -> torch.Tensor:
-        """[N // G] bool: groups whose advantages are not all 0, by the test the advantages use, and that
-        reach the loss: with mask_truncated_completions a group whose every completion is truncated does not."""
-        a, g = self.config.algorithm, self.config.generation.num_generations
-        if a.multi_objective_aggregation == "normalize_then_sum":
-            informative = ~zero_range_groups(normalize_then_sum(rewards_per_fn, self.reward_weights, g), g)
-        else:
-            informative = ~zero_range_groups(self.combined_rewards(rewards_per_fn), g)
-        if a.mask_truncated_completions:
-            informative &= ~truncated.view(-1, g).all(dim=1)
-        return informative
-
-    def ranks_short(self, informative: torch.Tensor) -> bool:
-        """Whether any rank holds fewer informative groups than its prompts_per_step (the same on every rank)."""
-        short = int(informative.sum().item()) < self.prompts_per_step
-        return sum_over_ranks({"short": short}, self.dist)["short"] > 0
-
     def combined_rewards(self, rewards_per_fn: torch.Tensor) -> torch.Tensor:
         """[N] weighted sum over the reward functions; NaN for unscorable completions."""
         combined = combine_rewards(rewards_per_fn, self.reward_weights)
@@ -438,17 +357,17 @@ class GRPOTrainer:
         skip = unscorable(rewards_per_fn)
         rewards = self.combined_rewards(rewards_per_fn)
         valid = ~torch.isnan(rewards_per_fn)
-        local = {**_moment_sums(rewards), "unscorable": skip.sum().item()}
+        local = {**moment_sums(rewards), "unscorable": skip.sum().item()}
         for j, name in enumerate(self.reward_names):  # each function over the completions it applied to
             local[f"{name}/sum"] = torch.nan_to_num(rewards_per_fn[:, j]).sum().item()
             local[f"{name}/count"] = valid[:, j].sum().item()
         total = sum_over_ranks(local, self.dist)
-        mean, std = _moments(total)
+        mean, std = moments(total)
         if cfg.algorithm.multi_objective_aggregation == "normalize_then_sum":
             decoupled = normalize_then_sum(rewards_per_fn, self.reward_weights, g)
             # the batch spans ranks: its mean and std from every rank's sums (one process: the same numbers)
             batch = (
-                _moments(sum_over_ranks(_moment_sums(decoupled), self.dist))
+                moments(sum_over_ranks(moment_sums(decoupled), self.dist))
                 if self.dist.enabled
                 else (None, None)
             )
@@ -710,229 +629,9 @@ class GRPOTrainer:
             **slowest,
         }
 
-    def completion_records(
-        self, rollout: Rollout, rewards_per_fn: torch.Tensor, advantages: torch.Tensor
-    ) -> list[dict[str, Any]]:
-        """One record per completion for completions.jsonl: the file to read when hunting reward hacking."""
-        records = []
-        for i, completion in enumerate(rollout.completions):
-            prompt = rollout.prompts[i]
-            records.append(
-                {
-                    "step": self.step,
-                    "prompt": prompt[-1]["content"] if isinstance(prompt, list) else prompt,
-                    "completion": completion,
-                    "answer": rollout.columns.get("answer", [None] * len(rollout))[i],
-                    "rewards": {
-                        name: _none_if_nan(rewards_per_fn[i, j].item())
-                        for j, name in enumerate(self.reward_names)
-                    },
-                    "reward": None
-                    if unscorable(rewards_per_fn[i : i + 1]).item()
-                    else combine_rewards(rewards_per_fn[i : i + 1], self.reward_weights).item(),
-                    "advantage": advantages[i].item(),
-                    "length": int(rollout.completion_mask[i].sum()),
-                    "truncated": bool(rollout.truncated[i]),
-                }
-            )
-        return records
-
-    def evaluate(self) -> dict[str, float]:
-        """Held-out accuracy with the evaluation module; keeps the best checkpoint by metric_for_best_model.
-
-        Each rank evaluates every world_size-th problem; the records are gathered to all ranks, so every rank
-        computes the same figures and takes the same best-checkpoint decision (saving is collective).
-        """
-        from rlvr.evaluation.evaluate import summarize
-
-        t = self.config.training
-        if t.eval_dataset is None and self.eval_problems is None:
-            return {}
-        if self.eval_problems is None:
-            d = self.config.data
-            self.eval_problems = load_problems(
-                t.eval_dataset, t.eval_split, d.data_dir, limit=t.eval_limit, reasoning_gym=d.reasoning_gym
-            )
-        problems = self.eval_problems[: t.eval_limit]
-        with torch.no_grad():
-            mine = self.policy.run(self._evaluate_shard, problems[self.dist.rank :: self.dist.world_size])
-        parts = all_gather_objects(mine, self.dist)
-        summary = summarize(
-            [record for part in parts for record in part["predictions"]],
-            num_samples=1,
-            seconds=max(part["seconds"] for part in parts),
-            prompts_cut=sum(part["prompts_cut"] for part in parts),
-        )
-        metrics = {f"eval/{k}": v for k, v in summary.items() if isinstance(v, (int, float))}
-        value = metrics.get(t.metric_for_best_model)
-        if value is not None and (self.best_metric is None or value > self.best_metric):
-            self.best_metric = value
-            # set first: rotation keeps it
-            self.best_checkpoint = str(self.output_dir / f"checkpoint-{self.step}")
-            self.save_checkpoint(metrics)
-        return metrics
-
-    def _evaluate_shard(self, model: Any, problems: list[dict[str, Any]]) -> dict[str, Any]:
-        """Evaluate `problems` with the run's engine (`model`: the whole policy, inside `policy.run`)."""
-        from rlvr.evaluation import evaluate_model
-
-        if not problems:  # more ranks than problems
-            return {"predictions": [], "seconds": 0.0, "prompts_cut": 0}
-        started = time.perf_counter()
-        summary = evaluate_model(
-            model,
-            self.tokenizer,
-            problems,
-            template=self.config.data.template,
-            reward=self.config.training.eval_reward,
-            max_new_tokens=self.config.generation.max_completion_length,
-            system_prompt=self.config.data.system_prompt,
-            few_shot=self.config.data.few_shot,
-            autocast_dtype=self.autocast_dtype,
-            show_progress=False,
-            max_prompt_length=self.config.data.max_prompt_length,
-            engine=self.engine.for_model(model),
-        )
-        return {
-            "predictions": summary["predictions"],
-            "seconds": time.perf_counter() - started,
-            "prompts_cut": summary["prompts_cut"],
-        }
-
-    # ---------------------------------------------------------------------- saving and resuming
-    def trainer_state(self) -> dict[str, Any]:
-        return {
-            "step": self.step,
-            "sampler": self.sampler.state_dict(),
-            "best_metric": self.best_metric,
-            "best_checkpoint": self.best_checkpoint,
-            "world_size": self.dist.world_size,
-            "nonfinite_in_a_row": self.nonfinite_in_a_row,
-            "nonfinite_total": self.nonfinite_total,
-            "run": run_signature(
-                self.config, self.problems, self.dist.world_size
-            ),  # what a resuming run must share
-        }
-
-    def save_checkpoint(self, metrics: dict[str, float] | None = None) -> Path:
-        """Write checkpoint-{step}; every rank calls it (the state of all ranks is gathered to rank 0)."""
-        a = self.config.algorithm
-        refreshed = a.ref_model_refresh_steps or a.sync_ref_model
-        self.check_weights_finite(f"checkpoint-{self.step}")
-        path = ckpt.save_checkpoint(
-            self.output_dir / f"checkpoint-{self.step}",
-            self.policy,
-            self.tokenizer,
-            self.optimizer,
-            self.scheduler,
-            {**self.trainer_state(), "metrics": metrics or {}},
-            self.dist,
-            ref_policy=self.ref_policy if refreshed else None,
-        )
-        if self.dist.is_main:
-            keep = Path(self.best_checkpoint) if self.best_checkpoint else None
-            ckpt.rotate_checkpoints(self.output_dir, self.config.training.save_total_limit, keep=keep)
-        barrier(self.dist)
-        return path
-
-    def resume_from(self, path: Path) -> None:
-        """Load checkpoint `path` (chosen and checked by `rundir.prepare_output_dir`); every rank calls it.
-
-        A checkpoint resumes on any number of processes and either strategy (see `checkpoint.load_checkpoint`
-        for the random states). With `generation.seed_per_prompt` sampling does not read those, so a resumed
-        run repeats the uninterrupted one on any number of processes.
-        """
-        state = ckpt.load_checkpoint(
-            path,
-            self.policy,
-            self.optimizer,
-            self.scheduler,
-            self.dist,
-            self.config.training.seed,
-            self.ref_policy,
-        )
-        self.step = state["step"]
-        self.sampler.load_state_dict(state["sampler"])
-        self.best_metric = state.get("best_metric")
-        self.best_checkpoint = state.get("best_checkpoint")
-        self.nonfinite_in_a_row = state.get("nonfinite_in_a_row", 0)
-        self.nonfinite_total = state.get("nonfinite_total", 0)
-        self.sync_engine()
-
-    def save_final(self) -> Path:
-        """The final model in Hugging Face format (LoRA: the adapter, plus a merged copy when lora.merge)."""
-        merge = is_peft(self.model) and self.config.model.lora.merge
-        self.check_weights_finite("final")
-        final = ckpt.save_final(
-            self.output_dir, self.policy, self.tokenizer, self.dist, merge, self.config.model
-        )
-        barrier(self.dist)
-        return final
-
-    def check_weights_finite(self, name: str) -> None:
-        """Refuse to save NaN or infinite weights as `name` (on every rank: each checks its own shards)."""
-        bad = [n for n, p in self.model.named_parameters() if not torch.isfinite(_local(p)).all()]
-        if sum_over_ranks({"bad": len(bad)}, self.dist)["bad"]:
-            last = ckpt.list_checkpoints(self.output_dir)
-            raise TrainingError(
-                f"step {self.step}: the model's weights are not finite ({', '.join(bad[:3]) or 'on another rank'}"
-                f"{', ...' if len(bad) > 3 else ''}); {name} was not written. Last checkpoint: "
-                f"{last[-1] if last else 'none'}"
-            )
-
-
-def sampling_metrics(parts: list[dict[str, torch.Tensor]], state: DistState) -> dict[str, float]:
-    """`sampling/logp_diff/mean|max` and `sampling/is_ratio/min|mean|max` from `sampling_stats` of every
-    micro-batch on every rank."""
-    sums = sum_over_ranks(
-        {
-            key: sum(p[key].item() for p in parts)
-            for key in ("logp_diff_sum", "logp_diff_count", "is_ratio_sum", "is_ratio_count")
-        },
-        state,
-    )
-    top = max_over_ranks(
-        {
-            "logp_diff_max": max(p["logp_diff_max"].item() for p in parts),
-            "is_ratio_max": max(p["is_ratio_max"].item() for p in parts),
-            "neg_is_ratio_min": max(-p["is_ratio_min"].item() for p in parts),
-        },
-        state,
-    )
-    return {
-        "sampling/logp_diff/mean": sums["logp_diff_sum"] / max(sums["logp_diff_count"], 1.0),
-        "sampling/logp_diff/max": top["logp_diff_max"],
-        "sampling/is_ratio/min": -top["neg_is_ratio_min"],
-        "sampling/is_ratio/mean": sums["is_ratio_sum"] / max(sums["is_ratio_count"], 1.0),
-        "sampling/is_ratio/max": top["is_ratio_max"],
-    }
-
-
-def _moment_sums(values: torch.Tensor) -> dict[str, float]:
-    """Sum, sum of squares and count of the non-NaN entries of `values`, to be summed over ranks."""
-    scored = values[~torch.isnan(values)].double()
-    return {"sum": scored.sum().item(), "sum_sq": (scored**2).sum().item(), "count": scored.numel()}
-
-
-def _moments(total: dict[str, float]) -> tuple[float, float]:
-    """Mean and unbiased std (as torch.std on one process) from `_moment_sums` summed over ranks; NaN when
-    there are too few values."""
-    n = total["count"]
-    mean = total["sum"] / n if n else math.nan
-    std = math.sqrt(max((total["sum_sq"] - n * mean**2) / (n - 1), 0.0)) if n > 1 else math.nan
-    return mean, std
-
 
 def _saved_path(model: Any) -> str | None:
     """The directory or hub id a model given to the trainer was loaded from (what vLLM loads its
     architecture from), if it says."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     return getattr(getattr(base, "config", None), "_name_or_path", None) or None
-
-
-def _local(param: torch.Tensor) -> torch.Tensor:
-    return param.to_local() if hasattr(param, "to_local") else param  # an FSDP shard is a DTensor
-
-
-def _none_if_nan(value: float) -> float | None:
-    return None if math.isnan(value) else value
