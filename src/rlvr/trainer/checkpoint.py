@@ -235,6 +235,12 @@ def checkpoint_problem(path: Path) -> str | None:
     return None
 
 
+def last_checkpoint(output_dir: Path) -> str:
+    """The newest checkpoint's path, or "none", for error messages that tell the user where to resume."""
+    checkpoints = list_checkpoints(output_dir)
+    return str(checkpoints[-1]) if checkpoints else "none"
+
+
 def list_checkpoints(output_dir: Path) -> list[Path]:
     """Checkpoints in `output_dir`, oldest first."""
     if not output_dir.is_dir():

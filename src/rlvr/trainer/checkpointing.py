@@ -117,11 +117,10 @@ class CheckpointingMixin:
         """Refuse to save NaN or infinite weights as `name` (on every rank: each checks its own shards)."""
         bad = [n for n, p in self.model.named_parameters() if not torch.isfinite(_local(p)).all()]
         if sum_over_ranks({"bad": len(bad)}, self.dist)["bad"]:
-            last = ckpt.list_checkpoints(self.output_dir)
             raise TrainingError(
                 f"step {self.step}: the model's weights are not finite ({', '.join(bad[:3]) or 'on another rank'}"
                 f"{', ...' if len(bad) > 3 else ''}); {name} was not written. Last checkpoint: "
-                f"{last[-1] if last else 'none'}"
+                f"{ckpt.last_checkpoint(self.output_dir)}"
             )
 
 

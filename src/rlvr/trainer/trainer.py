@@ -323,10 +323,9 @@ class GRPOTrainer(CheckpointingMixin, EvaluationMixin, DynamicSamplingMixin):
             timings["timing/sync_weights"] = time.perf_counter() - started
 
     def engine_failed(self, what: str, exc: EngineError) -> TrainingError:
-        last = ckpt.list_checkpoints(self.output_dir)
         return TrainingError(
             f"step {self.step + 1}: the {self.engine.name} rollout engine {what}: {exc}. The run stopped; "
-            f"saved checkpoints are untouched (last: {last[-1] if last else 'none'}); fix the engine and "
+            f"saved checkpoints are untouched (last: {ckpt.last_checkpoint(self.output_dir)}); fix the engine and "
             "resume with --resume"
         )
 
@@ -543,12 +542,11 @@ class GRPOTrainer(CheckpointingMixin, EvaluationMixin, DynamicSamplingMixin):
         self.nonfinite_total += 1
         limit = self.config.training.max_nonfinite_updates
         if self.nonfinite_in_a_row > limit:
-            last = ckpt.list_checkpoints(self.output_dir)
             raise TrainingError(
                 f"step {self.step + 1}: the loss ({loss}) or gradient norm ({grad_norm}) was not finite in "
                 f"{self.nonfinite_in_a_row} optimizer steps in a row, more than "
                 f"training.max_nonfinite_updates={limit}; each was skipped, so the weights are those of the "
-                f"last finite update. Last checkpoint: {last[-1] if last else 'none'}. Lower "
+                f"last finite update. Last checkpoint: {ckpt.last_checkpoint(self.output_dir)}. Lower "
                 "training.learning_rate, look at the rewards in completions.jsonl, or raise "
                 "training.max_nonfinite_updates"
             )
