@@ -62,7 +62,8 @@ def run_rlvr(args: argparse.Namespace, engine: str = "hf") -> dict:
     if engine == "vllm":
         import rlvr.rollout.vllm_engine as vllm_module
 
-        vllm_module.sampling_params = functools.partial(vllm_module.sampling_params, force_full_length=True)
+        params = vllm_module.sampling_params
+        vllm_module.sampling_params = lambda *a, **k: params(*a[:5], force_full_length=True)
     rows = gsm8k_prompts(args.prompts) * (args.steps + 1)
     with tempfile.TemporaryDirectory() as out:
         config = GRPOConfig.from_dict(
@@ -183,7 +184,8 @@ def run_trl(args: argparse.Namespace, use_vllm: bool = False) -> dict:
                 timings["generate"] += time.perf_counter() - started
 
         if use_vllm:  # TRL's colocated engine
-            llm_generate = trainer.llm.generate
+            llm = trainer.vllm_generation.llm
+            llm_generate = llm.generate
 
             def timed_llm(*a, **k):
                 started = time.perf_counter()
@@ -192,7 +194,7 @@ def run_trl(args: argparse.Namespace, use_vllm: bool = False) -> dict:
                 finally:
                     timings["generate"] += time.perf_counter() - started
 
-            trainer.llm.generate = timed_llm
+            llm.generate = timed_llm
         else:
             trainer.model.generate = timed_generate
         logps = trainer._get_per_token_logps_and_entropies
