@@ -13,8 +13,9 @@ rlvr="$py -m rlvr"
 mkdir -p "$out"
 stamp() { echo "== $(date -u +%H:%M:%S) $*"; }
 
+# float32 only: without AVX-512 a bfloat16 matrix product runs ~7x slower than float32 here (README)
 stamp "benchmark: rlvr (hf), rlvr (vllm), TRL, TRL with use_vllm"
-$py benchmarks/grpo_step.py --quick --systems rlvr,rlvr-vllm,trl,trl-vllm --json "$out/grpo_step.json" \
+$py benchmarks/grpo_step.py --quick --dtypes float32 --systems rlvr,rlvr-vllm,trl,trl-vllm --json "$out/grpo_step.json" \
   | tee "$out/grpo_step.txt"
 
 for engine in hf vllm; do
