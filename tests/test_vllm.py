@@ -414,3 +414,27 @@ def test_the_server_refuses_bad_requests_and_weights_by_name(rollout_server):
     missing = httpx.post(url + "/weights", json={"path": "/nonexistent/w.safetensors"})
     assert missing.status_code == 422 and "no weights file" in missing.text
     assert httpx.get(url + "/health").json()["weight_version"] == 0  # nothing was loaded
+
+
+def test_rlvr_eval_with_the_vllm_engine_writes_what_the_hf_engine_writes(vllm_model_dir, tmp_path):
+    import json
+
+    from rlvr.cli import main
+
+    data = tmp_path / "problems.jsonl"
+    data.write_text("".join(json.dumps({"question": q, "answer": "5"}) + "\n" for q in PROMPTS))
+    common = ["eval", "--model", str(vllm_model_dir), "--dataset", str(data), "--max-new-tokens", "12"]
+    common += ["--max-prompt-length", "64", "--no-progress"]
+    assert main([*common, "--output", str(tmp_path / "hf")]) == 0
+    extra = ["--engine", "vllm", "--vllm-enforce-eager", "--vllm-kv-cache-gb", "1"]
+    assert main([*common, *extra, "--output", str(tmp_path / "vllm")]) == 0
+    summaries = {e: json.loads((tmp_path / e / "summary.json").read_text()) for e in ("hf", "vllm")}
+    assert summaries["vllm"]["engine"] == "vllm" and summaries["hf"]["engine"] == "hf"
+    assert summaries["vllm"]["device"] == "cpu"
+    rows = {
+        e: [json.loads(line) for line in (tmp_path / e / "predictions.jsonl").read_text().splitlines()]
+        for e in ("hf", "vllm")
+    }
+    # greedy, float32, the same weights: the same completions, lengths and truncation
+    for key in ("completion", "length", "truncated"):
+        assert [r[key] for r in rows["vllm"]] == [r[key] for r in rows["hf"]], key

@@ -205,6 +205,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     )
     model_path = resolve_model_path(args.model, args.cache_dir)
     model, tokenizer = load_policy(config)
+    device = next(model.parameters()).device
     engine = None
     if args.engine == "vllm":
         from rlvr.rollout.generation import eos_token_ids
@@ -217,7 +218,7 @@ def _run_eval(args: argparse.Namespace) -> int:
             eos_token_ids(tokenizer, model),
             dtype="bfloat16" if args.bf16 else args.dtype,
             max_model_len=args.max_prompt_length + args.max_new_tokens,
-            device=next(model.parameters()).device.type,
+            device=device.type,
             cpu_kv_cache_gb=args.vllm_kv_cache_gb,
             enforce_eager=args.vllm_enforce_eager,
             seed=args.seed,
@@ -270,7 +271,7 @@ def _run_eval(args: argparse.Namespace) -> int:
         },
         "dtype": args.dtype,
         "bf16": args.bf16,
-        "device": str(next(model.parameters()).device),
+        "device": str(device),
         "versions": package_versions(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
