@@ -204,18 +204,30 @@ def _run_eval(args: argparse.Namespace) -> int:
         trust_remote_code=args.trust_remote_code,
     )
     model_path = resolve_model_path(args.model, args.cache_dir)
-    model, tokenizer = load_policy(config)
-    device = next(model.parameters()).device
     engine = None
-    if args.engine == "vllm":
+    if args.engine == "hf":
+        model, tokenizer = load_policy(config)
+        device = next(model.parameters()).device
+    else:  # vLLM loads the weights itself: only the tokenizer and the EOS ids are read here
+        from types import SimpleNamespace
+
+        from transformers import GenerationConfig
+
+        from rlvr.models import load_tokenizer, resolve_device
         from rlvr.rollout.generation import eos_token_ids
         from rlvr.rollout.vllm_engine import VLLMEngine
 
+        model, device = None, resolve_device(args.device)
+        tokenizer = load_tokenizer(model_path, args.trust_remote_code)
+        try:
+            generation = GenerationConfig.from_pretrained(model_path)
+        except OSError:  # no generation_config.json: the tokenizer's EOS alone
+            generation = None
         engine = VLLMEngine(
             model_path,
             tokenizer,
             args.max_prompt_length,
-            eos_token_ids(tokenizer, model),
+            eos_token_ids(tokenizer, SimpleNamespace(generation_config=generation)),
             dtype="bfloat16" if args.bf16 else args.dtype,
             max_model_len=args.max_prompt_length + args.max_new_tokens,
             device=device.type,
@@ -223,7 +235,6 @@ def _run_eval(args: argparse.Namespace) -> int:
             enforce_eager=args.vllm_enforce_eager,
             seed=args.seed,
         )
-        model = None  # vLLM holds its own copy
     result = evaluate_model(
         model,
         tokenizer,

@@ -12,6 +12,7 @@ engine's copy of the policy up to date. Engines:
 
 from __future__ import annotations
 
+import abc
 import importlib.util
 from typing import Any, Protocol
 
@@ -163,7 +164,7 @@ def concat_generations(groups: list[Generation], pad_id: int) -> Generation:
     )
 
 
-class TokenEngine:
+class TokenEngine(abc.ABC):
     """Shared front of the engines that take token ids (vLLM, here or behind a server): prompts are
     tokenized and cut exactly as for `HFEngine`, and the answers laid out as `sample` lays them out.
     Subclasses implement `generate_ids`."""
@@ -175,6 +176,7 @@ class TokenEngine:
         self.max_prompt_length = max_prompt_length
         self.eos_ids = eos_ids
 
+    @abc.abstractmethod
     def generate_ids(
         self,
         prompts: list[list[int]],
@@ -185,7 +187,6 @@ class TokenEngine:
     ) -> list[tuple[list[int], list[float] | None]]:
         """(completion token ids, their sampling log-probs or None when greedy) for each of `num_samples`
         completions of each prompt, a prompt's adjacent; each prompt sampled on its own seed."""
-        raise NotImplementedError
 
     def for_model(self, model: Any) -> TokenEngine:
         return self

@@ -198,12 +198,10 @@ def run(args: argparse.Namespace) -> int:
     require_vllm()
     path = resolve_model_path(args.model, args.cache_dir)
     tokenizer = load_tokenizer(path)
-    config = json.loads((Path(path) / "config.json").read_text()) if Path(path).is_dir() else {}
-    if not config:
-        from transformers import AutoConfig
-
-        config = AutoConfig.from_pretrained(path).to_dict()
     import torch
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(path).to_dict()
 
     engine = VLLMEngine(
         path,

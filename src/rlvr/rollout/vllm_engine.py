@@ -107,12 +107,11 @@ class VLLMEngine(TokenEngine):
                 "give model.name_or_path, or a model saved with save_pretrained"
             )
         world = dist.world_size if dist is not None and dist.enabled else 1
-        if v.tensor_parallel_size > 1 or world > 1:
-            if world % v.tensor_parallel_size:
-                raise EngineError(
-                    f"vllm.tensor_parallel_size ({v.tensor_parallel_size}) must divide the number of "
-                    f"training processes ({world})"
-                )
+        if world % v.tensor_parallel_size:
+            raise EngineError(
+                f"vllm.tensor_parallel_size ({v.tensor_parallel_size}) must divide the number of "
+                f"training processes ({world})"
+            )
         device = next(model.parameters()).device.type
         engine = cls(
             model_path,

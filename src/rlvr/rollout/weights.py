@@ -52,7 +52,9 @@ def _lora_delta(layer: Any) -> torch.Tensor:
         if adapter not in layer.lora_A:
             continue
         if layer.use_dora.get(adapter, False):
-            raise NotImplementedError(
+            from rlvr.rollout.engine import EngineError
+
+            raise EngineError(
                 "pushing DoRA adapters to a rollout engine is not supported: use plain LoRA "
                 "(model.lora) or generation.engine=hf"
             )
