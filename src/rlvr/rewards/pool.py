@@ -326,6 +326,8 @@ class _Worker:
         )
         self.process.start()
         child.close()
+        self._kill_once = threading.Lock()
+        self._killed = False
 
     def wait_ready(self) -> None:
         try:
@@ -355,6 +357,12 @@ class _Worker:
         raise _Lost(calling, timed_out=True)
 
     def kill(self) -> None:
+        """Stop the process and close the pipe, once: `close()` and a thread starting this worker in the
+        background may both kill it, and a second close of the pipe could close a file that reused its number."""
+        with self._kill_once:
+            if self._killed:
+                return
+            self._killed = True
         self.process.kill()
         self.process.join(timeout=5)
         self.connection.close()
