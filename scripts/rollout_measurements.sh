@@ -3,7 +3,8 @@
 # one after the other on a quiet machine. Needs `make setup-vllm`. Usage:
 #   bash scripts/rollout_measurements.sh [OUT]         # default OUT: runs/rollouts
 # Steps (each prints its start time): the benchmark with every engine; rlvr eval on 200 GSM8K test problems
-# with each engine; 10 training steps with vllm.mode=server (the server in its own process). The 50-step
+# with each engine; 10 training steps with vllm.mode=server (the server in its own process), the weights sent
+# over HTTP, then 10 more with them broadcast (vllm.weight_transfer=collective, gloo here). The 50-step
 # colocate proof run is separate: `rlvr train --config configs/arithmetic_proof.yaml generation.engine=vllm
 # training.bf16=false`, then `rlvr eval` as in docs/results/arithmetic_vllm/README.md.
 set -euo pipefail
@@ -37,8 +38,12 @@ until curl -sf "http://127.0.0.1:$port/health" > /dev/null; do
   sleep 2
 done
 stamp "server ready"
-$rlvr train --config configs/arithmetic_proof.yaml training.bf16=false training.max_steps=10 \
-  training.save_steps=5 training.output_dir="$out/server_train" training.overwrite_output_dir=true \
-  generation.engine=vllm vllm.mode=server vllm.server_url=http://127.0.0.1:$port vllm.dtype=float32
-curl -s "http://127.0.0.1:$port/health" | tee "$out/server_health.json"; echo
+for transfer in http collective; do
+  stamp "server mode, weights by $transfer"
+  $rlvr train --config configs/arithmetic_proof.yaml training.bf16=false training.max_steps=10 \
+    training.save_steps=5 training.output_dir="$out/server_train_$transfer" training.overwrite_output_dir=true \
+    generation.engine=vllm vllm.mode=server vllm.server_url=http://127.0.0.1:$port vllm.dtype=float32 \
+    vllm.weight_transfer=$transfer
+  curl -s "http://127.0.0.1:$port/health" | tee "$out/server_health_$transfer.json"; echo
+done
 stamp "done"

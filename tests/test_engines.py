@@ -15,7 +15,7 @@ import torch
 from rlvr.config import GenerationConfig, GRPOConfig
 from rlvr.rollout.engine import EngineError, TokenEngine, assemble
 from rlvr.rollout.generation import completion_mask_from_eos
-from rlvr.rollout.weights import policy_weights
+from rlvr.rollout.weights import policy_weight_shapes, policy_weights
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -74,13 +74,28 @@ def test_weights_can_be_cast_for_the_engine(tiny_model_dir):
     assert pushed.keys() == {n for n, _ in model.named_parameters()}
 
 
+@pytest.mark.parametrize("kind", ["full", "lora", "bfloat16"])
+def test_announced_shapes_are_what_the_push_yields(tiny_model_dir, kind):
+    """A collective push announces (name, dtype, shape) before sending; the server sizes its buffers by it."""
+    from transformers import AutoModelForCausalLM
+
+    model = (
+        lora_model(tiny_model_dir) if kind == "lora" else AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    )
+    dtype = torch.bfloat16 if kind == "bfloat16" else None
+    pushed = [(name, value.dtype, tuple(value.shape)) for name, value in policy_weights(model, dtype)]
+    assert policy_weight_shapes(model, dtype) == pushed
+    assert any(".q_proj.weight" in name for name, _, _ in pushed)
+    assert not any("lora_" in name or "base_layer" in name for name, _, _ in pushed)
+
+
 FSDP_SCRIPT = """
 import os, sys
 import torch
 import torch.distributed as dist
 from transformers import AutoModelForCausalLM
 from rlvr.distributed import DistState, exit_rank, wrap_policy
-from rlvr.rollout.weights import policy_weights
+from rlvr.rollout.weights import policy_weight_shapes, policy_weights
 
 torch.set_num_threads(1)
 dist.init_process_group("gloo")
@@ -97,6 +112,9 @@ def counting(self, *args, **kwargs):
     gathered.append(1)
     return original(self, *args, **kwargs)
 type(model.model.embed_tokens.weight).full_tensor = counting
+shapes = policy_weight_shapes(model)
+assert not gathered, "announcing the shapes gathered weights"
+assert shapes == [(n, full[n].dtype, tuple(full[n].shape)) for n, _ in model.named_parameters()]
 weights = policy_weights(model)
 name, value = next(weights)
 assert len(gathered) == 1, f"taking one weight gathered {len(gathered)}: the iterator is not lazy"
@@ -186,7 +204,18 @@ def test_assemble_keeps_one_eos_when_nothing_was_generated():
     assert out[2].tolist() == [[2]] and out[3].tolist() == [[1]] and out[4].tolist() == [False]
 
 
-def test_vllm_missing_is_named_before_any_model_loads(tiny_model_dir, tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    "vllm, message",
+    [
+        ({}, r"generation.engine=vllm needs vLLM, which is not installed: .*make setup-vllm"),
+        (
+            {"mode": "server", "weight_transfer": "collective"},
+            r"weight_transfer=collective needs vLLM in the training processes.*make setup-vllm.*"
+            r"weight_transfer=http",
+        ),
+    ],
+)
+def test_vllm_missing_is_named_before_any_model_loads(tiny_model_dir, tmp_path, monkeypatch, vllm, message):
     import rlvr.trainer.trainer as trainer_module
     from rlvr.trainer import GRPOTrainer
 
@@ -203,10 +232,11 @@ def test_vllm_missing_is_named_before_any_model_loads(tiny_model_dir, tmp_path, 
         {
             "model": {"name_or_path": str(tiny_model_dir)},
             "generation": {"engine": "vllm", "num_generations": 2},
+            "vllm": vllm,
             "training": {"output_dir": str(tmp_path / "run"), "batch_size": 4},
         }
     )
-    with pytest.raises(EngineError, match=r"needs vLLM, which is not installed: .*make setup-vllm"):
+    with pytest.raises(EngineError, match=message):
         GRPOTrainer(config, reward_funcs=[lambda prompts, completions, **kw: [0.0] * len(completions)])
 
 
@@ -247,6 +277,38 @@ def test_vllm_config_is_checked():
         ({"vllm": {"server_url": "localhost:8000"}}, "must start with http"),
         ({"vllm": {"cpu_kv_cache_gb": 0}}, "cpu_kv_cache_gb must be > 0"),
         ({"generation": {"engine": "sglang"}}, "generation.engine must be one of"),
+        ({"vllm": {"weight_transfer": "collective", "weights_dir": "/shared"}}, "drop one of the two"),
+        ({"vllm": {"weight_transfer": "nccl"}}, "vllm.weight_transfer must be one of"),
+        ({"vllm": {"weight_transfer_port": 70000}}, "weight_transfer_port must be 0"),
     ]:
         with pytest.raises(ConfigError, match=message):
             GRPOConfig.from_dict(raw)
+
+
+class BrokenPushEngine:
+    """What the rollout server's app needs of an engine, with a broadcast that fails part-way."""
+
+    weight_versions = 0
+    weight_transfer = "gloo"
+
+    def receive_weights(self, update_info):
+        raise RuntimeError("Connection closed by peer")
+
+    def sample_ids(self, *args):
+        raise AssertionError("a server with incomplete weights sampled")
+
+
+def test_a_server_whose_broadcast_failed_part_way_refuses_to_sample():
+    from fastapi.testclient import TestClient
+
+    from rlvr.rollout.server import create_app
+
+    client = TestClient(create_app(BrokenPushEngine(), "tiny", {"model_type": "llama"}))
+    assert client.get("/health").json()["status"] == "ok"
+    update = {"names": ["w"], "dtype_names": ["float32"], "shapes": [[2]]}
+    pushed = client.post("/weights/transfer", json={"update_info": update})
+    assert pushed.status_code == 500 and "Connection closed by peer" in pushed.text
+    assert client.get("/health").json()["status"] == "broken"
+    asked = client.post("/generate", json={"prompts": [[1, 2]], "eos_ids": [2]})
+    assert asked.status_code == 503 and "restart `rlvr serve-rollouts`" in asked.text
+    assert "resume the run from its last checkpoint" in asked.text

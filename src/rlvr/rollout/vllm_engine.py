@@ -50,6 +50,7 @@ class VLLMEngine(TokenEngine):
         enable_sleep_mode: bool = False,
         tensor_parallel_size: int = 1,
         external_launcher: bool = False,
+        weight_transfer: str | None = None,
         seed: int = 0,
         source: Any = None,
     ) -> None:
@@ -74,6 +75,12 @@ class VLLMEngine(TokenEngine):
             options["compilation_config"] = {"mode": 0}
         if external_launcher:  # one engine per torchrun process (tensor-parallel groups among them)
             options["distributed_executor_backend"] = "external_launcher"
+        if weight_transfer is not None:  # a rollout server: weights broadcast by a trainer (rollout.transfer)
+            if weight_transfer == "gloo":
+                from rlvr.rollout.transfer import register
+
+                register()
+            options["weight_transfer_config"] = {"backend": weight_transfer}
         started = time.perf_counter()
         self.llm = LLM(
             model=model_path,
@@ -89,6 +96,7 @@ class VLLMEngine(TokenEngine):
         )
         self.start_seconds = time.perf_counter() - started
         self.source = source
+        self.weight_transfer = weight_transfer
         self.sleep_mode = enable_sleep_mode
         self.asleep = False
         self.weight_versions = 0
@@ -191,6 +199,24 @@ class VLLMEngine(TokenEngine):
             self.llm.collective_rpc("reload_weights", kwargs={"weights_path": path})
         else:
             self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights})
+        self._loaded(started)
+
+    def join_weight_transfer(self, init_info: dict[str, Any]) -> None:
+        """Join a trainer's weight-transfer group (`rollout.transfer`); returns once every rank has joined."""
+        self.llm.collective_rpc("init_weight_transfer_engine", args=(init_info,))
+
+    def receive_weights(self, update_info: dict[str, Any]) -> None:
+        """Take the tensors `update_info` announces from the trainer's broadcast, in place. A failure part-way
+        leaves the engine's weights incomplete: the caller must not sample from it again."""
+        started = time.perf_counter()
+        if self.asleep:
+            self.llm.wake_up(tags=["weights"])
+        self.llm.collective_rpc("start_weight_update")
+        self.llm.collective_rpc("update_weights", args=(update_info,))
+        self.llm.collective_rpc("finish_weight_update")
+        self._loaded(started)
+
+    def _loaded(self, started: float) -> None:
         self.llm.collective_rpc(_repack_tied_head)
         self.llm.reset_prefix_cache()
         self.weight_versions += 1

@@ -20,6 +20,23 @@ def policy_weights(model: Any, dtype: torch.dtype | None = None) -> Iterator[tup
     Names are those of the base model's checkpoint (`model.layers.0.self_attn.q_proj.weight`), which vLLM's
     `load_weights` reads.
     """
+    for name, param, lora in _checkpoint_entries(model):
+        value = _whole(param).detach()
+        if lora is not None:
+            value = value + _lora_delta(lora).to(value.dtype)
+        yield name, value.to(dtype) if dtype is not None else value
+
+
+def policy_weight_shapes(
+    model: Any, dtype: torch.dtype | None = None
+) -> list[tuple[str, torch.dtype, tuple[int, ...]]]:
+    """(name, dtype, shape) of what `policy_weights` yields, in its order, without gathering or merging
+    anything (an FSDP shard knows its whole shape)."""
+    return [(name, dtype or param.dtype, tuple(param.shape)) for name, param, _ in _checkpoint_entries(model)]
+
+
+def _checkpoint_entries(model: Any) -> Iterator[tuple[str, torch.Tensor, Any]]:
+    """(checkpoint name, parameter, the LoRA layer whose delta it takes or None) for the base model's weights."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     adapted = {name: module for name, module in base.named_modules() if _is_lora_layer(module)}
     for name, param in base.named_parameters():
@@ -27,12 +44,11 @@ def policy_weights(model: Any, dtype: torch.dtype | None = None) -> Iterator[tup
             continue
         module_name, _, leaf = name.rpartition(".")
         owner = module_name.removesuffix(".base_layer")
-        value = _whole(param).detach()
+        lora = None
         if owner in adapted and module_name.endswith(".base_layer"):
             name = f"{owner}.{leaf}"
-            if leaf == "weight":
-                value = value + _lora_delta(adapted[owner]).to(value.dtype)
-        yield name, value.to(dtype) if dtype is not None else value
+            lora = adapted[owner] if leaf == "weight" else None
+        yield name, param, lora
 
 
 def _is_lora_layer(module: Any) -> bool:

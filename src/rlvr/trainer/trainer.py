@@ -104,8 +104,9 @@ class GRPOTrainer(CheckpointingMixin, EvaluationMixin, DynamicSamplingMixin):
         a = config.algorithm
 
         # Cheap checks first, so bad input fails before a model is loaded.
-        if config.generation.engine == "vllm" and config.vllm.mode == "colocate":
-            require_vllm()
+        v = config.vllm
+        if config.generation.engine == "vllm" and (v.mode == "colocate" or v.weight_transfer == "collective"):
+            require_vllm(v.mode == "server")
         refs, fns = (list(reward_funcs), list(reward_funcs)) if reward_funcs else load_rewards(config.rewards)
         self.rewards = RewardPool(refs, config.rewards.num_workers, config.rewards.timeout, fns=fns)
         self.reward_funcs = fns
