@@ -312,3 +312,17 @@ def test_a_server_whose_broadcast_failed_part_way_refuses_to_sample():
     asked = client.post("/generate", json={"prompts": [[1, 2]], "eos_ids": [2]})
     assert asked.status_code == 503 and "restart `rlvr serve-rollouts`" in asked.text
     assert "resume the run from its last checkpoint" in asked.text
+
+
+def test_a_push_to_a_server_restarted_since_the_run_joined_it_stops_before_broadcasting():
+    from types import SimpleNamespace
+
+    from rlvr.rollout.client import _TransferClient
+
+    server = SimpleNamespace(
+        url="http://rollouts:8000", joined="first", _healthy=lambda: {"instance": "first"}
+    )
+    _TransferClient(server).start_weight_update()  # the same server: the push goes ahead
+    server._healthy = lambda: {"instance": "second"}
+    with pytest.raises(EngineError, match=r"rollouts:8000 was restarted since this run joined it.*resume"):
+        _TransferClient(server).start_weight_update()

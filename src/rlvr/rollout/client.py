@@ -54,7 +54,7 @@ class ServerEngine(TokenEngine):
         self.dtype = dtype
         self.rank = rank
         self.client = httpx.Client(timeout=httpx.Timeout(timeout, connect=10.0))
-        health = self._call("get", "/health", "did not answer its health check", timeout=10.0)
+        health = self._healthy()
         self.served = health.get("model", "?")
         if source is not None:
             base = source.get_base_model() if hasattr(source, "get_base_model") else source
@@ -67,8 +67,26 @@ class ServerEngine(TokenEngine):
                 )
         self.weight_versions = 0
         self.transfer = None
+        self.joined = health.get("instance")
         if weight_transfer == "collective" and source is not None:
-            self.transfer = self._join_transfer(health, transfer_host, transfer_port, timeout)
+            failure = None
+            try:
+                self.transfer = self._join_transfer(health, transfer_host, transfer_port, timeout)
+            except EngineError as exc:
+                failure = str(exc)
+            failure = _agreed(failure)  # no rank goes on to gather weights for a push that cannot happen
+            if failure is not None:
+                raise EngineError(failure)
+
+    def _healthy(self) -> dict[str, Any]:
+        """The server's /health, refused when its weights are incomplete after a failed broadcast."""
+        health = self._call("get", "/health", "did not answer its health check", timeout=10.0)
+        if health.get("status") == "broken":
+            raise EngineError(
+                f"the rollout server at {self.url} says its weights are incomplete after a failed weight "
+                "broadcast: restart `rlvr serve-rollouts`, then resume the run from its last checkpoint"
+            )
+        return health
 
     def _join_transfer(self, health: dict[str, Any], host: str | None, port: int, timeout: float) -> Any:
         """Join the server's workers in a weight-transfer group (every training rank calls this; rank 0 is the
@@ -87,8 +105,8 @@ class ServerEngine(TokenEngine):
             )
         from rlvr.rollout.transfer import PolicySource, address_towards, trainer_transfer
 
-        host = host or address_towards(urlparse(self.url).hostname or "127.0.0.1")
         try:
+            host = host or address_towards(urlparse(self.url).hostname or "127.0.0.1")
             return trainer_transfer(
                 backend,
                 _TransferClient(self),
@@ -101,7 +119,7 @@ class ServerEngine(TokenEngine):
             )
         except (RuntimeError, OSError) as exc:
             raise EngineError(
-                f"the rollout server at {self.url} did not join the weight transfer on {host} "
+                f"the rollout server at {self.url} did not join the weight transfer on {host or '?'} "
                 f"({type(exc).__name__}: {exc}): it connects back to this machine there; set "
                 "vllm.weight_transfer_host to an address it reaches, open vllm.weight_transfer_port, or set "
                 "vllm.weight_transfer=http"
@@ -172,10 +190,7 @@ class ServerEngine(TokenEngine):
                     self._push(weights)
                 except EngineError as exc:
                     failure = str(exc)
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            shared = [failure]  # every rank learns whether rank 0's push worked, and waits for it
-            torch.distributed.broadcast_object_list(shared, src=0)
-            failure = shared[0]
+        failure = _agreed(failure)  # every rank learns whether rank 0's push worked, and waits for it
         if failure is not None:
             raise EngineError(failure)
         self.weight_versions += 1
@@ -191,15 +206,14 @@ class ServerEngine(TokenEngine):
             source.complete()  # the gathers of ranks that went on must be matched
             if isinstance(exc, EngineError):
                 return str(exc)
-            if self.rank != 0:
-                return f"the weight broadcast failed on this rank: {type(exc).__name__}: {exc}"
             try:
-                self._call("get", "/health", "did not answer after a failed weight broadcast", timeout=10.0)
+                self._healthy()
             except EngineError as down:
                 return str(down)
             return (
                 f"the rollout server at {self.url} did not take the broadcast weights "
-                f"({type(exc).__name__}: {exc}); look at the server's log"
+                f"({type(exc).__name__}: {exc}); look at the server's log, and if it answers no more, restart "
+                "`rlvr serve-rollouts`"
             )
         return None
 
@@ -254,6 +268,15 @@ class ServerEngine(TokenEngine):
         self.client.close()
 
 
+def _agreed(failure: str | None) -> str | None:
+    """Rank 0's `failure` on every rank (each waits for it), or this process's own when it runs alone."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        shared = [failure]
+        torch.distributed.broadcast_object_list(shared, src=0)
+        return shared[0]
+    return failure
+
+
 class _TransferClient:
     """vLLM's `VLLMWeightSyncClient` over the rollout server's routes. The server starts and finishes each
     update inside the one `/weights/transfer` request, under the lock its generations take, so no request
@@ -271,7 +294,14 @@ class _TransferClient:
         )
 
     def start_weight_update(self) -> None:
-        return None
+        """Before anything is broadcast: the server that joined still runs, and can take weights (on GPUs a
+        broadcast nobody receives would wait forever)."""
+        health = self.engine._healthy()
+        if health.get("instance") != self.engine.joined:
+            raise EngineError(
+                f"the rollout server at {self.engine.url} was restarted since this run joined it: its weights "
+                "are not this run's; resume the run from its last checkpoint (it joins the new server)"
+            )
 
     def update_weights(self, update_info: dict[str, Any]) -> None:
         self.engine._call(

@@ -27,6 +27,7 @@ import json
 import tempfile
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from fastapi import FastAPI, HTTPException, Request
 
 from rlvr.config import ConfigError, GenerationConfig
 
+JOIN_WAIT = 60.0  # seconds a trainer joining waits for the request before it
 SAMPLING_FIELDS = ("max_completion_length", "temperature", "top_p", "top_k", "min_p", "repetition_penalty")
 
 
@@ -59,8 +61,10 @@ def create_app(engine: Any, model_name: str, fingerprint: dict[str, Any], worker
     app = FastAPI(title="rlvr rollout server")
     lock = threading.Lock()
     broken: list[str] = []  # why the engine's weights are incomplete, once a broadcast failed part-way
+    instance = uuid.uuid4().hex  # a trainer that joined this server sees a restarted one as another
 
     def usable() -> None:
+        """Call holding `lock`: a request that waited for a failing broadcast must not sample after it."""
         if broken:
             raise HTTPException(
                 503,
@@ -77,6 +81,7 @@ def create_app(engine: Any, model_name: str, fingerprint: dict[str, Any], worker
             "weight_version": engine.weight_versions,
             "weight_transfer": engine.weight_transfer,
             "workers": workers,
+            "instance": instance,
         }
 
     @app.post("/generate")
@@ -85,8 +90,8 @@ def create_app(engine: Any, model_name: str, fingerprint: dict[str, Any], worker
             prompts, num_samples, config, seeds, greedy, eos_ids = read_generate_request(body)
         except (ConfigError, KeyError, TypeError, ValueError) as exc:
             raise HTTPException(422, f"bad generation request: {exc}") from None
-        usable()
         with lock:
+            usable()
             try:
                 outputs = engine.sample_ids(prompts, num_samples, config, seeds, greedy, eos_ids)
             except ValueError as exc:  # vLLM's own checks: prompt too long for max_model_len, bad ids
@@ -98,29 +103,38 @@ def create_app(engine: Any, model_name: str, fingerprint: dict[str, Any], worker
 
     @app.post("/weights")
     async def weights(request: Request) -> dict[str, Any]:
-        usable()
         body = await request.body()
         tensor_parallel = workers > 1
         if request.headers.get("content-type", "").startswith("application/json"):
             path = Path(json.loads(body)["path"])
             if not path.is_file():
                 raise HTTPException(422, f"no weights file {path} on the server: is the directory shared?")
-            return _load(engine, lock, path.read_bytes() if tensor_parallel else None, path, tensor_parallel)
+            return _load(
+                engine, lock, usable, path.read_bytes() if tensor_parallel else None, path, tensor_parallel
+            )
         if not body:
             raise HTTPException(422, "empty weights: send a safetensors file in the request body")
-        return _load(engine, lock, body, None, tensor_parallel)
+        return _load(engine, lock, usable, body, None, tensor_parallel)
 
     @app.post("/weights/transfer/init")
     def join_transfer(body: dict[str, Any]) -> dict[str, Any]:
         if engine.weight_transfer is None:
             raise HTTPException(422, "this server takes no broadcast weights: use weight_transfer=http")
-        with lock:
-            try:
-                engine.join_weight_transfer(body["init_info"])
-            except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-                raise HTTPException(
-                    422, f"could not join the trainer's weight transfer: {type(exc).__name__}: {exc}"
-                ) from None
+        if not lock.acquire(timeout=JOIN_WAIT):
+            raise HTTPException(
+                503,
+                f"this server has been busy for {JOIN_WAIT:.0f} s (a weight broadcast whose trainer stopped "
+                "part-way never ends on GPUs): restart `rlvr serve-rollouts`",
+            )
+        try:
+            usable()
+            engine.join_weight_transfer(body["init_info"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise HTTPException(
+                422, f"could not join the trainer's weight transfer: {type(exc).__name__}: {exc}"
+            ) from None
+        finally:
+            lock.release()
         return {"workers": workers}
 
     @app.post("/weights/transfer")
@@ -144,7 +158,12 @@ def create_app(engine: Any, model_name: str, fingerprint: dict[str, Any], worker
 
 
 def _load(
-    engine: Any, lock: threading.Lock, data: bytes | None, path: Path | None, tensor_parallel: bool
+    engine: Any,
+    lock: threading.Lock,
+    usable: Any,
+    data: bytes | None,
+    path: Path | None,
+    tensor_parallel: bool,
 ) -> Any:
     """Load safetensors `data` (or the file `path`) into the engine: in place from memory when the engine is
     in this process, else through a file every worker reads."""
@@ -153,6 +172,7 @@ def _load(
     started = time.perf_counter()
     try:
         with lock:
+            usable()
             if tensor_parallel:
                 with tempfile.TemporaryDirectory(prefix="rlvr-weights-") as tmp:
                     (Path(tmp) / "model.safetensors").write_bytes(data)
