@@ -71,6 +71,12 @@ class VLLMEngine(TokenEngine):
         if device == "cuda":
             options["gpu_memory_utilization"] = gpu_memory_utilization
             options["enable_sleep_mode"] = enable_sleep_mode
+        else:
+            # vLLM 0.32 on a CPU crashes ("CPU Generator does not use offset") when it splits the prefill of a
+            # seeded request over two steps (more prompt tokens at once than max_num_batched_tokens, 4096),
+            # and rlvr seeds every request: each prompt is prefilled whole instead
+            options["enable_chunked_prefill"] = False
+            options["max_num_batched_tokens"] = max(max_model_len, 4096)
         if enforce_eager:
             options["compilation_config"] = {"mode": 0}
         if external_launcher:  # one engine per torchrun process (tensor-parallel groups among them)
