@@ -222,6 +222,17 @@ def test_a_fixed_seed_repeats_the_samples(engine):
     assert torch.equal(engine.generate(PROMPTS, 2, config)[2], drawn[2])  # training.seed decides
 
 
+def test_seeded_requests_whose_prompts_fill_more_than_one_prefill_step_are_sampled(engine):
+    """vLLM 0.32 on a CPU crashed ("CPU Generator does not use offset") when it split a seeded request's
+    prefill over two steps: 64 samples of a 101-token prompt are 6,464 prompt tokens, over its 4,096 a step."""
+    engine.max_prompt_length = 128
+    try:
+        out = engine.generate(["word " * 100], 64, GenerationConfig(max_completion_length=2), seeds=[0])
+    finally:
+        engine.max_prompt_length = 64
+    assert out[0].shape[1] > 100 and out[2].shape == (64, 2)
+
+
 def test_training_with_the_vllm_engine_keeps_it_in_step(vllm_model_dir, tmp_path):
     from rlvr.trainer import GRPOTrainer
     from rlvr.utils import read_jsonl
@@ -507,14 +518,3 @@ def test_a_failed_push_completes_its_pass_so_other_ranks_gathers_are_matched(
     taken.clear()
     source.complete()  # a push that failed before its pass began takes a whole pass
     assert taken == names
-
-
-def test_seeded_requests_whose_prompts_fill_more_than_one_prefill_step_are_sampled(engine):
-    """vLLM 0.32 on a CPU crashed ("CPU Generator does not use offset") when it split a seeded request's
-    prefill over two steps: 64 samples of a 101-token prompt are 6,464 prompt tokens, over its 4,096 a step."""
-    engine.max_prompt_length = 128
-    try:
-        out = engine.generate(["word " * 100], 64, GenerationConfig(max_completion_length=2), seeds=[0])
-    finally:
-        engine.max_prompt_length = 64
-    assert out[0].shape[1] > 100 and out[2].shape == (64, 2)
