@@ -658,9 +658,9 @@ def bad_gold_files(tmp_path, monkeypatch):
         (["--reward", "accuracy", "--port", "6000.5"], "argument --port: must be an integer from 1 to 65535"),
         (
             ["--reward", "accuracy", "--workers", "0"],
-            "argument --workers: must be an integer of at least 1, got '0'",
+            "argument --workers: must be at least 1, got 0",
         ),
-        (["--reward", "accuracy", "--workers", "-3"], "argument --workers: must be an integer of at least 1"),
+        (["--reward", "accuracy", "--workers", "-3"], "argument --workers: must be at least 1, got -3"),
         (["--reward", "accuracy", "--timeout", "abc"], "argument --timeout: must be a number of seconds"),
         (
             ["--reward", "accuracy", "--timeout", "0"],

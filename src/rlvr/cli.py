@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from collections.abc import Callable
 from typing import Any
 
 from rlvr import __version__
+from rlvr.argtypes import positive_int, temperature
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
@@ -67,39 +67,6 @@ def check_before_model(config: Any) -> None:
     for spec in r.functions:
         if spec.startswith("remote:"):
             RemoteReward(spec[len("remote:") :], r.remote_timeout, r.remote_retries).check_reachable()
-
-
-def positive_int(text: str) -> int:
-    """argparse type: a whole number >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def temperature(text: str) -> float:
-    """argparse type: a finite number >= 0 (0: greedy decoding)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be a number >= 0 (0: greedy decoding), got {text!r}")
-    return value
-
-
-def probability(text: str) -> float:
-    """argparse type: a number in (0, 1], as top_p."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 < value <= 1:  # NaN fails too
-        raise argparse.ArgumentTypeError(f"must be in (0, 1] (1: no nucleus cut), got {text!r}")
-    return value
 
 
 def add_generate_arguments(parser: argparse.ArgumentParser) -> None:

@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rlvr.argtypes import positive_int, probability, temperature
+
 USER_ERROR = 2
 
 
@@ -47,8 +49,6 @@ def _user_errors() -> tuple[type[Exception], ...]:
 
 # ------------------------------------------------------------------------------------------------- eval
 def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
-    from rlvr.cli import positive_int, probability, temperature
-
     parser.add_argument(
         "--model",
         required=True,

@@ -33,6 +33,7 @@ from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
 
+from rlvr.argtypes import port, positive_int
 from rlvr.config import ConfigError, GenerationConfig
 
 JOIN_WAIT = 60.0  # seconds a trainer joining waits for the request before it
@@ -229,9 +230,6 @@ def sampling_fields(config: GenerationConfig) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------------------------ the CLI
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from rlvr.cli import positive_int
-    from rlvr.server.cli import _port
-
     parser.add_argument("--model", required=True, help="hub id, local directory, .gguf file, or shipped name")
     parser.add_argument(
         "--tensor-parallel-size",
@@ -240,7 +238,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="devices the engine's weights are split over",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")
-    parser.add_argument("--port", type=_port, default=8000, help="port, 1 to 65535 (default: 8000)")
+    parser.add_argument("--port", type=port, default=8000, help="port, 1 to 65535 (default: 8000)")
     parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="bfloat16")
     parser.add_argument(
         "--max-model-len", type=positive_int, default=2048, help="longest prompt + completion, tokens"

@@ -29,6 +29,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from rlvr.argtypes import MAX_TIMEOUT
 from rlvr.rewards.adapters import split_response
 from rlvr.rewards.extraction import extract_gold
 from rlvr.rewards.pool import RewardPool, RewardPoolBusy, RewardTimeout
@@ -38,7 +39,6 @@ from rlvr.rewards.scoring import RewardError
 QUESTION_FIELDS = ("question", "problem", "prompt", "query", "input")
 ANSWER_FIELDS = ("answer", "ground_truth", "gold", "final_answer", "solution", "label")
 _ROUTES = "POST /get_reward and GET /health"
-MAX_TIMEOUT = 86400.0  # a day; poll() cannot wait much longer than 2**31 ms
 _log = logging.getLogger("uvicorn.error")  # the server's own log, as uvicorn configures it
 
 

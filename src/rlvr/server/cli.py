@@ -8,12 +8,11 @@ from __future__ import annotations
 import argparse
 import errno
 import ipaddress
-import math
 import os
 import socket
 import sys
 
-MAX_TIMEOUT = 86400.0  # as rlvr.server.app.MAX_TIMEOUT, without importing FastAPI to build the parser
+from rlvr.argtypes import finite, megabytes, port, positive_int, seconds
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "repeat for several, summed with --weights",
     )
     parser.add_argument(
-        "--weights", type=_finite, nargs="+", default=None, help="one weight per --reward (default: 1.0 each)"
+        "--weights", type=finite, nargs="+", default=None, help="one weight per --reward (default: 1.0 each)"
     )
     parser.add_argument(
         "--gold",
@@ -40,10 +39,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)"
     )
-    parser.add_argument("--port", type=_port, default=6000, help="port, 1 to 65535 (default: 6000)")
+    parser.add_argument("--port", type=port, default=6000, help="port, 1 to 65535 (default: 6000)")
     parser.add_argument(
         "--workers",
-        type=_at_least_one,
+        type=positive_int,
         default=2,
         help="scoring processes, each one request at a time (default: 2)",
     )
@@ -57,61 +56,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--timeout",
-        type=_seconds,
+        type=seconds,
         default=60.0,
         help="seconds a request may wait for a free worker (else 503) and then take to score (else 504, and its "
         "worker is replaced) (default: 60)",
     )
     parser.add_argument(
         "--max-request-mb",
-        type=_megabytes,
+        type=megabytes,
         default=16.0,
         help="larger request bodies are answered 413 (default: 16)",
     )
-
-
-def _port(text: str) -> int:
-    if not text.strip().isdigit() or not 1 <= int(text) <= 65535:
-        raise argparse.ArgumentTypeError(f"must be an integer from 1 to 65535, got {text!r}")
-    return int(text)
-
-
-def _at_least_one(text: str) -> int:
-    if not text.strip().isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer of at least 1, got {text!r}")
-    return int(text)
-
-
-def _finite(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 < value <= MAX_TIMEOUT:  # False for NaN
-        raise argparse.ArgumentTypeError(
-            f"must be a number of seconds above 0 and at most {MAX_TIMEOUT:g} (a day), got {text!r}"
-        )
-    return value
-
-
-def _megabytes(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value * 2**20 >= 1):
-        raise argparse.ArgumentTypeError(f"must be a number above 0 (megabytes), got {text!r}")
-    return value
 
 
 class UsageError(Exception):
