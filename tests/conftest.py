@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
+
+# `training.bf16: auto` picks bfloat16 on CPUs with AMX or AVX512-BF16 and float32 elsewhere: the suite runs float32
+# on every machine kind (subprocesses inherit this), and tests of the choice itself set the variable themselves.
+os.environ["RLVR_NATIVE_BF16"] = "0"
 
 # ChatML, the template SmolLM2 and Qwen2.5 use; add_generation_prompt opens the assistant turn.
 CHAT_TEMPLATE = (

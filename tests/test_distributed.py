@@ -23,6 +23,7 @@ from safetensors.torch import load_file
 
 from rlvr.distributed import moment_sums, moments
 from rlvr.rollout.engine import concat_generations
+from rlvr.rollout.generation import Generation
 from rlvr.trainer.sampler import derived_seed
 from rlvr.utils import read_jsonl
 
@@ -188,7 +189,7 @@ def test_prompt_seeds_differ_by_step_and_place_and_repeat():
 
 def test_groups_sampled_one_by_one_join_as_one_batched_call_would():
     # prompt A is 2 tokens with completions of 1 token; prompt B 1 token with completions of 3 (one truncated)
-    a = (
+    a = Generation(
         torch.tensor([[7, 8]]),
         torch.ones(1, 2, dtype=torch.long),
         torch.tensor([[2]]),
@@ -197,7 +198,7 @@ def test_groups_sampled_one_by_one_join_as_one_batched_call_would():
         0,
         torch.tensor([[-0.5]]),
     )
-    b = (
+    b = Generation(
         torch.tensor([[9]]),
         torch.ones(1, 1, dtype=torch.long),
         torch.tensor([[5, 6, 4]]),
@@ -206,9 +207,14 @@ def test_groups_sampled_one_by_one_join_as_one_batched_call_would():
         1,
         torch.tensor([[-0.1, -0.2, -0.3]]),
     )
-    prompt_ids, prompt_mask, completion_ids, completion_mask, truncated, cut, logps = concat_generations(
-        [a, b], pad_id=0
+    out = concat_generations([a, b], pad_id=0)
+    prompt_ids, prompt_mask, completion_ids, completion_mask = (
+        out.prompt_ids,
+        out.prompt_mask,
+        out.completion_ids,
+        out.completion_mask,
     )
+    truncated, cut, logps = out.truncated, out.num_prompts_cut, out.sampling_logps
     assert prompt_ids.tolist() == [[7, 8], [0, 9]]  # prompts padded on the left
     assert prompt_mask.tolist() == [[1, 1], [0, 1]]
     assert completion_ids.tolist() == [[2, 0, 0], [5, 6, 4]]  # completions on the right

@@ -168,7 +168,13 @@ def test_token_engine_lays_out_answers_as_rlvrs_loop_does(tiny_model_dir):
     engine = RecordingEngine(tokenizer, tokenizer.eos_token_id)
     config = GenerationConfig(max_completion_length=4)
     out = engine.generate(["What is 2 + 3?", "Natalia sold clips"], 2, config, seeds=[7, 8])
-    prompt_ids, prompt_mask, completion_ids, completion_mask, truncated, cut, logps = out
+    prompt_ids, prompt_mask, completion_ids, completion_mask = (
+        out.prompt_ids,
+        out.prompt_mask,
+        out.completion_ids,
+        out.completion_mask,
+    )
+    truncated, cut, logps = out.truncated, out.num_prompts_cut, out.sampling_logps
     assert prompt_ids.shape[0] == 4  # each prompt repeated for its G samples, adjacent
     assert torch.equal(prompt_ids[0], prompt_ids[1]) and not torch.equal(prompt_ids[1], prompt_ids[2])
     sent, seeds = engine.calls[0]
@@ -201,7 +207,11 @@ def test_token_engine_draws_seeds_from_the_process_state_when_none_are_given(tin
 
 def test_assemble_keeps_one_eos_when_nothing_was_generated():
     out = assemble(torch.tensor([[4]]), torch.tensor([[1]]), [([], [])], [2], 0, 0)
-    assert out[2].tolist() == [[2]] and out[3].tolist() == [[1]] and out[4].tolist() == [False]
+    assert (
+        out.completion_ids.tolist() == [[2]]
+        and out.completion_mask.tolist() == [[1]]
+        and out.truncated.tolist() == [False]
+    )
 
 
 @pytest.mark.parametrize(

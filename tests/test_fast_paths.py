@@ -99,8 +99,8 @@ def test_static_decode_loop_matches_generate_greedily(model, tiny_model_dir):
     config = GenerationConfig(num_generations=2, max_completion_length=12, temperature=1.0, top_k=1)  # argmax
     fast = sample(model, tokenizer, texts, config, 2, 64, backend="static")
     reference = sample(model, tokenizer, texts, config, 2, 64, backend="hf")
-    assert torch.equal(fast[2], reference[2])
-    assert torch.equal(fast[3], reference[3])
+    assert torch.equal(fast.completion_ids, reference.completion_ids)
+    assert torch.equal(fast.completion_mask, reference.completion_mask)
 
 
 def test_sampling_in_bfloat16_restores_the_float32_weights(model):

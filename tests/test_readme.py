@@ -89,3 +89,10 @@ def test_makefile_sets_the_data_dir_only_where_it_exists(tmp_path):
     (tmp_path / "shared" / "data").mkdir(parents=True)
     assert data_dir() == f"RLVR_DATA_DIR={tmp_path / 'shared' / 'data'}"  # the project's machines
     assert data_dir(RLVR_DATA_DIR="/elsewhere") == "RLVR_DATA_DIR=/elsewhere"  # the user's own wins
+
+
+def test_the_reasoning_gym_task_count_is_the_librarys():
+    factory = pytest.importorskip("reasoning_gym.factory")
+    stated = re.search(r"reasoning-gym\]\([^)]*\)'s (\d+) procedural tasks", README)
+    assert stated, "the README no longer states how many reasoning-gym tasks there are"
+    assert int(stated.group(1)) == len([name for name in factory.DATASETS if name != "composite"])

@@ -34,9 +34,9 @@ def test_sample_gives_num_generations_per_prompt(tiny_model_dir):
         render_prompt(tokenizer, build_messages(q, "plain")) for q in ["What is 2 + 3?", "Natalia sold clips"]
     ]
     config = GenerationConfig(num_generations=3, max_completion_length=10, temperature=1.0)
-    prompt_ids, prompt_mask, completion_ids, completion_mask, truncated, cut = sample(
-        model, tokenizer, texts, config, 3, max_prompt_length=64
-    )
+    out = sample(model, tokenizer, texts, config, 3, max_prompt_length=64)
+    prompt_ids, completion_ids, completion_mask = out.prompt_ids, out.completion_ids, out.completion_mask
+    truncated, cut = out.truncated, out.num_prompts_cut
     assert prompt_ids.shape[0] == completion_ids.shape[0] == 6
     assert completion_ids.shape[1] <= 10 and cut == 0
     assert torch.equal(prompt_ids[0], prompt_ids[2]) and not torch.equal(prompt_ids[0], prompt_ids[3])
@@ -51,5 +51,5 @@ def test_forced_full_length(tiny_model_dir):
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     texts = [render_prompt(tokenizer, build_messages("What is 2 + 3?", "plain"))]
     config = GenerationConfig(num_generations=2, max_completion_length=8)
-    _, _, completion_ids, _, _, _ = sample(model, tokenizer, texts, config, 2, 64, force_full_length=True)
-    assert completion_ids.shape == (2, 8)
+    out = sample(model, tokenizer, texts, config, 2, 64, force_full_length=True)
+    assert out.completion_ids.shape == (2, 8)

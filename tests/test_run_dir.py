@@ -139,7 +139,7 @@ def test_an_output_dir_that_is_a_file_is_refused(tiny_model_dir, tmp_path):
 def test_ctrl_c_ends_with_a_message_and_leaves_whole_checkpoints(
     tiny_model_dir, tmp_path, capsys, monkeypatch
 ):
-    from rlvr.trainer import checkpoint
+    from rlvr.trainer import checkpoint_files as checkpoint
 
     data = tmp_path / "rows.jsonl"
     data.write_text("".join(json.dumps(row) + "\n" for row in ROWS))

@@ -58,7 +58,13 @@ def engine(vllm_model_dir, model_and_tokenizer):
 
 def trainer_logps(model, generation, temperature=1.0):
     """The trainer's own log-probs of the generated completions (rlvr.algorithm.logprobs)."""
-    prompt_ids, prompt_mask, completion_ids, completion_mask = generation[:4]
+    g = generation
+    prompt_ids, prompt_mask, completion_ids, completion_mask = (
+        g.prompt_ids,
+        g.prompt_mask,
+        g.completion_ids,
+        g.completion_mask,
+    )
     with torch.no_grad():
         logps, _ = completion_logps(
             model,
@@ -75,8 +81,8 @@ def test_at_equal_weights_the_sampler_and_trainer_log_probs_agree(engine, model_
     model, _ = model_and_tokenizer
     config = GenerationConfig(max_completion_length=24, temperature=0.8)
     out = engine.generate(PROMPTS, 4, config, seeds=[1, 2, 3])
-    mask = out[3].bool()
-    gap = (out[6] - trainer_logps(model, out, 0.8)).abs()[mask]
+    mask = out.completion_mask.bool()
+    gap = (out.sampling_logps - trainer_logps(model, out, 0.8)).abs()[mask]
     assert gap.numel() > 50 and gap.max() < LOGP_TOLERANCE, f"max gap {gap.max():.2e}"
 
 
@@ -99,14 +105,16 @@ def test_a_weight_push_takes_effect(engine, model_and_tokenizer):
     finally:
         engine.source = model
         engine.sync_weights()
-    assert torch.equal(after_greedy[2], hf_moved[2]) and torch.equal(after_greedy[3], hf_moved[3])
-    gap_after = (after[6] - trainer_logps(moved, after)).abs()[after[3].bool()]
+    assert torch.equal(after_greedy.completion_ids, hf_moved.completion_ids) and torch.equal(
+        after_greedy.completion_mask, hf_moved.completion_mask
+    )
+    gap_after = (after.sampling_logps - trainer_logps(moved, after)).abs()[after.completion_mask.bool()]
     assert gap_after.max() < LOGP_TOLERANCE
     # the test can fail: before the push the engine's log-probs were far from the moved model's
-    gap_before = (before[6] - trainer_logps(moved, before)).abs()[before[3].bool()]
+    gap_before = (before.sampling_logps - trainer_logps(moved, before)).abs()[before.completion_mask.bool()]
     assert gap_before.max() > 100 * LOGP_TOLERANCE
     back = engine.generate(PROMPTS, 2, sampled, seeds=[5, 6, 7])
-    assert torch.equal(back[2], before[2])  # pushed back: the original samples again
+    assert torch.equal(back.completion_ids, before.completion_ids)  # pushed back: the original samples again
 
 
 def test_lora_merge_push_follows_the_adapted_model(engine, model_and_tokenizer):
@@ -128,7 +136,7 @@ def test_lora_merge_push_follows_the_adapted_model(engine, model_and_tokenizer):
         engine.sync_weights()
         sampled = GenerationConfig(max_completion_length=16, temperature=1.0)
         out = engine.generate(PROMPTS, 2, sampled, seeds=[1, 2, 3])
-        gap = (out[6] - trainer_logps(peft_model, out)).abs()[out[3].bool()]
+        gap = (out.sampling_logps - trainer_logps(peft_model, out)).abs()[out.completion_mask.bool()]
         greedy = GenerationConfig(max_completion_length=16)
         mine = engine.generate(PROMPTS, 1, greedy, greedy=True)
         theirs = HFEngine(peft_model, tokenizer, 64).generate(PROMPTS, 1, greedy, greedy=True)
@@ -136,7 +144,7 @@ def test_lora_merge_push_follows_the_adapted_model(engine, model_and_tokenizer):
         engine.source = model
         engine.sync_weights()
     assert gap.max() < LOGP_TOLERANCE
-    assert torch.equal(mine[2], theirs[2])
+    assert torch.equal(mine.completion_ids, theirs.completion_ids)
     for name, param in peft_model.named_parameters():
         if name in adapters:
             assert torch.equal(param, adapters[name]), f"{name} changed by the push"
@@ -156,11 +164,11 @@ def test_eos_and_masks_match_rlvrs_loop_on_the_same_tokens(engine, model_and_tok
     # there, the EOS kept
     row, k = next(
         (r, i)
-        for r, tokens in enumerate(free[2].tolist())
+        for r, tokens in enumerate(free.completion_ids.tolist())
         for i in range(1, len(tokens))
         if tokens[i] not in tokens[:i]
     )
-    stop = int(free[2][row, k])
+    stop = int(free.completion_ids[row, k])
     original = engine.eos_ids
     engine.eos_ids = sorted({*original, stop})
     varied.generation_config.eos_token_id = engine.eos_ids
@@ -173,10 +181,12 @@ def test_eos_and_masks_match_rlvrs_loop_on_the_same_tokens(engine, model_and_tok
         engine.eos_ids = original
         engine.source = model
         engine.sync_weights()
-    for i in range(2, 5):  # completion ids, mask, truncated
-        assert torch.equal(mine[i], theirs[i]), (i, mine[i], theirs[i])
-    assert mine[3][row].sum() == k + 1 and not mine[4][row]  # stopped at place k, the EOS counted
-    assert mine[4].any(), "some rows should run to max_completion_length (truncated)"
+    for name in ("completion_ids", "completion_mask", "truncated"):
+        assert torch.equal(getattr(mine, name), getattr(theirs, name)), name
+    assert (
+        mine.completion_mask[row].sum() == k + 1 and not mine.truncated[row]
+    )  # stopped at place k, the EOS counted
+    assert mine.truncated.any(), "some rows should run to max_completion_length (truncated)"
 
 
 def test_sampling_options_mean_the_same_distribution_as_rlvrs_loop(engine, model_and_tokenizer):
@@ -192,7 +202,8 @@ def test_sampling_options_mean_the_same_distribution_as_rlvrs_loop(engine, model
     ):
         config = GenerationConfig(max_completion_length=12, **options)
         out = engine.generate(PROMPTS, 3, config, seeds=[11, 12, 13])
-        prompt_ids, prompt_mask, completion_ids, completion_mask = out[:4]
+        prompt_ids, prompt_mask = out.prompt_ids, out.prompt_mask
+        completion_ids, completion_mask = out.completion_ids, out.completion_mask
         processors = logits_processors(config)
         ids = torch.cat([prompt_ids, completion_ids], 1)
         mask = torch.cat([prompt_mask, completion_mask], 1)
@@ -204,7 +215,7 @@ def test_sampling_options_mean_the_same_distribution_as_rlvrs_loop(engine, model
                 seen = ids[row : row + 1, : width + t][:, prompt_mask[row].bool().tolist() + [True] * t]
                 scores = processors(seen, logits[row : row + 1, width + t - 1].clone())
                 want = torch.log_softmax(scores, -1)[0, completion_ids[row, t]]
-                got = out[6][row, t]
+                got = out.sampling_logps[row, t]
                 assert torch.isfinite(want), f"{options}: vLLM drew a token rlvr's loop never would"
                 assert abs(float(got - want)) < 1e-3, (options, row, t, float(got), float(want))
 
@@ -214,12 +225,18 @@ def test_a_fixed_seed_repeats_the_samples(engine):
     first = engine.generate(PROMPTS, 2, config, seeds=[3, 4, 5])
     again = engine.generate(PROMPTS, 2, config, seeds=[3, 4, 5])
     other = engine.generate(PROMPTS, 2, config, seeds=[6, 4, 5])
-    assert torch.equal(first[2], again[2]) and torch.equal(first[6], again[6])
-    assert not torch.equal(first[2][:2], other[2][:2]) and torch.equal(first[2][2:], other[2][2:])
+    assert torch.equal(first.completion_ids, again.completion_ids) and torch.equal(
+        first.sampling_logps, again.sampling_logps
+    )
+    assert not torch.equal(first.completion_ids[:2], other.completion_ids[:2]) and torch.equal(
+        first.completion_ids[2:], other.completion_ids[2:]
+    )
     torch.manual_seed(9)
     drawn = engine.generate(PROMPTS, 2, config)
     torch.manual_seed(9)
-    assert torch.equal(engine.generate(PROMPTS, 2, config)[2], drawn[2])  # training.seed decides
+    assert torch.equal(
+        engine.generate(PROMPTS, 2, config).completion_ids, drawn.completion_ids
+    )  # training.seed decides
 
 
 def test_seeded_requests_whose_prompts_fill_more_than_one_prefill_step_are_sampled(engine):
@@ -230,7 +247,7 @@ def test_seeded_requests_whose_prompts_fill_more_than_one_prefill_step_are_sampl
         out = engine.generate(["word " * 100], 64, GenerationConfig(max_completion_length=2), seeds=[0])
     finally:
         engine.max_prompt_length = 64
-    assert out[0].shape[1] > 100 and out[2].shape == (64, 2)
+    assert out.prompt_ids.shape[1] > 100 and out.completion_ids.shape == (64, 2)
 
 
 def test_training_with_the_vllm_engine_keeps_it_in_step(vllm_model_dir, tmp_path):
@@ -339,7 +356,7 @@ def test_server_mode_trains_and_a_killed_server_stops_the_run_with_its_checkpoin
     rollout_server, vllm_model_dir, tmp_path, transfer
 ):
     from rlvr.trainer import GRPOTrainer
-    from rlvr.trainer.checkpoint import list_checkpoints
+    from rlvr.trainer.checkpoint_files import list_checkpoints
     from rlvr.trainer.trainer import TrainingError
     from rlvr.utils import read_jsonl
 
@@ -408,12 +425,16 @@ def test_a_collective_weight_push_over_gloo_takes_effect_and_repeats(rollout_ser
     finally:
         engine.close()
     hf_moved = HFEngine(moved, tokenizer, 64).generate(PROMPTS, 1, greedy, greedy=True)
-    assert torch.equal(after_greedy[2], hf_moved[2]) and torch.equal(after_greedy[3], hf_moved[3])
-    gap = (after[6] - trainer_logps(moved, after)).abs()[after[3].bool()]
+    assert torch.equal(after_greedy.completion_ids, hf_moved.completion_ids) and torch.equal(
+        after_greedy.completion_mask, hf_moved.completion_mask
+    )
+    gap = (after.sampling_logps - trainer_logps(moved, after)).abs()[after.completion_mask.bool()]
     assert gap.max() < LOGP_TOLERANCE, f"max gap {gap.max():.2e}"
-    gap_back = (back[6] - trainer_logps(model, back)).abs()[back[3].bool()]
+    gap_back = (back.sampling_logps - trainer_logps(model, back)).abs()[back.completion_mask.bool()]
     assert gap_back.max() < LOGP_TOLERANCE, f"max gap after the second push {gap_back.max():.2e}"
-    assert (after[6] - trainer_logps(model, after)).abs()[after[3].bool()].max() > 100 * LOGP_TOLERANCE
+    assert (after.sampling_logps - trainer_logps(model, after)).abs()[
+        after.completion_mask.bool()
+    ].max() > 100 * LOGP_TOLERANCE
     assert httpx.get(url + "/health").json()["weight_version"] == 2
 
 

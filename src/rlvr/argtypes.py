@@ -82,3 +82,26 @@ def megabytes(text: str) -> float:
     if not (math.isfinite(value) and value * 2**20 >= 1):
         raise argparse.ArgumentTypeError(f"must be a number above 0 (megabytes), got {text!r}")
     return value
+
+
+def bf16_setting(text: str) -> bool | str:
+    """`auto`, `true` or `false` (`--bf16` alone: true), as `training.bf16`."""
+    value = text.strip().lower()
+    if value not in ("auto", "true", "false"):
+        raise argparse.ArgumentTypeError(
+            f"must be auto (bfloat16 where the device runs it natively), true or false, got {text!r}"
+        )
+    return value if value == "auto" else value == "true"
+
+
+def add_bf16_argument(parser: argparse.ArgumentParser) -> None:
+    """`--bf16 [auto|true|false]`, default auto; the flag alone means true."""
+    parser.add_argument(
+        "--bf16",
+        type=bf16_setting,
+        nargs="?",
+        const=True,
+        default="auto",
+        metavar="auto|true|false",
+        help="bfloat16 autocast (float32 weights); auto (default): where the device runs it natively, else float32",
+    )

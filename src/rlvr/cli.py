@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from rlvr import __version__
-from rlvr.argtypes import positive_int, temperature
+from rlvr.argtypes import add_bf16_argument, positive_int, temperature
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
@@ -81,7 +81,7 @@ def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-new-tokens", type=positive_int, default=256)
     parser.add_argument("--temperature", type=temperature, default=0.0, help="0 for greedy decoding")
     parser.add_argument("--num-samples", type=positive_int, default=1)
-    parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
+    add_bf16_argument(parser)
     parser.add_argument("--seed", type=int, default=0)
 
 
@@ -91,6 +91,7 @@ def run_generate(args: argparse.Namespace) -> int:
     from rlvr.config import ConfigError, GenerationConfig, ModelConfig
     from rlvr.data import TEMPLATES, build_messages, render_prompt
     from rlvr.models import load_policy
+    from rlvr.models.precision import resolve_bf16
     from rlvr.rollout import decode_completions, sample
 
     if args.template not in TEMPLATES:
@@ -102,6 +103,8 @@ def run_generate(args: argparse.Namespace) -> int:
         )
     torch.manual_seed(args.seed)
     model, tokenizer = load_policy(ModelConfig(name_or_path=args.model))
+    bf16, why = resolve_bf16(args.bf16, next(model.parameters()).device)
+    print(why, file=sys.stderr)  # stdout is the completions
     text = render_prompt(tokenizer, build_messages(args.prompt, args.template, args.system_prompt))
     greedy = args.temperature == 0
     config = GenerationConfig(
@@ -109,17 +112,17 @@ def run_generate(args: argparse.Namespace) -> int:
         max_completion_length=args.max_new_tokens,
         temperature=1.0 if greedy else args.temperature,
     )
-    _, _, completion_ids, completion_mask, _, _ = sample(
+    out = sample(
         model,
         tokenizer,
         [text],
         config,
         args.num_samples,
         max_prompt_length=4096,
-        autocast_dtype=torch.bfloat16 if args.bf16 else None,
+        autocast_dtype=torch.bfloat16 if bf16 else None,
         greedy=greedy,
     )
-    for i, completion in enumerate(decode_completions(tokenizer, completion_ids, completion_mask)):
+    for i, completion in enumerate(decode_completions(tokenizer, out.completion_ids, out.completion_mask)):
         if args.num_samples > 1:
             print(f"--- sample {i + 1}")
         print(completion)

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rlvr.argtypes import positive_int, probability, temperature
+from rlvr.argtypes import add_bf16_argument, positive_int, probability, temperature
 
 USER_ERROR = 2
 
@@ -127,7 +127,7 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
         help="vLLM without torch.compile: starts in seconds, generates more slowly",
     )
     parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32", help="weights dtype")
-    parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast (float32 weights)")
+    add_bf16_argument(parser)
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed")
     parser.add_argument(
@@ -155,7 +155,8 @@ def _run_eval(args: argparse.Namespace) -> int:
     from rlvr.data.reasoning_gym import is_reasoning_gym, read_task_options
     from rlvr.evaluation.evaluate import EvaluationError, check_settings, evaluate_model
     from rlvr.evaluation.metrics import wilson_interval
-    from rlvr.models import load_policy, resolve_model_path
+    from rlvr.models import load_policy, resolve_device, resolve_model_path
+    from rlvr.models.precision import resolve_bf16
     from rlvr.rewards import RemoteReward, get_reward
 
     output = Path(args.output)
@@ -204,6 +205,8 @@ def _run_eval(args: argparse.Namespace) -> int:
         trust_remote_code=args.trust_remote_code,
     )
     model_path = resolve_model_path(args.model, args.cache_dir)
+    bf16, why = resolve_bf16(args.bf16, resolve_device(args.device))
+    print(why, flush=True)
     engine = None
     if args.engine == "hf":
         model, tokenizer = load_policy(config)
@@ -213,7 +216,7 @@ def _run_eval(args: argparse.Namespace) -> int:
 
         from transformers import GenerationConfig
 
-        from rlvr.models import load_tokenizer, resolve_device
+        from rlvr.models import load_tokenizer
         from rlvr.rollout.generation import eos_token_ids
         from rlvr.rollout.vllm_engine import VLLMEngine
 
@@ -228,7 +231,7 @@ def _run_eval(args: argparse.Namespace) -> int:
             tokenizer,
             args.max_prompt_length,
             eos_token_ids(tokenizer, SimpleNamespace(generation_config=generation)),
-            dtype="bfloat16" if args.bf16 else args.dtype,
+            dtype="bfloat16" if bf16 else args.dtype,
             max_model_len=args.max_prompt_length + args.max_new_tokens,
             device=device.type,
             cpu_kv_cache_gb=args.vllm_kv_cache_gb,
@@ -247,7 +250,7 @@ def _run_eval(args: argparse.Namespace) -> int:
         top_p=args.top_p,
         batch_size=args.batch_size,
         system_prompt=args.system_prompt,
-        autocast_dtype=torch.bfloat16 if args.bf16 else None,
+        autocast_dtype=torch.bfloat16 if bf16 else None,
         show_progress=not args.no_progress,
         max_prompt_length=args.max_prompt_length,
         engine=engine,
@@ -281,7 +284,7 @@ def _run_eval(args: argparse.Namespace) -> int:
             "seed": args.seed,
         },
         "dtype": args.dtype,
-        "bf16": args.bf16,
+        "bf16": bf16,
         "device": str(device),
         "versions": package_versions(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

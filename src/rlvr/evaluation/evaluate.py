@@ -81,14 +81,12 @@ def generate_completions(
         top_p=top_p,
     )
     engine = engine or HFEngine(model, tokenizer, max_prompt_length, autocast_dtype)
-    _, _, completion_ids, completion_mask, truncated, cut, _ = engine.generate(
-        prompt_texts, num_samples, config, greedy=greedy
-    )
+    out = engine.generate(prompt_texts, num_samples, config, greedy=greedy)
     return Generations(
-        completions=decode_completions(tokenizer, completion_ids, completion_mask),
-        lengths=completion_mask.sum(dim=1).tolist(),
-        truncated=truncated.tolist(),
-        prompts_cut=cut,
+        completions=decode_completions(tokenizer, out.completion_ids, out.completion_mask),
+        lengths=out.completion_mask.sum(dim=1).tolist(),
+        truncated=out.truncated.tolist(),
+        prompts_cut=out.num_prompts_cut,
     )
 
 

@@ -1,7 +1,7 @@
 """Rollout engines: what samples the completions, behind one interface.
 
-`RolloutEngine.generate(texts, num_samples, config, seeds, greedy)` returns the batch as `sample` lays it out
-(prompts left-padded, completions right-padded, masks up to and including the first EOS, the sampler's own
+`RolloutEngine.generate(texts, num_samples, config, seeds, greedy)` returns a `Generation`, laid out as `sample`
+lays it out (prompts left-padded, completions right-padded, masks up to and including the first EOS, the sampler's own
 log-probs), whichever engine made it; `sync_weights()` is called after every optimizer step and brings the
 engine's copy of the policy up to date. Engines:
 
@@ -19,11 +19,7 @@ from typing import Any, Protocol
 import torch
 
 from rlvr.config import GenerationConfig, GRPOConfig
-from rlvr.rollout.generation import completion_mask_from_eos, pad_to, sample, tokenize_prompts
-
-# (prompt_ids [N, P], prompt_mask [N, P], completion_ids [N, C], completion_mask [N, C], truncated [N],
-#  prompts cut, sampling log-probs [N, C] or None when greedy): `sample`'s layout
-Generation = tuple
+from rlvr.rollout.generation import Generation, completion_mask_from_eos, pad_to, sample, tokenize_prompts
 
 VLLM_INSTALL = (
     "install it with `make setup-vllm` (it picks the build for the machine: "
@@ -104,7 +100,7 @@ class HFEngine:
         greedy: bool,
     ) -> Generation:
         def one_call(batch: list[str]) -> Generation:
-            out = sample(
+            return sample(
                 model,
                 self.tokenizer,
                 batch,
@@ -115,7 +111,6 @@ class HFEngine:
                 greedy=greedy,
                 return_logps=not greedy,
             )
-            return out if not greedy else (*out, None)
 
         if seeds is None:
             return one_call(texts)
@@ -142,25 +137,29 @@ def concat_generations(groups: list[Generation], pad_id: int) -> Generation:
     """Join generations of single prompts into one batch, laid out as one batched call would: prompts padded
     on the left, completions (and sampling log-probs, with 0) on the right, masks 0 where padded.
 
-    >>> one = (torch.tensor([[7, 8]]), torch.ones(1, 2), torch.tensor([[5]]), torch.ones(1, 1), torch.tensor([False]), 0, None)
-    >>> two = (torch.tensor([[9]]), torch.ones(1, 1), torch.tensor([[5, 6]]), torch.ones(1, 2), torch.tensor([True]), 1, None)
+    >>> one = Generation(torch.tensor([[7, 8]]), torch.ones(1, 2), torch.tensor([[5]]), torch.ones(1, 1), torch.tensor([False]), 0)
+    >>> two = Generation(torch.tensor([[9]]), torch.ones(1, 1), torch.tensor([[5, 6]]), torch.ones(1, 2), torch.tensor([True]), 1)
     >>> joined = concat_generations([one, two], pad_id=0)
-    >>> joined[0], joined[2]
+    >>> joined.prompt_ids, joined.completion_ids
     (tensor([[7, 8],
             [0, 9]]), tensor([[5, 0],
             [5, 6]]))
     """
-    prompt_width = max(g[0].shape[1] for g in groups)
-    completion_width = max(g[2].shape[1] for g in groups)
-    has_logps = all(g[6] is not None for g in groups)
-    return (
-        torch.cat([pad_to(g[0], prompt_width, pad_id, left=True) for g in groups]),
-        torch.cat([pad_to(g[1], prompt_width, 0, left=True) for g in groups]),
-        torch.cat([pad_to(g[2], completion_width, pad_id, left=False) for g in groups]),
-        torch.cat([pad_to(g[3], completion_width, 0, left=False) for g in groups]),
-        torch.cat([g[4] for g in groups]),
-        sum(g[5] for g in groups),
-        torch.cat([pad_to(g[6], completion_width, 0.0, left=False) for g in groups]) if has_logps else None,
+    prompt_width = max(g.prompt_ids.shape[1] for g in groups)
+    completion_width = max(g.completion_ids.shape[1] for g in groups)
+    has_logps = all(g.sampling_logps is not None for g in groups)
+
+    def joined(name: str, width: int, value: float, left: bool) -> torch.Tensor:
+        return torch.cat([pad_to(getattr(g, name), width, value, left) for g in groups])
+
+    return Generation(
+        prompt_ids=joined("prompt_ids", prompt_width, pad_id, left=True),
+        prompt_mask=joined("prompt_mask", prompt_width, 0, left=True),
+        completion_ids=joined("completion_ids", completion_width, pad_id, left=False),
+        completion_mask=joined("completion_mask", completion_width, 0, left=False),
+        truncated=torch.cat([g.truncated for g in groups]),
+        num_prompts_cut=sum(g.num_prompts_cut for g in groups),
+        sampling_logps=joined("sampling_logps", completion_width, 0.0, left=False) if has_logps else None,
     )
 
 
@@ -231,7 +230,7 @@ def assemble(
     flag read from the first EOS (as for rlvr's loop, whatever the engine reported), log-probs 0 past it.
 
     >>> out = assemble(torch.tensor([[4]]), torch.tensor([[1]]), [([5, 2], [-0.5, -0.1])], [2], 0, 0)
-    >>> out[2], out[3], out[4], out[6]
+    >>> out.completion_ids, out.completion_mask, out.truncated, out.sampling_logps
     (tensor([[5, 2]]), tensor([[1, 1]]), tensor([False]), tensor([[-0.5000, -0.1000]]))
     """
     width = max(1, max(len(ids) for ids, _ in outputs))
@@ -245,7 +244,7 @@ def assemble(
         if lp is not None:
             logps[row, : len(lp)] = torch.tensor(lp, dtype=torch.float32)
     completion_mask, truncated = completion_mask_from_eos(completion_ids, eos_ids)
-    return (
+    return Generation(
         prompt_ids,
         prompt_mask,
         completion_ids,

@@ -15,6 +15,21 @@ from rlvr.config import GenerationConfig
 
 
 @dataclass
+class Generation:
+    """What an engine sampled: N = prompts * num_samples rows, each prompt's samples adjacent."""
+
+    prompt_ids: torch.Tensor  # [N, P] left-padded
+    prompt_mask: torch.Tensor  # [N, P]
+    completion_ids: torch.Tensor  # [N, C] right-padded, C <= max_completion_length
+    completion_mask: torch.Tensor  # [N, C] 1 up to and including the first EOS
+    truncated: torch.Tensor  # [N] bool: no EOS within max_completion_length
+    num_prompts_cut: int  # prompts cut from the left to max_prompt_length
+    # [N, C] float32 log-prob of each sampled token under the distribution it was drawn from, 0 past the end;
+    # None when greedy (no distribution) or not asked for
+    sampling_logps: torch.Tensor | None = None
+
+
+@dataclass
 class Rollout:
     """One generation batch: N = prompts * G completions, each group of G adjacent."""
 
@@ -342,13 +357,12 @@ def sample(
     backend: str = "static",
     greedy: bool = False,
     return_logps: bool = False,
-) -> tuple:
+) -> Generation:
     """Sample `num_samples` completions per prompt in one padded batch.
 
     backend "static" is rlvr's decode loop (generate_static); "hf" is transformers' generate(), kept as
-    the reference. `greedy` decodes by argmax (evaluation). Returns (prompt_ids [N, P], prompt_mask, completion_ids [N, C], completion_mask,
-    truncated [N], prompts cut), with each prompt's samples adjacent; with `return_logps` (sampling only)
-    a seventh item, the sampled tokens' log-probs [N, C] under the processed sampling distribution.
+    the reference. `greedy` decodes by argmax (evaluation). With `return_logps` (sampling only) the
+    Generation holds the sampled tokens' log-probs under the processed sampling distribution.
     """
     device = next(model.parameters()).device
     prompt_ids, prompt_mask, cut = tokenize_prompts(tokenizer, prompt_texts, max_prompt_length, device)
@@ -393,14 +407,15 @@ def sample(
     if completion_ids.shape[1] == 0:  # every row stopped at once: keep one (EOS) column
         completion_ids = torch.full((len(prompt_ids), 1), eos_ids[0], device=device)
     completion_mask, truncated = completion_mask_from_eos(completion_ids, eos_ids)
+    generation = Generation(prompt_ids, prompt_mask, completion_ids, completion_mask, truncated, cut)
     if not return_logps:
-        return prompt_ids, prompt_mask, completion_ids, completion_mask, truncated, cut
+        return generation
     if greedy:
         raise ValueError("return_logps needs sampling: greedy decoding draws from no distribution")
     if sampled_logps is None or sampled_logps.shape != completion_ids.shape:
         sampled_logps = torch.zeros(completion_ids.shape, device=device)
-    sampled_logps = sampled_logps * completion_mask  # 0 past each completion's end
-    return prompt_ids, prompt_mask, completion_ids, completion_mask, truncated, cut, sampled_logps
+    generation.sampling_logps = sampled_logps * completion_mask  # 0 past each completion's end
+    return generation
 
 
 @contextlib.contextmanager

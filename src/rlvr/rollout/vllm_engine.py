@@ -247,10 +247,10 @@ def _repack_tied_head(worker: Any) -> None:
 
 def engine_dtype(config: GRPOConfig) -> str:
     """vllm.dtype, with auto read as the policy's sampling dtype: bfloat16 under training.bf16, else
-    model.dtype."""
+    model.dtype (the trainer has resolved `training.bf16: auto` to true or false before any engine starts)."""
     if config.vllm.dtype != "auto":
         return config.vllm.dtype
-    return "bfloat16" if config.training.bf16 else config.model.dtype
+    return "bfloat16" if config.training.bf16 is True else config.model.dtype
 
 
 def sampling_params(

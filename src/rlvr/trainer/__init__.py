@@ -1,6 +1,6 @@
 """The GRPO training loop and what it writes.
 
-`GRPOTrainer` is imported on first use, so importing a part of the package (`checkpoint`) does not load
+`GRPOTrainer` is imported on first use, so importing a part of the package (`checkpoint_files`) does not load
 transformers. `TrainingError` lives here, where every part of the trainer can raise it.
 """
 

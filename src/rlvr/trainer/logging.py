@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from rlvr.algorithm import combine_rewards, unscorable
+from rlvr.distributed import max_over_ranks, sum_over_ranks
 from rlvr.rollout import Rollout
 from rlvr.utils import append_jsonl
 
@@ -112,3 +113,31 @@ def _finite(value: Any) -> Any:
 
 def _none_if_nan(value: float) -> float | None:
     return None if math.isnan(value) else value
+
+
+def rollout_metrics(
+    rollout: Rollout, timings: dict[str, float], seconds: float, epoch: int, dist: Any
+) -> dict[str, float]:
+    """A step's lengths, truncation, cut prompts and throughput over all ranks; times are the slowest rank's."""
+    lengths = rollout.completion_mask.sum(1).float()
+    total = sum_over_ranks(
+        {
+            "tokens": lengths.sum().item(),
+            "completions": len(lengths),
+            "truncated": rollout.truncated.sum().item(),
+            "prompts_cut": rollout.num_prompts_cut,
+        },
+        dist,
+    )
+    # The slowest rank sets the pace: times are maxima over ranks.
+    slowest = max_over_ranks(
+        {"completion_length/max": lengths.max().item(), "step_seconds": seconds, **timings}, dist
+    )
+    return {
+        "completion_length/mean": total["tokens"] / total["completions"],
+        "truncated_frac": total["truncated"] / total["completions"],
+        "prompts_cut": total["prompts_cut"],
+        "tokens_per_second": total["tokens"] / slowest["step_seconds"],
+        "epoch": epoch,
+        **slowest,
+    }

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from rlvr.config import ConfigError
-from rlvr.trainer.checkpoint import list_checkpoints
+from rlvr.trainer.checkpoint_files import list_checkpoints
 
 # What a run writes besides checkpoint-N/ (config.yaml alone is not work: a run that died before its
 # first step left nothing else).
@@ -239,7 +239,7 @@ def prepare_output_dir(
 
 def pick_checkpoint(output_dir: Path, max_steps: int) -> Path | None:
     """The newest complete checkpoint in `output_dir` (None when there is none at all)."""
-    from rlvr.trainer.checkpoint import checkpoint_problem
+    from rlvr.trainer.checkpoint_files import checkpoint_problem
 
     checkpoints = list_checkpoints(output_dir)
     if not checkpoints:

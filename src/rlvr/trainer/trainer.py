@@ -4,13 +4,14 @@ Under torchrun each process trains on its slice of the step's prompts (every gro
 rank); gradients meet in DDP's all-reduce or FSDP's reduce-scatter, the logged figures are over all ranks,
 and rank 0 alone prints, logs and writes.
 
-The class holds the set-up, the loop and its steps; saving and resuming (`checkpointing`), evaluation during
-training (`evaluation`) and dynamic sampling's extra draws (`dynamic_sampling`) are mixed in from their own
-modules.
+The class holds the set-up, the loop and its steps; saving and resuming (`saving`), evaluation during
+training (`evaluation`), dynamic sampling's extra draws (`dynamic_sampling`) and the reference model's
+log-probs and refresh (`reference`) are mixed in from their own modules.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -45,7 +46,6 @@ from rlvr.distributed import (
     gradient_sync,
     init_distributed,
     is_sharded,
-    max_over_ranks,
     mean_over_ranks,
     moment_sums,
     moments,
@@ -55,20 +55,22 @@ from rlvr.distributed import (
     wrap_policy,
 )
 from rlvr.models import is_peft, load_policy, make_reference, resolve_device, resolve_model_path
+from rlvr.models.precision import resolve_bf16
 from rlvr.rewards.pool import RewardPool, load_rewards
 from rlvr.rollout import Rollout, autocast, decode_completions
 from rlvr.rollout.engine import EngineError, make_engine, require_vllm
 from rlvr.trainer import TrainingError
-from rlvr.trainer import checkpoint as ckpt
-from rlvr.trainer.checkpoint import seed_everything
-from rlvr.trainer.checkpointing import CheckpointingMixin
+from rlvr.trainer import checkpoint_files as ckpt
+from rlvr.trainer.checkpoint_files import seed_everything
 from rlvr.trainer.dynamic_sampling import DynamicSamplingMixin
 from rlvr.trainer.evaluation import EvaluationMixin
-from rlvr.trainer.logging import RunLogger, completion_records
+from rlvr.trainer.logging import RunLogger, completion_records, rollout_metrics
+from rlvr.trainer.reference import ReferenceMixin
 from rlvr.trainer.sampler import PromptSampler, derived_seed
+from rlvr.trainer.saving import CheckpointingMixin
 
 
-class GRPOTrainer(CheckpointingMixin, EvaluationMixin, DynamicSamplingMixin):
+class GRPOTrainer(CheckpointingMixin, EvaluationMixin, DynamicSamplingMixin, ReferenceMixin):
     """Group Relative Policy Optimization with verifiable rewards.
 
     >>> trainer = GRPOTrainer(GRPOConfig.from_yaml("configs/gsm8k_boxed.yaml"))  # doctest: +SKIP
@@ -87,11 +89,16 @@ class GRPOTrainer(CheckpointingMixin, EvaluationMixin, DynamicSamplingMixin):
         train_dataset: list[dict[str, Any]] | None = None,
         eval_dataset: list[dict[str, Any]] | None = None,
     ) -> None:
-        self.config = config
         device = resolve_device(config.model.device)
         self.dist: DistState = init_distributed(config.distributed.backend, device.type)
         if device.type == "cuda" and self.dist.enabled:
             device = torch.device("cuda", self.dist.local_rank)
+        # `auto` becomes true or false here, once: config.yaml records what ran, and every engine reads a bool
+        bf16, why = resolve_bf16(config.training.bf16, device)
+        config = dataclasses.replace(config, training=dataclasses.replace(config.training, bf16=bf16))
+        self.config = config
+        if self.dist.is_main:
+            print(why, flush=True)
         if not self.dist.is_main:  # rank 0 speaks for all: the others' progress bars would repeat it
             from transformers.utils import logging as hf_logging
 
@@ -129,7 +136,7 @@ class GRPOTrainer(CheckpointingMixin, EvaluationMixin, DynamicSamplingMixin):
             model_path = _saved_path(model)
         self.model, self.tokenizer = model.to(device), tokenizer
         self.device = device
-        self.autocast_dtype = torch.bfloat16 if config.training.bf16 else None
+        self.autocast_dtype = torch.bfloat16 if bf16 else None
         if is_peft(self.model) and (a.ref_model_refresh_steps or a.sync_ref_model):
             raise ConfigError(
                 "reference refresh/sync is not available with LoRA: the reference is the base "
@@ -246,7 +253,11 @@ class GRPOTrainer(CheckpointingMixin, EvaluationMixin, DynamicSamplingMixin):
                 self.step += 1
                 self.update_reference()
                 self.sync_engine(timings)
-                stats.update(self.rollout_stats(rollout, timings, time.perf_counter() - started))
+                stats.update(
+                    rollout_metrics(
+                        rollout, timings, time.perf_counter() - started, self.sampler.epoch, self.dist
+                    )
+                )
                 evaluated = bool(t.eval_steps) and self.step % t.eval_steps == 0
                 if evaluated:
                     stats.update(self.evaluate())
@@ -290,25 +301,23 @@ class GRPOTrainer(CheckpointingMixin, EvaluationMixin, DynamicSamplingMixin):
             seeds = [derived_seed(cfg.training.seed, self.step, first + i) for i in range(len(texts))]
         g = cfg.generation.num_generations
         try:
-            prompt_ids, prompt_mask, completion_ids, completion_mask, truncated, cut, sampling_logps = (
-                self.engine.generate(texts, g, cfg.generation, seeds)
-            )
+            out = self.engine.generate(texts, g, cfg.generation, seeds)
         except EngineError as exc:
             raise self.engine_failed("did not generate", exc) from exc
         columns = {
             key: [row.get(key) for row in rows for _ in range(g)] for key in rows[0] if key != "prompt"
         }
         rollout = Rollout(
-            prompt_ids=prompt_ids,
-            prompt_mask=prompt_mask,
-            completion_ids=completion_ids,
-            completion_mask=completion_mask,
-            truncated=truncated,
+            prompt_ids=out.prompt_ids,
+            prompt_mask=out.prompt_mask,
+            completion_ids=out.completion_ids,
+            completion_mask=out.completion_mask,
+            truncated=out.truncated,
             prompts=[m for m in messages for _ in range(g)],
-            completions=decode_completions(self.tokenizer, completion_ids, completion_mask),
+            completions=decode_completions(self.tokenizer, out.completion_ids, out.completion_mask),
             columns=columns,
-            num_prompts_cut=cut,
-            sampling_logps=sampling_logps,
+            num_prompts_cut=out.num_prompts_cut,
+            sampling_logps=out.sampling_logps,
         )
         return rollout, {"timing/generate": time.perf_counter() - started}
 
@@ -552,81 +561,6 @@ class GRPOTrainer(CheckpointingMixin, EvaluationMixin, DynamicSamplingMixin):
                 "training.max_nonfinite_updates"
             )
         return False
-
-    @torch.no_grad()
-    def batched_logps(
-        self,
-        policy: PolicyForward,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
-        completion_mask: torch.Tensor,
-        slices: list[slice],
-    ) -> torch.Tensor:
-        parts = []
-        for part in slices:
-            with autocast(self.device, self.autocast_dtype):
-                logps, _ = policy(
-                    input_ids[part],
-                    attention_mask[part],
-                    completion_mask[part],
-                    self.config.generation.temperature,
-                    self.config.algorithm.logprob_chunk_size,
-                    self.config.generation.num_generations,
-                    entropy=False,  # only the trained pass reports entropy
-                )
-            parts.append(logps)
-        return torch.cat(parts)
-
-    def reference_logps(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
-        completion_mask: torch.Tensor,
-        slices: list[slice],
-    ) -> torch.Tensor:
-        if self.ref_policy is not None:
-            return self.batched_logps(self.ref_policy, input_ids, attention_mask, completion_mask, slices)
-        with self.model.disable_adapter():  # LoRA: the base model is the reference
-            return self.batched_logps(self.policy, input_ids, attention_mask, completion_mask, slices)
-
-    def update_reference(self) -> None:
-        """Hard refresh every ref_model_refresh_steps, or TR-DPO soft sync every ref_model_sync_steps."""
-        a = self.config.algorithm
-        if self.ref_policy is None:
-            return
-        # Through the PolicyForward roots: under FSDP both hold their shards in the same layout, and a root's
-        # state_dict() first puts back any shards left gathered after a forward.
-        if a.ref_model_refresh_steps and self.step % a.ref_model_refresh_steps == 0:
-            self.ref_policy.load_state_dict(self.policy.state_dict())
-        elif a.sync_ref_model and self.step % a.ref_model_sync_steps == 0:
-            # parameters(), not state_dict(): tied embeddings appear once, so each is mixed once
-            with torch.no_grad():
-                for ref, policy in zip(self.ref_policy.parameters(), self.policy.parameters()):
-                    ref.mul_(1 - a.ref_model_mixup_alpha).add_(policy, alpha=a.ref_model_mixup_alpha)
-
-    def rollout_stats(self, rollout: Rollout, timings: dict[str, float], seconds: float) -> dict[str, float]:
-        lengths = rollout.completion_mask.sum(1).float()
-        total = sum_over_ranks(
-            {
-                "tokens": lengths.sum().item(),
-                "completions": len(lengths),
-                "truncated": rollout.truncated.sum().item(),
-                "prompts_cut": rollout.num_prompts_cut,
-            },
-            self.dist,
-        )
-        # The slowest rank sets the pace: times are maxima over ranks.
-        slowest = max_over_ranks(
-            {"completion_length/max": lengths.max().item(), "step_seconds": seconds, **timings}, self.dist
-        )
-        return {
-            "completion_length/mean": total["tokens"] / total["completions"],
-            "truncated_frac": total["truncated"] / total["completions"],
-            "prompts_cut": total["prompts_cut"],
-            "tokens_per_second": total["tokens"] / slowest["step_seconds"],
-            "epoch": self.sampler.epoch,
-            **slowest,
-        }
 
 
 def _saved_path(model: Any) -> str | None:

@@ -1,7 +1,7 @@
 """The trainer's saving and resuming: claim output_dir, write and load checkpoints, save the final model.
 
 `CheckpointingMixin` is a part of `GRPOTrainer`, kept apart so the loop file reads as the loop: its methods
-use the trainer's state (step, sampler, optimizer, ...) and hand the files to `checkpoint`, which knows what
+use the trainer's state (step, sampler, optimizer, ...) and hand the files to `checkpoint_files`, which knows what
 a checkpoint holds.
 """
 
@@ -17,7 +17,7 @@ import torch
 from rlvr.distributed import all_gather_objects, barrier, sum_over_ranks
 from rlvr.models import is_peft
 from rlvr.trainer import TrainingError
-from rlvr.trainer import checkpoint as ckpt
+from rlvr.trainer import checkpoint_files as ckpt
 from rlvr.trainer.rundir import RunDirError, prepare_output_dir, run_lock, run_signature
 
 

@@ -1,0 +1,106 @@
+"""The whole config of a run: its sections, loaded from YAML with overrides, and the checks across sections."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rlvr.config.algorithm import AlgorithmConfig
+from rlvr.config.checks import ConfigError, non_finite
+from rlvr.config.data import DataConfig
+from rlvr.config.distributed import DistributedConfig
+from rlvr.config.generation import GenerationConfig
+from rlvr.config.loading import apply_overrides, build, read_yaml
+from rlvr.config.model import ModelConfig
+from rlvr.config.rewards import RewardsConfig
+from rlvr.config.training import TrainingConfig
+from rlvr.config.vllm import VLLMConfig
+
+
+@dataclass
+class GRPOConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """Policy model."""
+    data: DataConfig = field(default_factory=DataConfig)
+    """Training prompts."""
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    """Sampling."""
+    vllm: VLLMConfig = field(default_factory=VLLMConfig)
+    """The vLLM rollout engine (generation.engine=vllm)."""
+    rewards: RewardsConfig = field(default_factory=RewardsConfig)
+    """Reward functions."""
+    algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
+    """GRPO objective."""
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    """Optimisation, logging and saving."""
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
+    """Multi-process settings."""
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, overrides: list[str] | None = None) -> GRPOConfig:
+        """Load a YAML file and apply `key.sub=value` overrides."""
+        return cls.from_dict(apply_overrides(read_yaml(path), overrides or []))
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> GRPOConfig:
+        """Build from nested dicts, checking every key and type."""
+        return build(cls, raw)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+_NON_FINITE_HINTS = {
+    "training.max_grad_norm": " (null: no clipping)",
+    "rewards.timeout": " (null: no time limit)",
+}
+_TAG_TEMPLATES = ("reasoning_gym", "answer_tag", "xml_reasoning", "think_answer")
+
+
+def validate(config: GRPOConfig) -> None:
+    """Checks across sections, then each section's own, so a bad run fails before loading a model."""
+    g, t = config.generation, config.training
+    g.validate()
+    if t.batch_size < 1:
+        raise ConfigError(
+            f"training.batch_size must be at least 1, got {t.batch_size}: it counts the completions of a step, "
+            f"prompts per step * num_generations, e.g. {2 * g.num_generations}"
+        )
+    t.validate()
+    if t.batch_size % g.num_generations != 0:
+        raise ConfigError(
+            f"training.batch_size ({t.batch_size}) must be divisible by generation.num_generations "
+            f"({g.num_generations}): each prompt's {g.num_generations} completions stay in one batch; "
+            f"try batch_size={max(1, t.batch_size // g.num_generations) * g.num_generations}"
+        )
+    if t.gradient_accumulation_steps < 1 or t.batch_size % t.gradient_accumulation_steps != 0:
+        raise ConfigError(
+            f"training.batch_size ({t.batch_size}) must be divisible by training.gradient_accumulation_steps "
+            f"({t.gradient_accumulation_steps})"
+        )
+    for key, value in non_finite(config):
+        raise ConfigError(f"{key} must be a finite number, got {value}" + _NON_FINITE_HINTS.get(key, ""))
+    config.model.validate()
+    config.data.validate()
+    config.algorithm.validate()
+    config.vllm.validate(config.data.max_prompt_length, g.max_completion_length)
+    config.rewards.validate()
+    if (
+        "reasoning_gym" in (*config.rewards.functions, t.eval_reward)
+        and config.data.template not in _TAG_TEMPLATES
+    ):
+        raise ConfigError(
+            "the reasoning_gym reward reads the answer from <answer> tags, but "
+            f"data.template {config.data.template!r} does not ask for them: use data.template=reasoning_gym "
+            f"(or {', '.join(_TAG_TEMPLATES[1:])})"
+        )

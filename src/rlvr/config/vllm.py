@@ -1,0 +1,77 @@
+"""The `vllm` section: the vLLM rollout engine, colocated or as a server, and how weights reach it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from rlvr.config.checks import ConfigError, above_zero
+
+
+@dataclass
+class VLLMConfig:
+    mode: Literal["colocate", "server"] = "colocate"
+    """colocate: an engine inside each training process, its weights updated in place after every optimizer
+    step; server: `rlvr serve-rollouts` on its own devices, new weights sent to it after every step."""
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    """The engine's weights and activations (auto: bfloat16 with training.bf16, else model.dtype)."""
+    max_model_len: int | None = None
+    """Longest prompt + completion the engine holds (None: data.max_prompt_length +
+    generation.max_completion_length)."""
+    gpu_memory_utilization: float = 0.3
+    """Share of each GPU's memory the colocated engine may take for weights and KV cache (GPU only)."""
+    cpu_kv_cache_gb: int = 1
+    """KV cache of an engine on a CPU, in whole GiB (vLLM's VLLM_CPU_KVCACHE_SPACE)."""
+    tensor_parallel_size: int = 1
+    """Colocate: ranks that share one engine, its weights split over them (must divide the world size)."""
+    enable_sleep_mode: bool = False
+    """Colocate on GPUs: free the engine's KV cache and weights while the policy is updated (slower start of
+    each generation, more memory for training)."""
+    enforce_eager: bool = False
+    """Run the engine without torch.compile / CUDA graphs: starts in seconds instead of minutes, generates
+    more slowly."""
+    server_url: str = "http://127.0.0.1:8000"
+    """Server mode: where `rlvr serve-rollouts` listens."""
+    server_timeout: float = 600.0
+    """Server mode: seconds one generation or weight push may take."""
+    weights_dir: str | None = None
+    """Server mode with weight_transfer=http: a directory both sides see; new weights are written there as
+    safetensors and the server reads them (None: they are sent in the HTTP request)."""
+    weight_transfer: Literal["http", "collective"] = "http"
+    """Server mode: how new weights reach the server. http: one safetensors file per push (works anywhere);
+    collective: tensor by tensor through vLLM's weight-transfer engine, a broadcast from training rank 0 to
+    the server's workers (NCCL between GPUs, gloo on CPUs); the server connects back to the trainer, on
+    weight_transfer_host:weight_transfer_port, and the trainer needs vLLM installed."""
+    weight_transfer_host: str | None = None
+    """Collective transfer: this machine's address as the server reaches it (None: the address this machine
+    reaches the server from)."""
+    weight_transfer_port: int = 0
+    """Collective transfer: the port training rank 0 listens on for the server's workers (0: a free one)."""
+
+    def validate(self, max_prompt_length: int, max_completion_length: int) -> None:
+        """Checks of this section; a prompt and completion of the given lengths must fit max_model_len."""
+        if not 0 < self.gpu_memory_utilization <= 1:
+            raise ConfigError(
+                f"vllm.gpu_memory_utilization must be in (0, 1], got {self.gpu_memory_utilization}"
+            )
+        above_zero("vllm.cpu_kv_cache_gb", self.cpu_kv_cache_gb)
+        above_zero("vllm.server_timeout", self.server_timeout)
+        above_zero("vllm.tensor_parallel_size", self.tensor_parallel_size)
+        above_zero("vllm.max_model_len", self.max_model_len)
+        needed = max_prompt_length + max_completion_length
+        if self.max_model_len is not None and self.max_model_len < needed:
+            raise ConfigError(
+                f"vllm.max_model_len ({self.max_model_len}) is shorter than data.max_prompt_length + "
+                f"generation.max_completion_length ({needed}): raise it or leave it null"
+            )
+        if not self.server_url.startswith(("http://", "https://")):
+            raise ConfigError(f"vllm.server_url must start with http:// or https://, got {self.server_url!r}")
+        if self.weight_transfer == "collective" and self.weights_dir is not None:
+            raise ConfigError(
+                "vllm.weights_dir is where weight_transfer=http writes its files; with weight_transfer=collective "
+                "the weights are broadcast: drop one of the two"
+            )
+        if not 0 <= self.weight_transfer_port <= 65535:
+            raise ConfigError(
+                f"vllm.weight_transfer_port must be 0 (a free one) to 65535, got {self.weight_transfer_port}"
+            )
