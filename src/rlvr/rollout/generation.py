@@ -46,6 +46,13 @@ class Rollout:
     # temperature, top_k, top_p, min_p and the repetition penalty: vLLM's processed_logprobs, which TRL asks
     # for), 0 past the end; None when the engine gave none
     sampling_logps: torch.Tensor | None = None
+    # [N, C] 1 on the tokens the policy sampled, which alone train and are counted; 0 on environment tokens of
+    # an episode (tool results, feedback) and on padding. None at construction: completion_mask (one reply).
+    loss_mask: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.loss_mask is None:
+            self.loss_mask = self.completion_mask
 
     @property
     def input_ids(self) -> torch.Tensor:  # [N, P + C]
@@ -74,6 +81,7 @@ class Rollout:
             columns={key: [values[i] for i in rows] for key, values in self.columns.items()},
             num_prompts_cut=self.num_prompts_cut,
             sampling_logps=self.sampling_logps[index] if self.sampling_logps is not None else None,
+            loss_mask=self.loss_mask[index],
         )
 
 
@@ -120,6 +128,7 @@ def concat_rollouts(parts: list[Rollout], pad_id: int) -> Rollout:
         sampling_logps=None
         if any(p.sampling_logps is None for p in parts)
         else joined("sampling_logps", completion_width, 0.0, left=False),
+        loss_mask=joined("loss_mask", completion_width, 0, left=False),
     )
 
 

@@ -98,7 +98,7 @@ def completion_records(
                 if unscorable(rewards_per_fn[i : i + 1]).item()
                 else combine_rewards(rewards_per_fn[i : i + 1], reward_weights).item(),
                 "advantage": advantages[i].item(),
-                "length": int(rollout.completion_mask[i].sum()),
+                "length": int(rollout.loss_mask[i].sum()),
                 "truncated": bool(rollout.truncated[i]),
             }
         )
@@ -119,7 +119,7 @@ def rollout_metrics(
     rollout: Rollout, timings: dict[str, float], seconds: float, epoch: int, dist: Any
 ) -> dict[str, float]:
     """A step's lengths, truncation, cut prompts and throughput over all ranks; times are the slowest rank's."""
-    lengths = rollout.completion_mask.sum(1).float()
+    lengths = rollout.loss_mask.sum(1).float()  # sampled tokens: an episode's tool results are not its length
     total = sum_over_ranks(
         {
             "tokens": lengths.sum().item(),

@@ -413,7 +413,7 @@ class GRPOTrainer(CheckpointingMixin, EvaluationMixin, DynamicSamplingMixin, Ref
         # tokens are all masked out (truncated, with mask_truncated_completions) then still runs backward,
         # adding zeros: under DDP/FSDP every rank must take part in each gradient reduction.
         completion_mask = rollout.completion_mask
-        loss_mask = completion_mask
+        loss_mask = rollout.loss_mask  # sampled tokens only: an episode's environment tokens never train
         if a.mask_truncated_completions:
             loss_mask = loss_mask * (~rollout.truncated).unsqueeze(1).long()
         advantages = advantages.to(self.device)
