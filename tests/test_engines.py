@@ -336,3 +336,34 @@ def test_a_push_to_a_server_restarted_since_the_run_joined_it_stops_before_broad
     server._healthy = lambda: {"instance": "second"}
     with pytest.raises(EngineError, match=r"rollouts:8000 was restarted since this run joined it.*resume"):
         _TransferClient(server).start_weight_update()
+
+
+def test_hf_engine_takes_token_ids_and_answers_as_token_engines_do(tiny_model_dir):
+    # episodes hand the engine the tokens they hold: rlvr's loop must sample from those ids exactly as from
+    # the text they came from, and answer in generate_ids' shape (ids up to the EOS, their log-probs)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from rlvr.rollout.engine import HFEngine
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    engine = HFEngine(model, tokenizer, max_prompt_length=64)
+    texts = ["What is 2 + 3?", "Natalia sold clips to 48 of her friends"]
+    ids = [tokenizer(t)["input_ids"] for t in texts]
+    config = GenerationConfig(max_completion_length=6, temperature=1.0)
+    from_text = engine.generate(texts, 2, config, seeds=[4, 5])
+    from_ids = engine.generate_ids(ids, 2, config, seeds=[4, 5], greedy=False)
+    assert len(from_ids) == 4
+    for row, (tokens, logps) in enumerate(from_ids):
+        mask = from_text.completion_mask[row].bool()
+        assert tokens == from_text.completion_ids[row][mask].tolist()
+        assert logps == from_text.sampling_logps[row][mask].tolist()
+    greedy = engine.generate_ids(ids, 1, config, seeds=None, greedy=True)
+    assert all(logps is None for _, logps in greedy)
+    long_prompt = ids[1] * 8  # longer than max_prompt_length: taken whole, never cut
+    whole = HFEngine(model, tokenizer, max_prompt_length=len(long_prompt)).generate(
+        [long_prompt], 1, config, [1]
+    )
+    assert whole.num_prompts_cut == 0 and len(long_prompt) > 64
+    tokens, _ = engine.generate_ids([long_prompt], 1, config, seeds=[1], greedy=False)[0]
+    assert tokens == whole.completion_ids[0][whole.completion_mask[0].bool()].tolist()

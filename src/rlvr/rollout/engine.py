@@ -81,7 +81,7 @@ class HFEngine:
 
     def generate(
         self,
-        texts: list[str],
+        texts: list[str] | list[list[int]],
         num_samples: int,
         config: GenerationConfig,
         seeds: list[int] | None = None,
@@ -122,6 +122,25 @@ class HFEngine:
                 torch.manual_seed(seed)
                 groups.append(one_call([text]))
         return concat_generations(groups, self.tokenizer.pad_token_id)
+
+    def generate_ids(
+        self,
+        prompts: list[list[int]],
+        num_samples: int,
+        config: GenerationConfig,
+        seeds: list[int] | None,
+        greedy: bool,
+    ) -> list[tuple[list[int], list[float] | None]]:
+        """`TokenEngine.generate_ids`'s contract on rlvr's loop: token-id prompts in, taken whole (the caller
+        bounds their length), and for each of `num_samples` completions of each prompt its token ids up to and
+        including the first EOS, and their sampling log-probs (None when greedy)."""
+        whole = HFEngine(self.model, self.tokenizer, max(map(len, prompts)), self.autocast_dtype, self.run)
+        out = whole.generate(prompts, num_samples, config, seeds, greedy)
+        rows = []
+        for row, mask in enumerate(out.completion_mask.bool()):
+            logps = out.sampling_logps[row][mask].tolist() if out.sampling_logps is not None else None
+            rows.append((out.completion_ids[row][mask].tolist(), logps))
+        return rows
 
     def sync_weights(self) -> None:
         """Nothing to copy: the loop samples from the policy itself."""

@@ -163,15 +163,19 @@ def eos_token_ids(tokenizer: Any, model: Any) -> list[int]:
 
 
 def tokenize_prompts(
-    tokenizer: Any, texts: list[str], max_prompt_length: int, device: torch.device
+    tokenizer: Any, texts: list[str] | list[list[int]], max_prompt_length: int, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Left-padded prompt ids [B, P] and mask, each prompt cut from the left to max_prompt_length.
+    """Left-padded prompt ids [B, P] and mask, each prompt (a text, or token ids) cut from the left to
+    max_prompt_length.
 
     Returns (ids, mask, number of prompts that were cut).
     """
     # A chat template already writes BOS and the turn markers; adding special tokens would double them.
     add_special = not getattr(tokenizer, "chat_template", None)
-    encoded = [tokenizer(t, add_special_tokens=add_special)["input_ids"] for t in texts]
+    # token ids pass through as they are: an episode's next turn is the tokens it holds, never re-tokenized
+    encoded = [
+        t if isinstance(t, list) else tokenizer(t, add_special_tokens=add_special)["input_ids"] for t in texts
+    ]
     cut = sum(len(ids) > max_prompt_length for ids in encoded)
     encoded = [ids[-max_prompt_length:] for ids in encoded]
     width = max(len(ids) for ids in encoded)
