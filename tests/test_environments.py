@@ -4,6 +4,7 @@ transformers'), the environment_factory wrapper, the loader, and the built-ins."
 from __future__ import annotations
 
 import json
+import re
 import textwrap
 import time
 
@@ -417,3 +418,21 @@ def test_docstring_examples(module):
 
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_docs_examples_run():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "environments.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert len(blocks) == 2
+    namespace: dict = {}
+    for block in blocks:
+        exec(block, namespace)  # the tool example asserts its own result
+    env = namespace["Guess"]()
+    env.reset(prompt=[], answer="7")
+    assert [env.step({"role": "assistant", "content": c}).messages for c in ["5", "9"]] == [
+        [{"role": "user", "content": "No: higher."}],
+        [{"role": "user", "content": "No: lower."}],
+    ]
+    assert env.step({"role": "assistant", "content": "It is 7"}).done
