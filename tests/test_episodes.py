@@ -494,3 +494,74 @@ def test_greedy_episodes_have_no_logps():
     tokenizer = build_tokenizer(CHATML)
     episodes, _, _ = play(tokenizer, [CalculatorEnvironment()], calculator_reply, greedy=True)
     assert episode_batch(episodes, tokenizer.pad_token_id).sampling_logps is None
+
+
+# ----------------------------------------------------------------------------- a real model: rlvr's decode loop
+def eos_prone_model(path, tokenizer, prompt_ids, logit=5.0):
+    """The tiny random model with its EOS row set so that EOS gets about `logit` after prompts like
+    `prompt_ids`: replies of a few tokens that end their turn, so episodes go on for several turns."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(path)
+    with torch.no_grad():
+        mean = model.model(input_ids=torch.tensor([prompt_ids])).last_hidden_state[0].mean(0)
+        model.get_output_embeddings().weight[tokenizer.eos_token_id] = mean / mean.norm() ** 2 * logit
+    return model
+
+
+def test_hf_decode_loop_episodes_log_probs_match_a_forward_pass(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    from rlvr.algorithm.logprobs import completion_logps
+    from rlvr.rollout.hf_token_ids import HFTokenGenerator
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    prompt = tokenizer.apply_chat_template(QUESTION, add_generation_prompt=True)["input_ids"]
+    model = eos_prone_model(tiny_model_dir, tokenizer, prompt)
+    engine = HFTokenGenerator(model, tokenizer.pad_token_id, [tokenizer.eos_token_id])
+    limits = EnvironmentConfig(max_turns=3)
+    chat = ChatFormat(tokenizer, [tokenizer.eos_token_id])
+    generation = GenerationConfig(max_completion_length=8, temperature=1.0)
+    episodes = run_episodes(
+        engine,
+        chat,
+        [Echo() for _ in range(4)],
+        [{}],
+        [QUESTION],
+        4,
+        generation,
+        limits,
+        [tokenizer.eos_token_id],
+        512,
+        [3],
+    )
+    assert max(len(e.turns) for e in episodes) == 3  # some episodes went on past environment messages
+    batch = episode_batch(episodes, tokenizer.pad_token_id)
+    input_ids = torch.cat([batch.prompt_ids, batch.completion_ids], dim=1)
+    attention = torch.cat([batch.prompt_mask, batch.completion_mask], dim=1)
+    with torch.no_grad():
+        logps, _ = completion_logps(model, input_ids, attention, batch.completion_mask, entropy=False)
+    sampled = batch.loss_mask.bool()
+    # every sampled token, later turns included, is scored after exactly the context it was drawn from
+    torch.testing.assert_close(logps[sampled], batch.sampling_logps[sampled], atol=1e-4, rtol=0)
+    assert (batch.turn_index[sampled] > 0).any()
+
+
+def test_hf_decode_loop_per_prompt_samples_do_not_depend_on_the_batch(tiny_model_dir):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from rlvr.rollout.hf_token_ids import HFTokenGenerator
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    engine = HFTokenGenerator(
+        AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+        tokenizer.pad_token_id,
+        [tokenizer.eos_token_id],
+        per_prompt=True,
+    )
+    prompts = [tokenizer(t)["input_ids"] for t in ["What is 2 + 3?", "The answer is"]]
+    config = GenerationConfig(max_completion_length=6)
+    both = engine.generate_ids(prompts, 2, config, [5, 6], False)
+    assert both == engine.generate_ids(prompts[:1], 2, config, [5], False) + engine.generate_ids(
+        prompts[1:], 2, config, [6], False
+    )
