@@ -276,6 +276,13 @@ def test_loader_errors(name, message):
         get_environment_class(name)
 
 
+def test_a_file_that_fails_to_import_is_named(tmp_path):
+    path = tmp_path / "broken_env.py"
+    path.write_text("import no_such_module_xyz\n")
+    with pytest.raises(EnvironmentSpecError, match=r"importing .*broken_env.py failed .*no_such_module_xyz"):
+        get_environment_class(f"{path}:Env")
+
+
 def test_wrong_args_name_the_environment_and_its_parameters():
     factory = make_environment_factory(EnvironmentConfig(name="retry", args={"rewrd": "accuracy"}))
     with pytest.raises(

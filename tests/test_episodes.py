@@ -399,6 +399,18 @@ def test_step_timeout_ends_the_episode():
     assert episodes[0].truncation == "step_timeout" and episodes[0].turns[0].step is None
 
 
+@pytest.mark.parametrize("workers", [1, 4])
+def test_step_workers_run_a_waves_steps_at_once(workers):
+    tokenizer = build_tokenizer(CHATML)
+    limits = EnvironmentConfig(max_turns=2, step_workers=workers)
+    started = time.monotonic()
+    play(tokenizer, [Echo(sleep=0.3) for _ in range(4)], lambda t, j: "ok", limits=limits)
+    elapsed = (
+        time.monotonic() - started
+    )  # 2 waves x 4 steps of 0.3 s: 2.4 s one at a time, 0.6 s four at once
+    assert elapsed > 2.4 if workers == 1 else elapsed < 1.5
+
+
 def test_a_step_that_raises_is_an_error_naming_the_environment():
     class Broken(Environment):
         def step(self, message):
@@ -406,6 +418,15 @@ def test_a_step_that_raises_is_an_error_naming_the_environment():
 
     with pytest.raises(RuntimeError, match="Broken.step raised KeyError"):
         play(build_tokenizer(CHATML), [Broken()], lambda t, j: "ok")
+
+
+def test_a_reset_that_does_not_take_the_row_is_an_error_saying_so():
+    class Strict(Environment):
+        def reset(self, question):
+            return None
+
+    with pytest.raises(RuntimeError, match=r"Strict.reset raised TypeError.*accept \*\*row"):
+        play(build_tokenizer(CHATML), [Strict()], lambda t, j: "ok", rows=[{"question": "q", "answer": "1"}])
 
 
 # ----------------------------------------------------------------------------- templates that rewrite the past

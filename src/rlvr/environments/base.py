@@ -10,6 +10,7 @@ after the first reply.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,7 +46,7 @@ class Environment:
     instances are reused, `reset` starts each episode afresh.
     """
 
-    tools: list[dict[str, Any]] = []
+    tools: Sequence[dict[str, Any]] = ()
 
     def reset(self, **row: Any) -> list[Message] | None:
         """Start an episode for a dataset row: its columns, plus `prompt`, the chat messages built for it.

@@ -11,6 +11,7 @@ import difflib
 import importlib
 import inspect
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from rlvr.environments.base import Environment, SingleTurnEnvironment
@@ -102,10 +103,17 @@ def _load(target_spec: str, spec: str) -> type:
             f"environment spec {spec!r} must look like module:Class or path/file.py:Class"
         )
     if target.endswith(".py"):
+        path = Path(target).expanduser().resolve()
+        if not path.is_file():
+            raise EnvironmentSpecError(
+                f"environment file {target!r} does not exist (resolved to {path}; environment spec {spec!r})"
+            )
         try:
             module = _load_file(target, spec)
-        except ValueError as exc:  # RewardSpecError: its message names the file and the spec
-            raise EnvironmentSpecError(str(exc).replace("reward", "environment")) from exc
+        except ValueError as exc:  # the file's import failed: say why
+            raise EnvironmentSpecError(
+                f"importing {path} failed for environment spec {spec!r}: {exc.__cause__!r}"
+            ) from exc
     else:
         try:
             module = importlib.import_module(target)

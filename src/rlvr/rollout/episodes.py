@@ -205,7 +205,13 @@ def _start(
     limits: EnvironmentConfig,
 ) -> Episode:
     """Reset `env` for `row` and tokenize the first prompt (cut from the left as `tokenize_prompts` cuts)."""
-    messages = env.reset(**{**row, "prompt": prompt})
+    try:
+        messages = env.reset(**{**row, "prompt": prompt})
+    except Exception as exc:
+        raise EpisodeError(
+            f"{type(env).__name__}.reset raised {type(exc).__name__}: {exc}. reset receives the row's columns "
+            f"({', '.join(row)}) and `prompt` as keywords: accept **row"
+        ) from exc
     messages = list(prompt if messages is None else messages)
     tools = list(getattr(env, "tools", None) or [])
     messages = chat.prompt_messages(messages, tools)
