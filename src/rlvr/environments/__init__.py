@@ -1,0 +1,43 @@
+"""Environments: what an episode plays (tools, feedback, verifiers), speaking chat messages. Tokens are
+`rlvr.rollout.episodes`'s business."""
+
+from rlvr.environments.base import Environment, Message, SingleTurnEnvironment, Step
+from rlvr.environments.config import EnvironmentConfig
+from rlvr.environments.registry import (
+    EnvironmentPool,
+    EnvironmentSpecError,
+    get_environment_class,
+    list_environments,
+    make_environment_factory,
+    register_environment,
+)
+from rlvr.environments.tools import (
+    FactoryEnvironment,
+    ToolCall,
+    ToolEnvironment,
+    ToolSpecError,
+    check_arguments,
+    parse_tool_calls,
+    tool_schema,
+)
+
+__all__ = [
+    "Environment",
+    "EnvironmentConfig",
+    "EnvironmentPool",
+    "EnvironmentSpecError",
+    "FactoryEnvironment",
+    "Message",
+    "SingleTurnEnvironment",
+    "Step",
+    "ToolCall",
+    "ToolEnvironment",
+    "ToolSpecError",
+    "check_arguments",
+    "get_environment_class",
+    "list_environments",
+    "make_environment_factory",
+    "parse_tool_calls",
+    "register_environment",
+    "tool_schema",
+]
