@@ -347,7 +347,7 @@ def test_hf_engine_takes_token_ids_and_answers_as_token_engines_do(tiny_model_di
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
-    engine = HFEngine(model, tokenizer, max_prompt_length=64)
+    engine = HFEngine(model, tokenizer, max_prompt_length=64, per_prompt_seeds=True)
     texts = ["What is 2 + 3?", "Natalia sold clips to 48 of her friends"]
     ids = [tokenizer(t)["input_ids"] for t in texts]
     config = GenerationConfig(max_completion_length=6, temperature=1.0)
@@ -358,6 +358,12 @@ def test_hf_engine_takes_token_ids_and_answers_as_token_engines_do(tiny_model_di
         mask = from_text.completion_mask[row].bool()
         assert tokens == from_text.completion_ids[row][mask].tolist()
         assert logps == from_text.sampling_logps[row][mask].tolist()
+    batched = HFEngine(
+        model, tokenizer, max_prompt_length=64
+    )  # one call for the wave, seeded by all its seeds
+    first = batched.generate_ids(ids, 2, config, seeds=[4, 5], greedy=False)
+    assert first == batched.generate_ids(ids, 2, config, seeds=[4, 5], greedy=False)
+    assert first != batched.generate_ids(ids, 2, config, seeds=[4, 6], greedy=False)
     greedy = engine.generate_ids(ids, 1, config, seeds=None, greedy=True)
     assert all(logps is None for _, logps in greedy)
     long_prompt = ids[1] * 8  # longer than max_prompt_length: taken whole, never cut

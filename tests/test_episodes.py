@@ -204,7 +204,14 @@ def test_single_turn_equals_the_engines_own_generate():
         max_prompt_length=40,
     )
     batch = episode_batch(episodes, tokenizer.pad_token_id)
-    prompt_ids, prompt_mask, completion_ids, completion_mask, truncated, cut, logps = expected
+    e = expected
+    prompt_ids, prompt_mask, completion_ids, completion_mask = (
+        e.prompt_ids,
+        e.prompt_mask,
+        e.completion_ids,
+        e.completion_mask,
+    )
+    truncated, cut, logps = e.truncated, e.num_prompts_cut, e.sampling_logps
     assert torch.equal(batch.prompt_ids, prompt_ids) and torch.equal(batch.prompt_mask, prompt_mask)
     assert torch.equal(batch.completion_ids, completion_ids) and torch.equal(
         batch.completion_mask, completion_mask
@@ -534,12 +541,12 @@ def test_hf_decode_loop_episodes_log_probs_match_a_forward_pass(tiny_model_dir):
     from transformers import AutoTokenizer
 
     from rlvr.algorithm.logprobs import completion_logps
-    from rlvr.rollout.hf_token_ids import HFTokenGenerator
+    from rlvr.rollout.engine import HFEngine
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     prompt = tokenizer.apply_chat_template(QUESTION, add_generation_prompt=True)["input_ids"]
     model = eos_prone_model(tiny_model_dir, tokenizer, prompt)
-    engine = HFTokenGenerator(model, tokenizer.pad_token_id, [tokenizer.eos_token_id])
+    engine = HFEngine(model, tokenizer, max_prompt_length=512)
     limits = EnvironmentConfig(max_turns=3)
     chat = ChatFormat(tokenizer, [tokenizer.eos_token_id])
     generation = GenerationConfig(max_completion_length=8, temperature=1.0)
@@ -571,14 +578,11 @@ def test_hf_decode_loop_episodes_log_probs_match_a_forward_pass(tiny_model_dir):
 def test_hf_decode_loop_per_prompt_samples_do_not_depend_on_the_batch(tiny_model_dir):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from rlvr.rollout.hf_token_ids import HFTokenGenerator
+    from rlvr.rollout.engine import HFEngine
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-    engine = HFTokenGenerator(
-        AutoModelForCausalLM.from_pretrained(tiny_model_dir),
-        tokenizer.pad_token_id,
-        [tokenizer.eos_token_id],
-        per_prompt=True,
+    engine = HFEngine(
+        AutoModelForCausalLM.from_pretrained(tiny_model_dir), tokenizer, 64, per_prompt_seeds=True
     )
     prompts = [tokenizer(t)["input_ids"] for t in ["What is 2 + 3?", "The answer is"]]
     config = GenerationConfig(max_completion_length=6)

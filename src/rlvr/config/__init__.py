@@ -9,6 +9,7 @@ from rlvr.config.algorithm import AlgorithmConfig
 from rlvr.config.checks import ConfigError
 from rlvr.config.data import DataConfig, ReasoningGymConfig
 from rlvr.config.distributed import DistributedConfig
+from rlvr.config.environment import EnvironmentConfig
 from rlvr.config.generation import GenerationConfig
 from rlvr.config.grpo import GRPOConfig, validate
 from rlvr.config.loading import apply_overrides
@@ -22,6 +23,7 @@ __all__ = [
     "ConfigError",
     "DataConfig",
     "DistributedConfig",
+    "EnvironmentConfig",
     "GRPOConfig",
     "GenerationConfig",
     "LoraConfig",

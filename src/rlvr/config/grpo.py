@@ -13,6 +13,7 @@ from rlvr.config.algorithm import AlgorithmConfig
 from rlvr.config.checks import ConfigError, non_finite
 from rlvr.config.data import DataConfig
 from rlvr.config.distributed import DistributedConfig
+from rlvr.config.environment import EnvironmentConfig
 from rlvr.config.generation import GenerationConfig
 from rlvr.config.loading import apply_overrides, build, read_yaml
 from rlvr.config.model import ModelConfig
@@ -39,6 +40,8 @@ class GRPOConfig:
     """Optimisation, logging and saving."""
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
     """Multi-process settings."""
+    environment: EnvironmentConfig = field(default_factory=EnvironmentConfig)
+    """What each sample plays: one reply (single_turn), or an episode with tools and feedback (docs/environments.md)."""
 
     def __post_init__(self) -> None:
         validate(self)
@@ -52,6 +55,15 @@ class GRPOConfig:
     def from_dict(cls, raw: dict[str, Any]) -> GRPOConfig:
         """Build from nested dicts, checking every key and type."""
         return build(cls, raw)
+
+    @property
+    def max_sequence_length(self) -> int:
+        """The longest prompt + completion a sample reaches: one reply, or a whole episode of a multi-turn
+        environment (`environment.max_total_tokens`); what a vLLM engine must hold."""
+        one_reply = self.data.max_prompt_length + self.generation.max_completion_length
+        if self.environment.name == "single_turn":
+            return one_reply
+        return max(one_reply, self.environment.max_total_tokens)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -93,8 +105,12 @@ def validate(config: GRPOConfig) -> None:
     config.model.validate()
     config.data.validate()
     config.algorithm.validate()
-    config.vllm.validate(config.data.max_prompt_length, g.max_completion_length)
+    longest = "data.max_prompt_length + generation.max_completion_length"
+    if config.max_sequence_length > config.data.max_prompt_length + g.max_completion_length:
+        longest = "environment.max_total_tokens"
+    config.vllm.validate(config.max_sequence_length, longest)
     config.rewards.validate()
+    config.environment.validate()
     if (
         "reasoning_gym" in (*config.rewards.functions, t.eval_reward)
         and config.data.template not in _TAG_TEMPLATES

@@ -48,8 +48,9 @@ class VLLMConfig:
     weight_transfer_port: int = 0
     """Collective transfer: the port training rank 0 listens on for the server's workers (0: a free one)."""
 
-    def validate(self, max_prompt_length: int, max_completion_length: int) -> None:
-        """Checks of this section; a prompt and completion of the given lengths must fit max_model_len."""
+    def validate(self, max_sequence_length: int, longest: str) -> None:
+        """Checks of this section; the longest sample of the run (`GRPOConfig.max_sequence_length`, which
+        settings make it: `longest`) must fit."""
         if not 0 < self.gpu_memory_utilization <= 1:
             raise ConfigError(
                 f"vllm.gpu_memory_utilization must be in (0, 1], got {self.gpu_memory_utilization}"
@@ -58,11 +59,10 @@ class VLLMConfig:
         above_zero("vllm.server_timeout", self.server_timeout)
         above_zero("vllm.tensor_parallel_size", self.tensor_parallel_size)
         above_zero("vllm.max_model_len", self.max_model_len)
-        needed = max_prompt_length + max_completion_length
-        if self.max_model_len is not None and self.max_model_len < needed:
+        if self.max_model_len is not None and self.max_model_len < max_sequence_length:
             raise ConfigError(
-                f"vllm.max_model_len ({self.max_model_len}) is shorter than data.max_prompt_length + "
-                f"generation.max_completion_length ({needed}): raise it or leave it null"
+                f"vllm.max_model_len ({self.max_model_len}) is shorter than {longest} ({max_sequence_length}): "
+                "raise it or leave it null"
             )
         if not self.server_url.startswith(("http://", "https://")):
             raise ConfigError(f"vllm.server_url must start with http:// or https://, got {self.server_url!r}")

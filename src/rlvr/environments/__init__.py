@@ -1,8 +1,8 @@
 """Environments: what an episode plays (tools, feedback, verifiers), speaking chat messages. Tokens are
 `rlvr.rollout.episodes`'s business."""
 
+from rlvr.config.environment import EnvironmentConfig
 from rlvr.environments.base import Environment, Message, SingleTurnEnvironment, Step
-from rlvr.environments.config import EnvironmentConfig
 from rlvr.environments.registry import (
     EnvironmentPool,
     EnvironmentSpecError,

@@ -14,8 +14,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from rlvr.config.environment import EnvironmentConfig
 from rlvr.environments.base import Environment, SingleTurnEnvironment
-from rlvr.environments.config import EnvironmentConfig
 from rlvr.environments.tools import FactoryEnvironment, ToolEnvironment
 from rlvr.rewards.registry import _load_file  # one module per user file, as for rewards
 

@@ -16,6 +16,7 @@ import abc
 import importlib.util
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 
 from rlvr.config import GenerationConfig, GRPOConfig
@@ -72,12 +73,16 @@ class HFEngine:
         max_prompt_length: int,
         autocast_dtype: torch.dtype | None = None,
         run: Any = None,
+        per_prompt_seeds: bool = False,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.max_prompt_length = max_prompt_length
         self.autocast_dtype = autocast_dtype
         self.run = run or (lambda fn, *args: fn(model, *args))
+        # generate_ids with seeds: a call per prompt on its own seed (generation.seed_per_prompt: samples that do
+        # not depend on the batch), else one batched call seeded from them all (the faster on a CPU)
+        self.per_prompt_seeds = per_prompt_seeds
 
     def generate(
         self,
@@ -135,7 +140,13 @@ class HFEngine:
         bounds their length), and for each of `num_samples` completions of each prompt its token ids up to and
         including the first EOS, and their sampling log-probs (None when greedy)."""
         whole = HFEngine(self.model, self.tokenizer, max(map(len, prompts)), self.autocast_dtype, self.run)
-        out = whole.generate(prompts, num_samples, config, seeds, greedy)
+        if seeds is None or self.per_prompt_seeds:
+            out = whole.generate(prompts, num_samples, config, seeds, greedy)
+        else:  # one padded call for the whole wave (a prompt's samples then depend on its batch), seeded by all
+            device = next(self.model.parameters()).device
+            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                torch.manual_seed(int(np.random.SeedSequence(seeds).generate_state(1)[0]))
+                out = whole.generate(prompts, num_samples, config, None, greedy)
         rows = []
         for row, mask in enumerate(out.completion_mask.bool()):
             logps = out.sampling_logps[row][mask].tolist() if out.sampling_logps is not None else None
@@ -146,7 +157,13 @@ class HFEngine:
         """Nothing to copy: the loop samples from the policy itself."""
 
     def for_model(self, model: Any) -> HFEngine:
-        return HFEngine(model, self.tokenizer, self.max_prompt_length, self.autocast_dtype)
+        return HFEngine(
+            model,
+            self.tokenizer,
+            self.max_prompt_length,
+            self.autocast_dtype,
+            per_prompt_seeds=self.per_prompt_seeds,
+        )
 
     def close(self) -> None:
         pass
@@ -299,7 +316,14 @@ def make_engine(
 ) -> RolloutEngine:
     """The engine `config.generation.engine` names, for the policy `model` (loaded from `model_path`)."""
     if config.generation.engine == "hf":
-        return HFEngine(model, tokenizer, config.data.max_prompt_length, autocast_dtype, run)
+        return HFEngine(
+            model,
+            tokenizer,
+            config.data.max_prompt_length,
+            autocast_dtype,
+            run,
+            per_prompt_seeds=config.generation.seed_per_prompt,
+        )
     if config.vllm.mode == "server":
         from rlvr.rollout.client import ServerEngine
 

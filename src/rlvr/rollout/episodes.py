@@ -21,8 +21,8 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from rlvr.config.environment import EnvironmentConfig
 from rlvr.environments.base import Environment, Message, Step
-from rlvr.environments.config import EnvironmentConfig
 from rlvr.environments.tools import run_calls
 from rlvr.rollout.chat_tokens import ChatFormat
 from rlvr.rollout.generation import pad_to
@@ -33,7 +33,12 @@ class EpisodeError(RuntimeError):
 
 
 class TokenGenerator(Protocol):
-    """What `run_episodes` needs of an engine: `TokenEngine.generate_ids`'s contract."""
+    """What `run_episodes` needs of an engine: `RolloutEngine.generate` (prompts may be token ids) for the first
+    turn, `TokenEngine.generate_ids`'s contract for the later ones."""
+
+    def generate(
+        self, texts: Any, num_samples: int, config: Any, seeds: list[int] | None = None, greedy: bool = False
+    ) -> Any: ...
 
     def generate_ids(
         self, prompts: list[list[int]], num_samples: int, config: Any, seeds: list[int], greedy: bool
@@ -150,17 +155,16 @@ def run_episodes(
 ) -> list[Episode]:
     """Play `num_generations` episodes of each of `rows` (with its chat messages `prompts`), episode
     i on `environments[i]` (G adjacent per row), each turn sampled with `generation` (a GenerationConfig:
-    its `max_completion_length` bounds one reply). `seeds` (one per row; default: drawn from torch's random
-    state as `TokenEngine.generate` draws them) seed the first wave exactly as `TokenEngine.generate` does, so a
-    single-turn environment samples what `engine.generate` would; later turns get `turn_seed`s."""
+    its `max_completion_length` bounds one reply). The first turn is the engine's own `generate` call on the
+    rows' prompts with `seeds` (one per row, or None: the engine's default), so a single-turn environment samples
+    exactly what a plain step samples; later turns go to `generate_ids` with `turn_seed`s derived from `seeds`
+    (drawn from torch's random state when None)."""
     g = num_generations
     if len(environments) != len(rows) * g or len(prompts) != len(rows):
         raise ValueError(
             f"{len(environments)} environments and {len(prompts)} prompts for {len(rows)} rows x {g}"
         )
     eos = [int(i) for i in eos_ids]
-    if seeds is None:
-        seeds = torch.randint(0, 2**31 - 1, (len(rows),)).tolist()
     episodes = [
         _start(chat, env, rows[i // g], prompts[i // g], i // g, max_prompt_length, limits)
         for i, env in enumerate(environments)
@@ -172,9 +176,11 @@ def run_episodes(
             wave == 0
             and len(active) == len(episodes)
             and all(contexts[k] == contexts[k - k % g] for k in range(len(contexts)))
-        ):  # as a single-turn step samples: one prompt per row, G samples each, seeds spread as TokenEngine's
-            outputs = engine.generate_ids(contexts[::g], g, generation, [s * g for s in seeds], greedy)
+        ):  # the engine's own single-turn call: a one-turn episode samples exactly what a plain step samples
+            outputs = _as_token_lists(engine.generate(contexts[::g], g, generation, seeds, greedy))
         else:
+            if seeds is None:  # later turns need seeds of their own: drawn once, from the process's state
+                seeds = torch.randint(0, 2**31 - 1, (len(rows),)).tolist()
             wave_seeds = [turn_seed(seeds[i // g], i % g, len(episodes[i].turns)) for i in active]
             outputs = engine.generate_ids(contexts, 1, generation, wave_seeds, greedy)
         if len(outputs) != len(active):
@@ -193,6 +199,16 @@ def run_episodes(
         rewards = [r for r in episode.step_rewards if r is not None]
         episode.reward = get_reward() if callable(get_reward) else (sum(rewards) if rewards else None)
     return episodes
+
+
+def _as_token_lists(out: Any) -> list[tuple[list[int], list[float] | None]]:
+    """A `Generation`'s rows as `generate_ids` answers: each completion's ids up to and including its EOS, and
+    their sampling log-probs (None when greedy)."""
+    rows = []
+    for row, mask in enumerate(out.completion_mask.bool()):
+        logps = out.sampling_logps[row][mask].tolist() if out.sampling_logps is not None else None
+        rows.append((out.completion_ids[row][mask].tolist(), logps))
+    return rows
 
 
 def _start(

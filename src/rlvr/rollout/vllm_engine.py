@@ -133,8 +133,7 @@ class VLLMEngine(TokenEngine):
             config.data.max_prompt_length,
             eos_token_ids(tokenizer, model),
             dtype=engine_dtype(config),
-            max_model_len=v.max_model_len
-            or config.data.max_prompt_length + config.generation.max_completion_length,
+            max_model_len=v.max_model_len or config.max_sequence_length,
             device=device,
             gpu_memory_utilization=v.gpu_memory_utilization,
             cpu_kv_cache_gb=v.cpu_kv_cache_gb,

@@ -1,12 +1,12 @@
-"""`EnvironmentConfig`: which environment a run's episodes play, and the limits every episode keeps.
-
-Proposed for the config package as `GRPOConfig.environment`; it lives here until it moves there.
-"""
+"""The `environment` section: what a run's episodes play (one reply, tools, a verifier that lets the model retry)
+and the limits every episode keeps."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from rlvr.config.checks import ConfigError
 
 
 @dataclass
@@ -35,16 +35,16 @@ class EnvironmentConfig:
     """How tool replies are rendered: role tool, or a user message of `<tool_response>` blocks (user); auto: tool where the template renders it."""
 
     def validate(self) -> None:
-        """Raise ValueError naming the first field out of range."""
+        """Raise ConfigError naming the first field out of range."""
         for key in ("max_turns", "max_tool_calls", "max_total_tokens", "step_workers"):
             if getattr(self, key) < 1:
-                raise ValueError(f"environment.{key} must be at least 1, got {getattr(self, key)}")
+                raise ConfigError(f"environment.{key} must be at least 1, got {getattr(self, key)}")
         for key in ("max_observation_tokens", "tool_timeout", "step_timeout"):
             if getattr(self, key) < 0:
-                raise ValueError(f"environment.{key} must be >= 0 (0: no limit), got {getattr(self, key)}")
+                raise ConfigError(f"environment.{key} must be >= 0 (0: no limit), got {getattr(self, key)}")
         if self.tool_prompt not in ("auto", "template", "system"):
-            raise ValueError(
+            raise ConfigError(
                 f"environment.tool_prompt must be auto, template or system, got {self.tool_prompt!r}"
             )
         if self.tool_role not in ("auto", "tool", "user"):
-            raise ValueError(f"environment.tool_role must be auto, tool or user, got {self.tool_role!r}")
+            raise ConfigError(f"environment.tool_role must be auto, tool or user, got {self.tool_role!r}")
