@@ -185,3 +185,46 @@ def test_evaluate_model_rejects_bad_settings(tiny):
             evaluate_model(model, tokenizer, problems, show_progress=False, **kwargs)
     with pytest.raises(EvaluationError):
         evaluate_model(model, tokenizer, [], show_progress=False)
+
+
+NAG = """
+from rlvr.environments import Environment, Step
+
+
+class Nag(Environment):
+    def step(self, message):
+        return Step([{"role": "user", "content": "Say it again."}], done=False, reward=0.5)
+"""
+
+
+def test_eval_plays_episodes_and_reports_turns(tiny_model_dir, problems_file, tmp_path):
+    from test_episodes import eos_prone_model
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": QUESTIONS[0][0]}], add_generation_prompt=True
+    )
+    model_dir = tmp_path / "eos_prone"
+    eos_prone_model(tiny_model_dir, tokenizer, prompt["input_ids"]).save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    (tmp_path / "nag.py").write_text(NAG)
+    out = tmp_path / "run"
+    args = eval_args(
+        model_dir, problems_file, out, "--environment", f"{tmp_path / 'nag.py'}:Nag", "--max-turns", "3"
+    )
+    assert ev.run_eval(args) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    metrics, predictions = summary["metrics"], read_jsonl(out / "predictions.jsonl")
+    assert summary["environment"]["max_turns"] == 3
+    assert 1 < metrics["env/turns"] <= 3 and metrics["env/episodes"] == 5
+    assert metrics["env/truncation/max_turns"] > 0  # Nag is never done: the turn limit ends its episodes
+    episode = predictions[0]["episode"]
+    assert episode["messages"][0]["role"] == "assistant" and episode["turns"] == len(episode["step_rewards"])
+    assert [p["correct"] for p in predictions] == [bool(e) for _, _, e in QUESTIONS]  # columns still aligned
+
+
+def test_eval_names_an_unknown_environment_before_loading(tiny_model_dir, problems_file, tmp_path, capsys):
+    args = eval_args(tiny_model_dir, problems_file, tmp_path / "run", "--environment", "calculatr")
+    assert ev.run_eval(args) == 2
+    assert "calculatr" in capsys.readouterr().err

@@ -208,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     from rlvr.config import ConfigError
     from rlvr.data import DataError
+    from rlvr.environments import environment_errors
     from rlvr.models import ModelError
     from rlvr.rewards import RemoteRewardError, RewardError, RewardSpecError
     from rlvr.rollout.engine import EngineError
@@ -221,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         RewardSpecError,
         RemoteRewardError,
         EngineError,
+        *environment_errors(),
     )
     try:
         return args.run(args)

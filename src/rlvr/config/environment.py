@@ -29,6 +29,9 @@ class EnvironmentConfig:
     """Seconds one environment step may take; past it the episode ends (truncation `step_timeout`)."""
     step_workers: int = 1
     """Episodes whose steps run at once (threads): more for environments that wait on a sandbox or a server."""
+    reward_weight: float = 1.0
+    """Weight of the environment's own reward (get_reward(), else its step rewards summed) among the rewards,
+    as the reward `environment`; episodes of environments that give none score None there."""
     tool_prompt: Literal["auto", "template", "system"] = "auto"
     """How tools are offered: the chat template's `tools=` (template), a description in the system message (system), or auto (template where it renders tools)."""
     tool_role: Literal["auto", "tool", "user"] = "auto"

@@ -22,6 +22,7 @@ from rlvr.environments.tools import (
 )
 
 __all__ = [
+    "environment_errors",
     "Environment",
     "EnvironmentConfig",
     "EnvironmentPool",
@@ -41,3 +42,12 @@ __all__ = [
     "register_environment",
     "tool_schema",
 ]
+
+
+def environment_errors() -> tuple[type[Exception], ...]:
+    """The errors an environment, its tools or the chat template raise that are the user's to fix: a command
+    prints their message and exits 2, with no traceback."""
+    from rlvr.rollout.chat_tokens import ChatFormatError
+    from rlvr.rollout.episodes import EpisodeError
+
+    return (EnvironmentSpecError, ToolSpecError, ChatFormatError, EpisodeError)

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -29,6 +30,7 @@ def _fail(command: str, exc: Exception) -> int:
 def _user_errors() -> tuple[type[Exception], ...]:
     from rlvr.config import ConfigError
     from rlvr.data import DataError
+    from rlvr.environments import environment_errors
     from rlvr.evaluation.evaluate import EvaluationError
     from rlvr.models import ModelError
     from rlvr.rewards import RemoteRewardError, RewardError, RewardSpecError
@@ -44,6 +46,7 @@ def _user_errors() -> tuple[type[Exception], ...]:
         EvaluationError,
         EngineError,
         FileNotFoundError,
+        *environment_errors(),
     )
 
 
@@ -126,6 +129,27 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="vLLM without torch.compile: starts in seconds, generates more slowly",
     )
+    parser.add_argument(
+        "--environment",
+        default=None,
+        metavar="NAME",
+        help="play each problem as an episode of this environment, greedily, as training plays it: calculator, "
+        "retry, python, module:Class or path/file.py:Class (docs/environments.md); adds turns, tool calls, tool "
+        "errors and truncation to the figures",
+    )
+    parser.add_argument(
+        "--environment-args",
+        default=None,
+        metavar="YAML",
+        help="the environment's constructor arguments, inline YAML, e.g. '{reward: accuracy}'",
+    )
+    parser.add_argument("--max-turns", type=positive_int, default=4, help="replies per episode at most")
+    parser.add_argument(
+        "--max-total-tokens",
+        type=positive_int,
+        default=2048,
+        help="tokens per episode at most, prompt included",
+    )
     parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32", help="weights dtype")
     add_bf16_argument(parser)
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
@@ -178,6 +202,7 @@ def _run_eval(args: argparse.Namespace) -> int:
         raise EvaluationError(
             f"--output {output} is a file; give a directory for summary.json and predictions.jsonl"
         )
+    environment = environment_config(args)  # a bad environment fails here too
     reward_fn = get_reward(args.reward)  # an unknown reward fails here, not after the model has loaded
     if isinstance(reward_fn, RemoteReward):
         reward_fn.check_reachable()
@@ -254,6 +279,7 @@ def _run_eval(args: argparse.Namespace) -> int:
         show_progress=not args.no_progress,
         max_prompt_length=args.max_prompt_length,
         engine=engine,
+        environment=environment,
     )
     predictions = result.pop("predictions")
     correct = sum(p["correct"] for p in predictions)
@@ -273,6 +299,7 @@ def _run_eval(args: argparse.Namespace) -> int:
         "system_prompt": args.system_prompt,
         "reward": args.reward,
         "engine": args.engine,
+        **({"environment": dataclasses.asdict(environment)} if environment is not None else {}),
         "sampling": {
             "num_samples": args.num_samples,
             "temperature": args.temperature,
@@ -293,6 +320,31 @@ def _run_eval(args: argparse.Namespace) -> int:
     print(format_summary(summary))
     print(f"wrote {output / 'summary.json'} and {output / 'predictions.jsonl'}")
     return 0
+
+
+def environment_config(args: argparse.Namespace) -> Any:
+    """The `--environment` settings as an EnvironmentConfig (None without one), checked before any model loads."""
+    if args.environment is None:
+        return None
+    import yaml
+
+    from rlvr.config import ConfigError, EnvironmentConfig
+    from rlvr.environments import EnvironmentPool, make_environment_factory
+
+    try:
+        options = yaml.safe_load(args.environment_args) if args.environment_args else {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--environment-args is not valid YAML: {exc}") from None
+    if not isinstance(options, dict):
+        raise ConfigError(
+            f"--environment-args must be a mapping, e.g. '{{reward: accuracy}}', got {options!r}"
+        )
+    config = EnvironmentConfig(
+        name=args.environment, args=options, max_turns=args.max_turns, max_total_tokens=args.max_total_tokens
+    )
+    config.validate()
+    EnvironmentPool(make_environment_factory(config))  # makes one: an unknown name or bad args fail now
+    return config
 
 
 def package_versions() -> dict[str, str]:

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from rlvr.config import GenerationConfig
+from rlvr.config import EnvironmentConfig, GenerationConfig
 from rlvr.data import build_messages, render_prompt
 from rlvr.evaluation.metrics import majority_vote, mean_pass_at_k
 from rlvr.rollout import decode_completions
@@ -53,6 +53,10 @@ class Generations:
     lengths: list[int]  # [N] completion tokens, the EOS token included
     truncated: list[bool]  # [N] no EOS within max_new_tokens
     prompts_cut: int  # prompts cut from the left to max_prompt_length
+    # [N] with an environment: each episode's messages after the prompt (what rewards score, as in training)
+    # and its record (turns, tool calls and errors, how it ended)
+    messages: list[list[dict[str, Any]]] | None = None
+    episodes: list[dict[str, Any]] | None = None
 
 
 @torch.no_grad()
@@ -87,6 +91,61 @@ def generate_completions(
         lengths=out.completion_mask.sum(dim=1).tolist(),
         truncated=out.truncated.tolist(),
         prompts_cut=out.num_prompts_cut,
+    )
+
+
+def play_episodes(
+    model: Any,
+    tokenizer: Any,
+    rows: list[dict[str, Any]],
+    messages: list[list[dict[str, str]]],
+    environment: EnvironmentConfig,
+    environments: Any,
+    num_samples: int = 1,
+    max_new_tokens: int = 256,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    max_prompt_length: int = 512,
+    autocast_dtype: torch.dtype | None = None,
+    engine: RolloutEngine | None = None,
+) -> Generations:
+    """`generate_completions` for episodes: each problem played `num_samples` times in `environment`
+    (instances from the pool `environments`), every turn greedy when `temperature` is 0, as training plays them."""
+    from rlvr.rollout.chat_tokens import ChatFormat
+    from rlvr.rollout.episodes import episode_record, run_episodes
+    from rlvr.rollout.generation import eos_token_ids
+
+    greedy = temperature == 0
+    config = GenerationConfig(
+        num_generations=num_samples,
+        max_completion_length=max_new_tokens,
+        temperature=1.0 if greedy else temperature,
+        top_p=top_p,
+    )
+    engine = engine or HFEngine(model, tokenizer, max_prompt_length, autocast_dtype)
+    eos = getattr(engine, "eos_ids", None) or eos_token_ids(tokenizer, model)
+    chat = ChatFormat(tokenizer, eos, environment.tool_prompt, environment.tool_role)
+    played = run_episodes(
+        engine,
+        chat,
+        environments.take(len(rows) * num_samples),
+        rows,
+        messages,
+        num_samples,
+        config,
+        environment,
+        eos,
+        max_prompt_length,
+        greedy=greedy,
+    )
+    records = [episode_record(e) for e in played]
+    return Generations(
+        completions=[e.completion_text for e in played],
+        lengths=[r["sampled_tokens"] for r in records],
+        truncated=[e.truncation is not None and not e.done for e in played],  # ended by a limit
+        prompts_cut=sum(e.prompt_cut for e in played[::num_samples]),
+        messages=[e.completion_messages for e in played],
+        episodes=records,
     )
 
 
@@ -269,6 +328,7 @@ def evaluate_model(
     show_progress: bool = True,
     max_prompt_length: int = 512,
     engine: RolloutEngine | None = None,
+    environment: EnvironmentConfig | None = None,
 ) -> dict[str, Any]:
     """Generate for each problem, score with `reward`, and return the figures plus per-problem `predictions`.
 
@@ -276,7 +336,9 @@ def evaluate_model(
     `num_samples` is 1 and `temperature` 0; sampling otherwise, and then also `pass@1`, `pass@k` and `maj@k`.
     `batch_size` counts completions generated together (so `batch_size // num_samples` problems). Works on a
     model in train mode (switched to eval for generation and back) and on a peft model. `engine` generates
-    instead of rlvr's loop on `model` (e.g. a `VLLMEngine`; `model` may then be None).
+    instead of rlvr's loop on `model` (e.g. a `VLLMEngine`; `model` may then be None). With an `environment`
+    other than single_turn each sample is an episode played as in training (tools, feedback, retries), scored on
+    its messages, and the figures add its turns, tool calls, tool errors and how episodes ended (`env/*`).
 
     >>> summary = evaluate_model(model, tokenizer, load_problems("gsm8k", "test", limit=50))  # doctest: +SKIP
     >>> summary["accuracy"], summary["predictions"][0]["extracted"]  # doctest: +SKIP
@@ -291,6 +353,11 @@ def evaluate_model(
     answer_style = TEMPLATE_ANSWER_STYLES[template]
 
     messages = [build_messages(row["question"], template, system_prompt, few_shot) for row in problems]
+    pool = None
+    if environment is not None and environment.name != "single_turn":
+        from rlvr.environments import EnvironmentPool, make_environment_factory
+
+        pool = EnvironmentPool(make_environment_factory(environment))
     texts = [render_prompt(tokenizer, m) for m in messages]
     # Longest prompts first: batches of similar length pad less, and running out of memory shows at once.
     order = sorted(range(len(problems)), key=lambda i: -len(texts[i]))
@@ -303,10 +370,7 @@ def evaluate_model(
     started = time.perf_counter()
     for start in range(0, len(order), per_batch):
         batch = order[start : start + per_batch]
-        out = generate_completions(
-            model,
-            tokenizer,
-            [texts[i] for i in batch],
+        sampling = (
             num_samples,
             max_new_tokens,
             temperature,
@@ -315,10 +379,15 @@ def evaluate_model(
             autocast_dtype,
             engine,
         )
+        if pool is None:
+            out = generate_completions(model, tokenizer, [texts[i] for i in batch], *sampling)
+        else:
+            rows, chats = [problems[i] for i in batch], [messages[i] for i in batch]
+            out = play_episodes(model, tokenizer, rows, chats, environment, pool, *sampling)
         rewards = score_completions(
             reward_fn,
             [messages[i] for i in batch],
-            out.completions,
+            out.messages or out.completions,
             [problems[i] for i in batch],
             num_samples,
         )
@@ -335,6 +404,10 @@ def evaluate_model(
                 answer_style,
                 math_equal,
             )
+            if out.episodes is not None:
+                record["episode"] = out.episodes[part][0]
+                for sample, episode in zip(record.get("samples", []), out.episodes[part]):
+                    sample["episode"] = episode
             records[index] = record
             num_correct += record["correct"]
         num_done += len(batch)
@@ -343,4 +416,9 @@ def evaluate_model(
     progress.close()
     seconds = time.perf_counter() - started
     predictions = [r for r in records if r is not None]
-    return {**summarize(predictions, num_samples, seconds, prompts_cut), "predictions": predictions}
+    figures = summarize(predictions, num_samples, seconds, prompts_cut)
+    if pool is not None:
+        from rlvr.rollout.episodes import record_stats
+
+        figures.update(record_stats([s["episode"] for r in predictions for s in r.get("samples", [r])]))
+    return {**figures, "predictions": predictions}

@@ -180,6 +180,7 @@ def _entry(index: int, record: dict[str, Any], analysis: dict[str, Any]) -> dict
         "truncated": record.get("truncated"),
         "prompt": record.get("prompt"),
         "completion": record.get("completion"),
+        "episode": record.get("episode"),
     }
 
 
@@ -335,9 +336,39 @@ def _describe(entry: dict[str, Any], max_chars: int) -> list[str]:
         f"{entry['length']} tokens" + (", truncated" if entry.get("truncated") else ""),
     ]
     head = " | ".join(parts)
-    lines = [head, f"    {preview(entry['completion'], max_chars)}"]
+    lines = [head, *conversation(entry["episode"], max_chars)] if entry.get("episode") else [head]
+    if not entry.get("episode"):
+        lines.append(f"    {preview(entry['completion'], max_chars)}")
     for flag, why in entry["flags"].items():
         lines.append(f"    ! {flag}: {why}")
+    return lines
+
+
+def conversation(episode: dict[str, Any], max_chars: int) -> list[str]:
+    """An episode's lines: how it went, then every message after the prompt, the model's own replies (the
+    only tokens that trained) marked `trained`, the environment's (tool results, feedback) marked `env`.
+
+    >>> episode = {"turns": 2, "tool_calls": 1, "tool_errors": 0, "truncation": None, "done": True,
+    ...            "messages": [{"role": "assistant", "content": "<tool_call>...</tool_call>"},
+    ...                         {"role": "tool", "name": "calculate", "content": "42"},
+    ...                         {"role": "assistant", "content": "\\boxed{42}"}]}
+    >>> for line in conversation(episode, 80):
+    ...     print(line)
+        episode: 2 turns, 1 tool calls (0 errors), done
+        [trained] assistant: <tool_call>...</tool_call>
+        [env]     tool calculate: 42
+        [trained] assistant: \boxed{42}
+    """
+    ended = "done" if episode.get("done") else f"ended by {episode.get('truncation') or 'the environment'}"
+    lines = [
+        f"    episode: {episode.get('turns')} turns, {episode.get('tool_calls', 0)} tool calls "
+        f"({episode.get('tool_errors', 0)} errors), {ended}"
+    ]
+    for message in episode.get("messages") or []:
+        role = message.get("role")
+        who = f"{role} {message['name']}" if message.get("name") else role
+        mark = "[trained]" if role == "assistant" else "[env]    "
+        lines.append(f"    {mark} {who}: {preview(message.get('content'), max_chars)}")
     return lines
 
 

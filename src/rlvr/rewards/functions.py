@@ -308,3 +308,16 @@ def length_penalty(
             lam = 0.5 - (lengths[i] - shortest) / (longest - shortest)
             rewards[i] = lam if correct[i] else min(0.0, lam)
     return rewards
+
+
+@register_reward("environment")
+def environment(prompts, completions, environment_reward=None, **kwargs) -> list[float | None]:
+    """An episode's reward from its environment (`get_reward()`, else its step rewards summed), which the trainer
+    passes as the column `environment_reward`; None where the environment gave none, or outside episodes.
+
+    >>> environment(["q", "q"], ["a", "b"], environment_reward=[1.0, None])
+    [1.0, None]
+    """
+    if environment_reward is None:
+        return [None] * len(completions)
+    return [None if value is None else float(value) for value in environment_reward]

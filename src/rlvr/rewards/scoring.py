@@ -67,10 +67,11 @@ def function_name(fn: Callable) -> str:
     return getattr(fn, "reward_name", None) or getattr(fn, "__name__", None) or type(fn).__name__
 
 
-def as_reward_completions(prompts: list[Any], completions: list[str]) -> list[Any]:
-    """Completions as TRL passes them: message lists when prompts are chat messages, else plain text."""
+def as_reward_completions(prompts: list[Any], completions: list[Any]) -> list[Any]:
+    """Completions as TRL passes them: message lists when prompts are chat messages, else plain text. An
+    episode's completion is already its list of messages (replies and tool results) and passes as it is."""
     if prompts and isinstance(prompts[0], list):
-        return [[{"role": "assistant", "content": text}] for text in completions]
+        return [c if isinstance(c, list) else [{"role": "assistant", "content": c}] for c in completions]
     return list(completions)
 
 

@@ -182,9 +182,11 @@ class ChatFormat:
         return self.tokenizer(text, add_special_tokens=not self.has_template)["input_ids"]
 
     def decode(self, ids: Sequence[int], skip_special_tokens: bool = False) -> str:
-        return self.tokenizer.decode(
-            list(ids), skip_special_tokens=skip_special_tokens, clean_up_tokenization_spaces=False
-        )
+        """Text of `ids`: with special tokens, exactly as the template would hold it; without, as
+        `decode_completions` gives a reply's text to reward functions (the tokenizer's own clean-up)."""
+        if skip_special_tokens:
+            return self.tokenizer.decode(list(ids), skip_special_tokens=True)
+        return self.tokenizer.decode(list(ids), skip_special_tokens=False, clean_up_tokenization_spaces=False)
 
     def prompt_ids(self, messages: list[Message], tools: Sequence[dict[str, Any]]) -> list[int]:
         """The first prompt's ids: what `render_prompt` and `tokenize_prompts` give for a single turn."""

@@ -24,6 +24,7 @@ import torch
 from rlvr.config.environment import EnvironmentConfig
 from rlvr.environments.base import Environment, Message, Step
 from rlvr.environments.tools import run_calls
+from rlvr.rollout.batch import Rollout
 from rlvr.rollout.chat_tokens import ChatFormat
 from rlvr.rollout.generation import pad_to
 
@@ -383,34 +384,109 @@ def episode_batch(episodes: Sequence[Episode], pad_id: int) -> EpisodeBatch:
     )
 
 
+def episode_rollout(
+    episodes: Sequence[Episode],
+    rows: Sequence[dict[str, Any]],
+    prompts: Sequence[Any],
+    num_generations: int,
+    pad_id: int,
+    detailed: bool,
+) -> Rollout:
+    """The trainer's `Rollout` of played episodes (G per row of `rows`, whose chat `prompts` reward functions
+    receive). `detailed` (episodes that can have more than one turn): each episode's messages become its
+    completion for reward functions, its trajectory and the environment's reward are columns, and its turns
+    are kept per token; a one-reply episode is a plain GRPO sample."""
+    g = num_generations
+    batch = episode_batch(episodes, pad_id)
+    columns = {key: [row.get(key) for row in rows for _ in range(g)] for key in rows[0] if key != "prompt"}
+    if detailed:  # what reward functions read besides the completions
+        columns["trajectory"] = [e.trajectory() for e in episodes]
+        columns["environment_reward"] = [e.reward for e in episodes]
+    return Rollout(
+        prompt_ids=batch.prompt_ids,
+        prompt_mask=batch.prompt_mask,
+        completion_ids=batch.completion_ids,
+        completion_mask=batch.completion_mask,
+        truncated=batch.truncated,
+        prompts=[m for m in prompts for _ in range(g)],
+        completions=[e.completion_text for e in episodes],
+        columns=columns,
+        num_prompts_cut=batch.num_prompts_cut,
+        sampling_logps=batch.sampling_logps,
+        loss_mask=batch.loss_mask,
+        episode_index=batch.episode_index,
+        turn_index=batch.turn_index if detailed else None,
+        completion_messages=[e.completion_messages for e in episodes] if detailed else None,
+        trajectories=[episode_record(e) for e in episodes] if detailed else None,
+    )
+
+
 TRUNCATIONS = ("turn_length", "max_total_tokens", "max_turns", "max_tool_calls", "step_timeout")
+
+
+def episode_record(episode: Episode) -> dict[str, Any]:
+    """What a finished episode was, in plain values: for the step's `env/*` figures and completions.jsonl."""
+    return {
+        "turns": len(episode.turns),
+        "done": episode.done,
+        "truncation": episode.truncation,
+        "tool_calls": episode.count("tool_calls"),
+        "tool_errors": episode.count("tool_errors"),
+        "tool_timeouts": episode.count("tool_timeouts"),
+        "new_rows": len(episode.rows) - 1,
+        "retokenized": episode.retokenized,
+        "observations_truncated": episode.observations_truncated,
+        "sampled_tokens": sum(sum(r.loss_mask) for r in episode.rows),
+        "environment_tokens": sum(len(r.loss_mask) - sum(r.loss_mask) for r in episode.rows),
+        "reward": episode.reward,
+        "step_rewards": episode.step_rewards,
+        "messages": episode.completion_messages,
+    }
 
 
 def episode_stats(episodes: Sequence[Episode]) -> dict[str, float]:
     """Per-episode means to log (times `env/episodes` gives counts), and the share ended by each limit."""
-    n = max(1, len(episodes))
+    return record_stats([episode_record(e) for e in episodes])
 
-    def mean(values: Sequence[float]) -> float:
-        return float(sum(values)) / n
 
-    stats = {
-        "env/episodes": float(len(episodes)),
-        "env/turns": mean([len(e.turns) for e in episodes]),
-        "env/done": mean([e.done for e in episodes]),
-        "env/tool_calls": mean([e.count("tool_calls") for e in episodes]),
-        "env/tool_errors": mean([e.count("tool_errors") for e in episodes]),
-        "env/tool_timeouts": mean([e.count("tool_timeouts") for e in episodes]),
-        "env/new_rows": mean([len(e.rows) - 1 for e in episodes]),
-        "env/retokenized": mean([e.retokenized for e in episodes]),
-        "env/observations_truncated": mean([e.observations_truncated for e in episodes]),
-        "env/sampled_tokens": mean([sum(sum(r.loss_mask) for r in e.rows) for e in episodes]),
-        "env/environment_tokens": mean(
-            [sum(len(r.loss_mask) - sum(r.loss_mask) for r in e.rows) for e in episodes]
-        ),
-    }
+def record_stats(records: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """`episode_stats` from `episode_record`s: means per episode, and the share ended by each limit."""
+    n = max(1, len(records))
+    keys = ("turns", "done", "tool_calls", "tool_errors", "tool_timeouts", "new_rows", "retokenized")
+    keys += ("observations_truncated", "sampled_tokens", "environment_tokens")
+    stats = {"env/episodes": float(len(records))}
+    stats.update({f"env/{key}": sum(float(r[key]) for r in records) / n for key in keys})
     for reason in TRUNCATIONS:
-        stats[f"env/truncation/{reason}"] = mean([e.truncation == reason for e in episodes])
-    rewards = [e.reward for e in episodes if e.reward is not None]
+        stats[f"env/truncation/{reason}"] = sum(r["truncation"] == reason for r in records) / n
+    rewards = [r["reward"] for r in records if r["reward"] is not None]
     if rewards:
         stats["env/reward"] = sum(rewards) / len(rewards)
     return stats
+
+
+def turn_logp_gaps(
+    old_logps: torch.Tensor, sampling_logps: torch.Tensor, mask: torch.Tensor, turn_index: torch.Tensor
+) -> dict[str, float]:
+    """Sums and counts of |trainer - sampler| log-prob per turn of the episodes, over mask tokens [B, C]:
+    a later turn's gap growing is a sign the tokens it was sampled after are not the ones trained on."""
+    gap = (old_logps.detach().float() - sampling_logps.float()).abs()
+    out: dict[str, float] = {}
+    for turn in turn_index[mask.bool()].unique().tolist():
+        where = mask.bool() & (turn_index == turn)
+        out[f"{turn}/sum"] = gap[where].sum().item()
+        out[f"{turn}/count"] = where.sum().item()
+    return out
+
+
+def sum_turn_gaps(parts: Sequence[dict[str, float]]) -> dict[str, float]:
+    """`sampling/logp_diff/turn_T`: the mean gap of turn T over `turn_logp_gaps` parts (micro-batches)."""
+    totals: dict[str, float] = {}
+    for part in parts:
+        for key, value in part.items():
+            totals[key] = totals.get(key, 0.0) + value
+    turns = sorted({int(key.split("/")[0]) for key in totals})
+    return {
+        f"sampling/logp_diff/turn_{t}": totals[f"{t}/sum"] / totals[f"{t}/count"]
+        for t in turns
+        if totals[f"{t}/count"]
+    }

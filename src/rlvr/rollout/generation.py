@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -29,71 +29,6 @@ class Generation:
     sampling_logps: torch.Tensor | None = None
 
 
-@dataclass
-class Rollout:
-    """One generation batch: N = prompts * G completions, each group of G adjacent."""
-
-    prompt_ids: torch.Tensor  # [N, P] left-padded
-    prompt_mask: torch.Tensor  # [N, P]
-    completion_ids: torch.Tensor  # [N, C] right-padded, C <= max_completion_length
-    completion_mask: torch.Tensor  # [N, C] 1 up to and including the first EOS
-    truncated: torch.Tensor  # [N] bool: no EOS within max_completion_length
-    prompts: list[Any]  # [N] chat messages or text, as reward functions receive them
-    completions: list[str]  # [N] decoded completion text (special tokens removed)
-    columns: dict[str, list[Any]] = field(default_factory=dict)  # dataset columns, repeated per completion
-    num_prompts_cut: int = 0  # prompts cut from the left to max_prompt_length
-    # [N, C] float32 log-prob of each sampled token under the distribution it was drawn from (after
-    # temperature, top_k, top_p, min_p and the repetition penalty: vLLM's processed_logprobs, which TRL asks
-    # for), 0 past the end; None when the engine gave none
-    sampling_logps: torch.Tensor | None = None
-    # [N, C] 1 on the tokens the policy sampled, which alone train and are counted; 0 on environment tokens of
-    # an episode (tool results, feedback) and on padding. None at construction: completion_mask (one reply).
-    loss_mask: torch.Tensor | None = None
-
-    def __post_init__(self) -> None:
-        if self.loss_mask is None:
-            self.loss_mask = self.completion_mask
-
-    @property
-    def input_ids(self) -> torch.Tensor:  # [N, P + C]
-        return torch.cat([self.prompt_ids, self.completion_ids], dim=1)
-
-    @property
-    def attention_mask(self) -> torch.Tensor:  # [N, P + C]
-        return torch.cat([self.prompt_mask, self.completion_mask], dim=1)
-
-    def __len__(self) -> int:
-        return self.completion_ids.shape[0]
-
-    def take_groups(self, groups: list[int], num_generations: int) -> Rollout:
-        """The completions of `groups` (indices of groups of G adjacent rows), in that order. `num_prompts_cut`
-        stays the whole rollout's: which prompts were cut is not recorded."""
-        rows = group_rows(groups, num_generations)
-        index = torch.tensor(rows, dtype=torch.long, device=self.completion_ids.device)
-        return Rollout(
-            prompt_ids=self.prompt_ids[index],
-            prompt_mask=self.prompt_mask[index],
-            completion_ids=self.completion_ids[index],
-            completion_mask=self.completion_mask[index],
-            truncated=self.truncated[index],
-            prompts=[self.prompts[i] for i in rows],
-            completions=[self.completions[i] for i in rows],
-            columns={key: [values[i] for i in rows] for key, values in self.columns.items()},
-            num_prompts_cut=self.num_prompts_cut,
-            sampling_logps=self.sampling_logps[index] if self.sampling_logps is not None else None,
-            loss_mask=self.loss_mask[index],
-        )
-
-
-def group_rows(groups: list[int], num_generations: int) -> list[int]:
-    """The row indices of `groups` (groups of G adjacent rows), in that order.
-
-    >>> group_rows([2, 0], 3)
-    [6, 7, 8, 0, 1, 2]
-    """
-    return [g * num_generations + j for g in groups for j in range(num_generations)]
-
-
 def pad_to(tensor: torch.Tensor, width: int, value: float, left: bool) -> torch.Tensor:
     """[N, W] -> [N, width], padded with `value` on the left or on the right.
 
@@ -102,34 +37,6 @@ def pad_to(tensor: torch.Tensor, width: int, value: float, left: bool) -> torch.
     """
     extra = width - tensor.shape[1]
     return torch.nn.functional.pad(tensor, (extra, 0) if left else (0, extra), value=value)
-
-
-def concat_rollouts(parts: list[Rollout], pad_id: int) -> Rollout:
-    """One rollout of `parts` in order, laid out as one batched `sample` call would: prompts padded on the
-    left, completions (and sampling log-probs, with 0) on the right, masks 0 where padded. A dataset column
-    some part lacks is None in its rows."""
-    prompt_width = max(p.prompt_ids.shape[1] for p in parts)
-    completion_width = max(p.completion_ids.shape[1] for p in parts)
-
-    def joined(name: str, width: int, value: float, left: bool) -> torch.Tensor:
-        return torch.cat([pad_to(getattr(p, name), width, value, left) for p in parts])
-
-    keys = dict.fromkeys(key for p in parts for key in p.columns)  # first-seen order
-    return Rollout(
-        prompt_ids=joined("prompt_ids", prompt_width, pad_id, left=True),
-        prompt_mask=joined("prompt_mask", prompt_width, 0, left=True),
-        completion_ids=joined("completion_ids", completion_width, pad_id, left=False),
-        completion_mask=joined("completion_mask", completion_width, 0, left=False),
-        truncated=torch.cat([p.truncated for p in parts]),
-        prompts=[prompt for p in parts for prompt in p.prompts],
-        completions=[completion for p in parts for completion in p.completions],
-        columns={key: [v for p in parts for v in p.columns.get(key, [None] * len(p))] for key in keys},
-        num_prompts_cut=sum(p.num_prompts_cut for p in parts),
-        sampling_logps=None
-        if any(p.sampling_logps is None for p in parts)
-        else joined("sampling_logps", completion_width, 0.0, left=False),
-        loss_mask=joined("loss_mask", completion_width, 0, left=False),
-    )
 
 
 def completion_mask_from_eos(

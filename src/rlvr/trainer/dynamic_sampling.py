@@ -31,7 +31,7 @@ class DynamicSamplingMixin:
         a = self.config.algorithm
         g = self.config.generation.num_generations
         parts, rewards = [rollout], [rewards_per_fn]
-        informative = self.informative_groups(rewards_per_fn, rollout.truncated)
+        informative = self.informative_groups(rewards_per_fn, rollout.episode_truncated)
         while len(parts) <= a.max_resample_rounds and self.ranks_short(informative):
             more, more_timings = self.generate_rollout(draw=len(parts))
             more_rewards = self.score_rollout(more, more_timings)
@@ -39,7 +39,9 @@ class DynamicSamplingMixin:
                 timings[key] += seconds
             parts.append(more)
             rewards.append(more_rewards)
-            informative = torch.cat([informative, self.informative_groups(more_rewards, more.truncated)])
+            informative = torch.cat(
+                [informative, self.informative_groups(more_rewards, more.episode_truncated)]
+            )
         selection = select_groups(informative, self.prompts_per_step)
         drawn = torch.cat(rewards)
         total = sum_over_ranks(

@@ -9,8 +9,9 @@ from typing import Any
 import torch
 
 from rlvr.algorithm import combine_rewards, unscorable
-from rlvr.distributed import max_over_ranks, sum_over_ranks
+from rlvr.distributed import max_over_ranks, mean_over_ranks, sum_over_ranks
 from rlvr.rollout import Rollout
+from rlvr.rollout.episodes import record_stats
 from rlvr.utils import append_jsonl
 
 
@@ -83,6 +84,7 @@ def completion_records(
 ) -> list[dict[str, Any]]:
     """One record per completion for completions.jsonl: the file to read when hunting reward hacking."""
     records = []
+    lengths, truncated = rollout.episode_lengths, rollout.episode_truncated
     for i, completion in enumerate(rollout.completions):
         prompt = rollout.prompts[i]
         records.append(
@@ -98,8 +100,10 @@ def completion_records(
                 if unscorable(rewards_per_fn[i : i + 1]).item()
                 else combine_rewards(rewards_per_fn[i : i + 1], reward_weights).item(),
                 "advantage": advantages[i].item(),
-                "length": int(rollout.loss_mask[i].sum()),
-                "truncated": bool(rollout.truncated[i]),
+                "length": int(lengths[i]),
+                "truncated": bool(truncated[i]),
+                # an episode: its conversation after the prompt and how it went (`rlvr inspect` shows it)
+                **({"episode": rollout.trajectories[i]} if rollout.trajectories is not None else {}),
             }
         )
     return records
@@ -119,12 +123,12 @@ def rollout_metrics(
     rollout: Rollout, timings: dict[str, float], seconds: float, epoch: int, dist: Any
 ) -> dict[str, float]:
     """A step's lengths, truncation, cut prompts and throughput over all ranks; times are the slowest rank's."""
-    lengths = rollout.loss_mask.sum(1).float()  # sampled tokens: an episode's tool results are not its length
+    lengths = rollout.episode_lengths  # sampled tokens: an episode's tool results are not its length
     total = sum_over_ranks(
         {
             "tokens": lengths.sum().item(),
             "completions": len(lengths),
-            "truncated": rollout.truncated.sum().item(),
+            "truncated": rollout.episode_truncated.sum().item(),
             "prompts_cut": rollout.num_prompts_cut,
         },
         dist,
@@ -140,4 +144,9 @@ def rollout_metrics(
         "tokens_per_second": total["tokens"] / slowest["step_seconds"],
         "epoch": epoch,
         **slowest,
+        **(
+            mean_over_ranks(record_stats(rollout.trajectories), dist)
+            if rollout.trajectories is not None
+            else {}
+        ),
     }

@@ -35,7 +35,7 @@ from rlvr.algorithm import (
     zero_range_groups,
 )
 from rlvr.config import ConfigError, GRPOConfig
-from rlvr.data import build_messages, load_problems, render_prompt
+from rlvr.data import build_messages, load_problems
 from rlvr.distributed import (
     DistState,
     PolicyForward,
@@ -54,11 +54,15 @@ from rlvr.distributed import (
     sum_over_ranks,
     wrap_policy,
 )
+from rlvr.environments import EnvironmentPool, make_environment_factory
 from rlvr.models import is_peft, load_policy, make_reference, resolve_device, resolve_model_path
 from rlvr.models.precision import resolve_bf16
+from rlvr.rewards import get_reward
 from rlvr.rewards.pool import RewardPool, load_rewards
-from rlvr.rollout import Rollout, autocast, decode_completions
+from rlvr.rollout import Rollout, autocast, eos_token_ids
+from rlvr.rollout.chat_tokens import ChatFormat
 from rlvr.rollout.engine import EngineError, make_engine, require_vllm
+from rlvr.rollout.episodes import episode_rollout, run_episodes, sum_turn_gaps, turn_logp_gaps
 from rlvr.trainer import TrainingError
 from rlvr.trainer import checkpoint_files as ckpt
 from rlvr.trainer.checkpoint_files import seed_everything
@@ -77,7 +81,9 @@ class GRPOTrainer(CheckpointingMixin, EvaluationMixin, DynamicSamplingMixin, Ref
     >>> trainer.train()  # doctest: +SKIP
 
     `model`/`tokenizer`, `reward_funcs` and `train_dataset` (rows with `question` and `answer`) may
-    be passed directly from a notebook; otherwise they come from the config.
+    be passed directly from a notebook; otherwise they come from the config. `tools` (typed functions with
+    docstrings) or `environment_factory` (a class whose public methods are tools, TRL's convention) make each
+    sample an episode, as `environment.name` does from the config (docs/environments.md).
     """
 
     def __init__(
@@ -88,6 +94,8 @@ class GRPOTrainer(CheckpointingMixin, EvaluationMixin, DynamicSamplingMixin, Ref
         reward_funcs: list[Callable] | None = None,
         train_dataset: list[dict[str, Any]] | None = None,
         eval_dataset: list[dict[str, Any]] | None = None,
+        tools: list[Callable] | None = None,
+        environment_factory: Callable[[], Any] | None = None,
     ) -> None:
         device = resolve_device(config.model.device)
         self.dist: DistState = init_distributed(config.distributed.backend, device.type)
@@ -114,16 +122,26 @@ class GRPOTrainer(CheckpointingMixin, EvaluationMixin, DynamicSamplingMixin, Ref
         v = config.vllm
         if config.generation.engine == "vllm" and (v.mode == "colocate" or v.weight_transfer == "collective"):
             require_vllm(v.mode == "server")
+        # Every sample is an episode of an environment; the default, single_turn, is one reply: today's GRPO.
+        env = config.environment
+        self.environments = EnvironmentPool(make_environment_factory(env, tools, environment_factory))
+        self.episodic = env.name != "single_turn" or bool(tools) or environment_factory is not None
         refs, fns = (list(reward_funcs), list(reward_funcs)) if reward_funcs else load_rewards(config.rewards)
+        if config.rewards.weights is not None and len(config.rewards.weights) != len(fns):
+            raise ConfigError(
+                f"rewards.weights has {len(config.rewards.weights)} entries for {len(fns)} reward functions"
+            )
+        weights = list(config.rewards.weights or [1.0] * len(fns))
+        if self.episodic:  # the environment's own reward is one more component, with its weight
+            refs, fns, weights = (
+                [*refs, "environment"],
+                [*fns, get_reward("environment")],
+                [*weights, env.reward_weight],
+            )
         self.rewards = RewardPool(refs, config.rewards.num_workers, config.rewards.timeout, fns=fns)
         self.reward_funcs = fns
         self.reward_names = self.rewards.names
-        if config.rewards.weights is not None and len(config.rewards.weights) != len(self.reward_funcs):
-            raise ConfigError(
-                f"rewards.weights has {len(config.rewards.weights)} entries for "
-                f"{len(self.reward_funcs)} reward functions"
-            )
-        self.reward_weights = torch.tensor(config.rewards.weights or [1.0] * len(self.reward_funcs))
+        self.reward_weights = torch.tensor(weights)
         self.problems = train_dataset if train_dataset is not None else self._load_problems()
         self.eval_problems = eval_dataset
 
@@ -160,6 +178,8 @@ class GRPOTrainer(CheckpointingMixin, EvaluationMixin, DynamicSamplingMixin, Ref
         self.engine = make_engine(
             config, self.model, tokenizer, model_path, self.autocast_dtype, self.policy.run, self.dist
         )
+        self.eos_ids = eos_token_ids(tokenizer, self.model)
+        self.chat = ChatFormat(tokenizer, self.eos_ids, env.tool_prompt, env.tool_role)
 
         self.prompts_per_step = config.training.batch_size // config.generation.num_generations
         self.sampler = PromptSampler(
@@ -294,31 +314,28 @@ class GRPOTrainer(CheckpointingMixin, EvaluationMixin, DynamicSamplingMixin, Ref
             build_messages(r["question"], cfg.data.template, cfg.data.system_prompt, cfg.data.few_shot)
             for r in rows
         ]
-        texts = [render_prompt(self.tokenizer, m) for m in messages]
         seeds = None
         if cfg.generation.seed_per_prompt:
             first = self.sampler.first_position(draw)  # each prompt drawn in the step its own seed
-            seeds = [derived_seed(cfg.training.seed, self.step, first + i) for i in range(len(texts))]
+            seeds = [derived_seed(cfg.training.seed, self.step, first + i) for i in range(len(rows))]
         g = cfg.generation.num_generations
         try:
-            out = self.engine.generate(texts, g, cfg.generation, seeds)
+            episodes = run_episodes(
+                self.engine,
+                self.chat,
+                self.environments.take(len(rows) * g),
+                rows,
+                messages,
+                g,
+                cfg.generation,
+                cfg.environment,
+                self.eos_ids,
+                cfg.data.max_prompt_length,
+                seeds,
+            )
         except EngineError as exc:
             raise self.engine_failed("did not generate", exc) from exc
-        columns = {
-            key: [row.get(key) for row in rows for _ in range(g)] for key in rows[0] if key != "prompt"
-        }
-        rollout = Rollout(
-            prompt_ids=out.prompt_ids,
-            prompt_mask=out.prompt_mask,
-            completion_ids=out.completion_ids,
-            completion_mask=out.completion_mask,
-            truncated=out.truncated,
-            prompts=[m for m in messages for _ in range(g)],
-            completions=decode_completions(self.tokenizer, out.completion_ids, out.completion_mask),
-            columns=columns,
-            num_prompts_cut=out.num_prompts_cut,
-            sampling_logps=out.sampling_logps,
-        )
+        rollout = episode_rollout(episodes, rows, messages, g, self.tokenizer.pad_token_id, self.episodic)
         return rollout, {"timing/generate": time.perf_counter() - started}
 
     def sync_engine(self, timings: dict[str, float] | None = None) -> None:
@@ -342,13 +359,14 @@ class GRPOTrainer(CheckpointingMixin, EvaluationMixin, DynamicSamplingMixin, Ref
     def score_rollout(self, rollout: Rollout, timings: dict[str, float]) -> torch.Tensor:
         """Rewards [N, F], NaN where a function said "not applicable"."""
         started = time.perf_counter()
-        # completion_ids as TRL passes them, so length-based rewards count tokens
-        completion_ids = [
-            ids[mask.bool()].tolist() for ids, mask in zip(rollout.completion_ids, rollout.completion_mask)
-        ]
+        # completion_ids as TRL passes them, so length-based rewards count tokens: an episode's sampled ones
+        completion_ids: list[list[int]] = [[] for _ in range(rollout.num_episodes)]
+        for row, (ids, mask) in enumerate(zip(rollout.completion_ids, rollout.loss_mask)):
+            completion_ids[int(rollout.episode_index[row])] += ids[mask.bool()].tolist()
         columns = {**rollout.columns, "completion_ids": completion_ids}
+        completions = rollout.completion_messages or rollout.completions  # an episode: its messages, as TRL
         per_fn = self.rewards.score(
-            rollout.prompts, rollout.completions, columns, group_size=self.config.generation.num_generations
+            rollout.prompts, completions, columns, group_size=self.config.generation.num_generations
         )
         timings["timing/score"] = time.perf_counter() - started
         return per_fn
@@ -415,8 +433,8 @@ class GRPOTrainer(CheckpointingMixin, EvaluationMixin, DynamicSamplingMixin, Ref
         completion_mask = rollout.completion_mask
         loss_mask = rollout.loss_mask  # sampled tokens only: an episode's environment tokens never train
         if a.mask_truncated_completions:
-            loss_mask = loss_mask * (~rollout.truncated).unsqueeze(1).long()
-        advantages = advantages.to(self.device)
+            loss_mask = loss_mask * (~rollout.per_row(rollout.episode_truncated)).unsqueeze(1).long()
+        advantages = rollout.per_row(advantages).to(self.device)  # each row its episode's
         micro = len(rollout) // t.gradient_accumulation_steps
         slices = [slice(s, s + micro) for s in range(0, len(rollout), micro)]
 
@@ -441,6 +459,7 @@ class GRPOTrainer(CheckpointingMixin, EvaluationMixin, DynamicSamplingMixin, Ref
         self.model.train()
         skipped_before = self.nonfinite_total
         drift: list[dict[str, torch.Tensor]] = []  # sampler against trainer, per micro-batch
+        turn_gaps: list[dict[str, float]] = []  # the same gap, per turn of an episode
         for update in range(a.mu):
             self.optimizer.zero_grad(set_to_none=True)
             update_loss = 0.0
@@ -463,6 +482,8 @@ class GRPOTrainer(CheckpointingMixin, EvaluationMixin, DynamicSamplingMixin, Ref
                         if update == 0:  # pi_old is the same in every update of this batch
                             sequence = a.importance_sampling_mode.startswith("sequence")
                             drift.append(sampling_stats(old, sampled, mask, sequence))
+                            if rollout.turn_index is not None:
+                                turn_gaps.append(turn_logp_gaps(old, sampled, mask, rollout.turn_index[part]))
                         if a.importance_sampling_correction:
                             is_weights = sampling_importance_weights(
                                 old,
@@ -524,6 +545,7 @@ class GRPOTrainer(CheckpointingMixin, EvaluationMixin, DynamicSamplingMixin, Ref
         return {
             **mean_over_ranks(totals, self.dist),
             **(sampling_metrics(drift, self.dist) if drift else {}),
+            **(mean_over_ranks(sum_turn_gaps(turn_gaps), self.dist) if turn_gaps else {}),
             "grad_norm": grad_norm,
             "learning_rate": self.scheduler.get_last_lr()[0],
             "nonfinite_updates": self.nonfinite_total - skipped_before,
