@@ -32,9 +32,9 @@ def load_cases() -> list[tuple[str, str, str, bool]]:
 
 def score_rlvr(cases: list[tuple[str, str, str, bool]]) -> tuple[list[bool], float, float]:
     from rlvr.rewards import accuracy
-    from rlvr.rewards.equivalence import _cache
+    from rlvr.rewards.symbolic import clear_cache
 
-    _cache.clear()
+    clear_cache()
     verdicts, slowest = [], 0.0
     started = time.perf_counter()
     for _, gold, completion, _ in cases:
@@ -55,9 +55,9 @@ def start_children() -> None:
 
 def score_rlvr_batch(cases: list[tuple[str, str, str, bool]]) -> tuple[list[bool], float]:
     from rlvr.rewards import accuracy
-    from rlvr.rewards.equivalence import _cache
+    from rlvr.rewards.symbolic import clear_cache
 
-    _cache.clear()
+    clear_cache()
     started = time.perf_counter()
     rewards = accuracy(
         prompts=["q"] * len(cases),

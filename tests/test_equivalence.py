@@ -355,5 +355,5 @@ def test_plain_lists_and_words_never_reach_sympy(pred, gold, expected, monkeypat
     def no_sympy(*args):
         raise AssertionError("sent to math-verify")
 
-    monkeypatch.setattr("rlvr.rewards.equivalence._symbolic_equal", no_sympy)
+    monkeypatch.setattr("rlvr.rewards.equivalence.symbolic_equal", no_sympy)
     assert _math_equal(pred, gold, 5.0) is expected

@@ -191,7 +191,7 @@ def test_combine_rewards_names_a_raising_function():
 
 @pytest.mark.parametrize(
     "module",
-    ["extraction", "equivalence", "functions", "registry", "remote", "adapters", "pool"],
+    ["extraction", "equivalence", "symbolic", "functions", "registry", "remote", "adapters", "pool"],
 )
 def test_docstring_examples(module, clean_registry):
     imported = __import__(f"rlvr.rewards.{module}", fromlist=[module])
