@@ -192,6 +192,16 @@ def test_gold_answers_falls_back_to_ground_truth_per_row():
 
 def test_find_numbers():
     assert find_numbers("48/2 = 24 clips, -3 degrees, 1,000 people") == ["48/2", "24", "-3", "1,000"]
+    # Thousands grouped by spaces, thin spaces or \, ; a decimal comma; a list of digits stays a list.
+    assert find_numbers("1\u2009000 and 1\\,000 and 350 000 and 2,74 and 1,2,3") == [
+        "1\u2009000",
+        "1\\,000",
+        "350 000",
+        "2,74",
+        "1",
+        "2",
+        "3",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -206,6 +216,14 @@ def test_find_numbers():
         ("\\$x\\$", None),  # escaped dollars
         ("$ x $", None),  # pandoc's rule: no space inside the dollars
         ("$x$ and\n$", "x"),
+        (
+            "$\\dfrac{1}{3} $",
+            "\\dfrac{1}{3}",
+        ),  # a TeX command inside: math, though a space precedes the dollar
+        ("$ x = 5 $", "x = 5"),  # a relation inside: math too
+        ("It costs $ 5 and $ 7.", None),  # a digit first is a price, spaces or not
+        ("The roots are $x_1 = 3$ and $x_2 = -2$.", "x_1 = 3, x_2 = -2"),  # one unknown's values: one answer
+        ("$x = 1$, then $y = 2$", "y = 2"),  # two unknowns, words between: the last
         ("no math", None),
     ],
 )
@@ -226,6 +244,15 @@ def test_math_mode(text, expected):
         ("x \\notin [1, 2]", "[1, 2]"),  # an endpoint gives its interval
         ("add 1 1/2 cups", "1 1/2"),  # a mixed number
         ("(3) gives 4", "4"),  # brackets without a comma are not a list
+        ("So the ratio is \\frac{10}{9}.", "\\frac{10}{9}"),  # LaTeX without delimiters, whole
+        ("10-\\frac{1}{2}", "\\frac{1}{2}"),  # a minus after a digit is no sign, as for numbers
+        ("\\frac{14}{2} = 7 apples", "7"),  # a number after the formula wins
+        ("\\textbf{Total:} 5", "5"),  # text commands are not formulas
+        ("the point (1, \\frac{1}{2})", "(1, \\frac{1}{2})"),  # a formula inside a list gives the list
+        ("She pays 1 000 euros.", "1 000"),
+        ("Donc 2,74 $.", "2,74"),
+        ("The answer is not 90.", None),  # a number said not to be the answer is none
+        ("So 5 apples. The answer is not 90.", "5"),
     ],
 )
 def test_final_expression(text, expected):
@@ -241,6 +268,9 @@ def test_final_expression(text, expected):
         ("\\boxed{1}; \\boxed{2}", "1, 2"),
         ("\\boxed{1}. Checking: \\boxed{2}", "2"),  # words between: separate boxes, the last
         ("x = \\boxed{1} and y = \\boxed{2}", "2"),  # names between boxes: not one answer
+        ("\\boxed{1} \\quad \\text{and} \\quad \\boxed{2}", "1, 2"),  # LaTeX spacing and \text{and}
+        ("`\\boxed{1}` and `\\boxed{2}`", "1, 2"),  # markdown code spans
+        ("\\boxed{1} \\qquad \\boxed{2}", "1, 2"),
     ],
 )
 def test_boxes_in_a_row_are_one_answer(text, expected):
@@ -254,7 +284,13 @@ def test_boxes_in_a_row_are_one_answer(text, expected):
         ("**Final Answer:** $\\frac{1}{2}$", "\\frac{1}{2}"),
         ("Final Answer: The final answer is $5$. I hope it is correct.", "5"),  # Minerva's phrasing
         ("The answer is therefore $7$, as claimed.", "7"),  # the formula after the marker, not the line
-        ("The answer is 7, not $5$.", "7, not $5$"),  # a number before the formula: the line as it stands
+        ("The answer is 7, not $5$.", "7"),  # a number before the formula: it, not what it is not
+        ("The answer is 18 dollars, not 20.", "18 dollars"),  # what it is not is not the answer
+        ("Final answer: the largest $n$ is 34.", "34"),  # a formula naming the unknown: what it is
+        ("The answer is $x$.", "x"),  # the unknown alone is the answer
+        ("The answer is $B$, since 3 > 2.", "B"),  # a letter first is the answer (a choice), not what follows
+        ("The answer is $\\pi$, about 3.14.", "\\pi"),
+        ("The answer is not $5$.", None),  # a negation is no marker
         ("I answered it: 7", None),  # "answered" is not the marker
     ],
 )
@@ -269,6 +305,7 @@ def test_final_answer_phrasings(text, expected):
         ("\\[x^2\\]", "x^2"),
         ("\\(\\frac{1}{3}\\)", "\\frac{1}{3}"),
         ("$x$ and $y$", "$x$ and $y$"),  # two formulas are not one math-mode answer
+        ("$\\dfrac{1}{3} $", "\\dfrac{1}{3}"),  # spaces inside the dollars
     ],
 )
 def test_extract_gold_in_math_mode(answer, expected):
