@@ -93,7 +93,17 @@ def test_last_number(text, expected):
     [
         (r"<answer>5</answer> but \boxed{6}", "6"),  # boxed beats the answer tag
         ("<answer>5</answer> #### 6", "5"),  # the tag beats ####
-        ("#### 6\nThe answer is 7", "6"),  # #### beats "the answer is"
+        ("#### 6\nThe answer is 7", "7"),  # the later of #### and "the answer is" wins
+        ("The answer is 7\n#### 6", "6"),
+        # As SmolLM2-135M writes them (docs/results/*/predictions.jsonl): "####" as a markdown heading.
+        ("Kofi has 3 + 14 = 17 stickers now.\n#### 1\nThe answer is 17.", "17"),
+        (
+            "Tom has 7 + 3 = 10 coins now.\n#### 1\nTom has 10 coins now.\n#### 2\nTom has 10",
+            "10",
+        ),  # 1, 2: headings
+        ("3 + 4 = 7 marbles.\n#### 7\nThe answer is: 7", "7"),
+        ("The answer is 10 - 1 = 9 cookies.", "10 - 1 = 9"),  # the chain without its unit, to be checked
+        ("The answer is 19.\n\nNo, she has 2 left.\n\nThe correct answer is 2.", "2"),  # a corrected answer
         ("The answer is 72. The answer is 5.", "5"),  # the last marker on a line wins
         ("So the final answer is: **18 dollars**.", "18 dollars"),
         ("The answer is $\\frac{1}{2}$.", "\\frac{1}{2}"),

@@ -39,14 +39,17 @@ _NUMBER = re.compile(
 _BRACKET_GROUP = re.compile(r"[(\[][^()\[\]\n]*,[^()\[\]\n]*[)\]]")
 # "The answer is not simply $100$" or "isn't" names no answer: long solutions say it on the way to the real one.
 _THE_ANSWER_IS = re.compile(
-    r"(?i)(?:\bthe\s+(?:final\s+)?answer\s+is(?!n't|\s+not\b)|\b(?:final\s+)?answer\s*(?:\*\*)?\s*[:：])"
+    r"(?i)(?:\bthe\s+(?:final\s+|correct\s+)?answer\s+is(?!n't|\s+not\b)|\b(?:final\s+)?answer\s*(?:\*\*)?\s*[:：])"
     r"\s*[:：]?\s*"
 )
 # ... and the sentence that says so offers no answer to the last-expression rule either.
 _NOT_THE_ANSWER = re.compile(
-    r"(?i)\bthe\s+(?:final\s+)?answer\s+(?:is\s+not|isn't)\b.*?(?:[.!?](?=\s|$)|\n|$)"
+    r"(?i)\bthe\s+(?:final\s+|correct\s+)?answer\s+(?:is\s+not|isn't)\b.*?(?:[.!?](?=\s|$)|\n|$)"
 )
 # "18 dollars, not 20": what comes after the "not" is what the answer is not.
+# "The answer is 10 - 1 = 9 cookies": the chain without its unit, so that it is checked (an equation of numbers
+# answers only when it holds).
+_CHAIN_UNIT = re.compile(r"(=\s*[-+]?\d[\d.,/]*)\s+[A-Za-z][A-Za-z\s]*$")
 _NOT_AFTER = re.compile(r"[,;]?\s+(?:and\s+)?(?:not|rather\s+than|instead\s+of)\b.*$", re.IGNORECASE)
 # A formula that only names the unknown in a final-answer sentence ("the largest $n$ is 34"): the answer comes
 # after it. Only a sentence that describes the unknown first: "the answer is $B$, since 3 > 2" answers B.
@@ -245,7 +248,7 @@ def extract_the_answer_is(text: str) -> str | None:
                 return value
     if span is not None:
         return _span_content(span) or None
-    answer = _NOT_AFTER.sub("", line.strip())
+    answer = _CHAIN_UNIT.sub(r"\1", _NOT_AFTER.sub("", line.strip()).rstrip(".").strip())
     answer = answer.rstrip(".").strip().strip("*").strip().rstrip(".").strip()  # "**18**." -> "18"
     return answer or None
 
@@ -402,7 +405,7 @@ def _extract_auto(text: str) -> str | None:
         return extract_answer_content(tag)
     for extractor in (
         extract_boxed,
-        extract_gsm8k,
+        _gsm8k_final_line,
         extract_the_answer_is,
         extract_final_expression,
     ):
@@ -410,6 +413,17 @@ def _extract_auto(text: str) -> str | None:
         if answer is not None:
             return answer
     return None
+
+
+def _gsm8k_final_line(text: str) -> str | None:
+    """`extract_gsm8k` where `####` marks the answer: not when a "the answer is" follows it (the later statement
+    wins), nor when the `####` lines count 1, 2, 3 (markdown headings, as small models write them)."""
+    values = [line.strip() for line in re.findall(r"####([^\n]*)", text)]
+    if len(values) >= 2 and values == [str(n) for n in range(1, len(values) + 1)]:
+        return None
+    if any(m.start() > text.rfind("####") for m in _THE_ANSWER_IS.finditer(text)):
+        return None
+    return extract_gsm8k(text)
 
 
 EXTRACTION_STYLES: dict[str, Callable[[str], str | None]] = {
