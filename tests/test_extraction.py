@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from rlvr.rewards import EXTRACTION_STYLES, completion_text, extract_answer, extract_gold, prompt_text
@@ -320,3 +322,19 @@ def test_final_answer_phrasings(text, expected):
 )
 def test_extract_gold_in_math_mode(answer, expected):
     assert extract_gold(answer) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "\\boxed{1}" + " " * 20_000 + "x \\boxed{2}",  # a long gap between boxes: no joiner, no backtracking
+        "$x_1 = 1$" + " " * 20_000 + "x $x_2 = 2$",
+        "\\frac" * 20_000 + " 5",  # LaTeX without delimiters, command after command
+    ],
+)
+def test_hostile_completions_are_read_in_linear_time(text):
+    started = time.perf_counter()
+    extract_answer(text)
+    assert (
+        time.perf_counter() - started < 1.0
+    )  # 20,000 spaces between boxes took 13 s before the length check

@@ -21,6 +21,14 @@ _JOINER_SPACE = (
     r"(?:[\s$`*~]|\\(?:q?quad|[,;:! ])|\\(?:text|textrm|textnormal|mathrm|mbox)\s*\{\s*(?:and|or|,)?\s*\})"
 )
 _BOX_JOINER = re.compile(rf"{_JOINER_SPACE}*(?:,?\s*\b(?:and|or)\b|,|;)?{_JOINER_SPACE}*")
+
+
+def _joins(text: str, start: int, end: int) -> bool:
+    """Whether `text[start:end]` only joins two parts of one answer. A joiner is short: the length check keeps the
+    pattern's backtracking from going quadratic on a long gap (20,000 spaces took seconds)."""
+    return end - start <= 80 and _BOX_JOINER.fullmatch(text, start, end) is not None
+
+
 # Numbers as models write them: signs, thousands commas, decimals, simple fractions. A minus counts only when it
 # does not follow a word character or a closing bracket, so the "-3" of "10-3" is not read as negative three. Digits
 # glued to a letter before them are part of a word or a name ("AZYUK2A", "x2", "H2O"), not a number.
@@ -136,7 +144,7 @@ def extract_boxed(text: str) -> str | None:
         return None
     answer = [_unbox(boxes[-1][2])]
     for (_, end, content), (start, _, _) in zip(boxes[-2::-1], boxes[:0:-1], strict=True):
-        if not _BOX_JOINER.fullmatch(text[end:start]):
+        if not _joins(text, end, start):
             break
         answer.insert(0, _unbox(content))
     parts = [part for part in answer if part]
@@ -288,7 +296,7 @@ def _joined_spans(text: str, spans: list[re.Match[str]]) -> str:
         other = _NAMED_VALUE.fullmatch(content)
         if named is None or other is None or other.group(1) != named.group(1):
             break
-        if not _BOX_JOINER.fullmatch(text[before.end() : after.start()]):
+        if not _joins(text, before.end(), after.start()):
             break
         contents.insert(0, content)
     return ", ".join(contents)
@@ -318,6 +326,8 @@ def find_numbers(text: str) -> list[str]:
 # LaTeX written outside math mode ("the ratio is \frac{10}{9}"): a command with its brace groups, glued to the
 # digits, signs, powers and commands around it. Layout and text commands are not a formula.
 _BARE_COMMAND = re.compile(r"(?<![\\\w$])(?:(?<![\w)\]}])[-+])?(?:\d+(?:\.\d+)?)?\\[A-Za-z]+")
+_COMMAND = re.compile(r"\\([A-Za-z]+)")
+_GLUED = re.compile(r"[\d^_]|\.\d")  # digits, powers and subscripts glued to a command: "\sqrt3", "\pi^2"
 _NOT_FORMULAS = frozenset(
     "text textbf textit textrm emph mathrm mbox quad qquad item section subsection label ref cite newline hline"
     " begin end left right boxed fbox hspace vspace noindent par".split()
@@ -337,10 +347,10 @@ def _bare_latex(text: str) -> list[tuple[int, int]]:
                 if close is None:
                     break
                 end = close + 1
-            elif name := re.match(r"\\([A-Za-z]+)", text[end:]):
+            elif name := _COMMAND.match(text, end):
                 names.append(name.group(1))
-                end += name.end()
-            elif re.match(r"[\d^_]|\.\d", text[end:]):
+                end = name.end()
+            elif _GLUED.match(text, end):
                 end += 1
             else:
                 break
