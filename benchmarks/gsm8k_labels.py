@@ -7,13 +7,16 @@ shipped with rlvr): 1,319 test questions, each with a worked ground truth ending
 (6B and 175B, fine-tuned and verifier-ranked) with an `is_correct` label. Each solution is scored as it stands, a
 whole completion, by `accuracy(prompts, completions, answer=[gold])` with the gold written as GSM8K writes it
 (`#### N`). Prints the agreement with the labels, per model and in all, and every disagreement; exits 1 when there is
-one, so that a change to extraction or equivalence can be checked against it.
+one, so that a change to extraction or equivalence can be checked against it. With `--math-verify`, also scores
+each solution with math-verify used plainly, `verify(parse(answer), parse(solution))` with the final number as
+the answer, and counts its agreement with the labels.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 from pathlib import Path
@@ -38,9 +41,19 @@ def load_cases(path: Path) -> list[tuple[str, str, str, bool]]:
     return cases
 
 
+def score_math_verify(cases: list[tuple[str, str, str, bool]]) -> list[bool]:
+    from math_verify import parse, verify
+
+    logging.getLogger("math_verify").setLevel(logging.ERROR)  # its timeout warnings are not results
+    return [
+        bool(verify(parse(gold.rpartition("#### ")[2]), parse(solution))) for _, gold, solution, _ in cases
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("path", type=Path, help="example_model_solutions.jsonl from openai/grade-school-math")
+    parser.add_argument("--math-verify", action="store_true", help="also score with math-verify used plainly")
     args = parser.parse_args()
     if not args.path.is_file():
         parser.error(f"{args.path} is not a file; get it from github.com/openai/grade-school-math")
@@ -63,6 +76,10 @@ def main() -> None:
         print(f"| {model} | {len(rows)} | {right} | {sum(agree[i] for i in rows)}/{len(rows)} |")
     print(f"| **all** | {len(cases)} | {sum(c[3] for c in cases)} | **{sum(agree)}/{len(cases)}** |")
     print(f"\nscored as one batch in {seconds:.1f} s")
+    if args.math_verify:
+        plain = score_math_verify(cases)
+        plain_agree = sum(verdict == label for verdict, (*_, label) in zip(plain, cases, strict=True))
+        print(f"math-verify used plainly agrees with the labels on {plain_agree}/{len(cases)}")
     for i in (i for i, ok in enumerate(agree) if not ok):
         model, gold, solution, label = cases[i]
         print(f"\ndisagreement {i} ({model}, labelled {'right' if label else 'wrong'}):")

@@ -1,5 +1,5 @@
 """Pulling the final answer out of a completion: `\\boxed{}`, `<answer>` tags, GSM8K's `####`, final-answer
-phrasings, math mode (`$...$`, `\\(...\\)`, ...), the last number.
+phrasings, math mode (`$...$`, `\\(...\\)`, ...), LaTeX without delimiters, the last number.
 
 Every extractor takes text and returns the answer string or None; none of them raises on odd input.
 """
@@ -449,8 +449,9 @@ def extract_answer(text: str, style: str = "auto") -> str | None:
     """The final answer in `text` by one of `EXTRACTION_STYLES`, or None when there is none.
 
     `auto` tries, in order: the last `\\boxed{}` (boxes in a row joined), the last `<answer>` tag (read with
-    `extract_answer_content`), `####`, "the answer is ..." or "answer: ...", then whichever comes last of the last
-    formula in math mode and the last number. An empty box is no answer.
+    `extract_answer_content`), the later of `####` and "the answer is ..." / "answer: ...", then whichever comes
+    last of the last formula in math mode, the last number and the last LaTeX written without delimiters. An empty
+    box is no answer.
 
     >>> extract_answer(r"2 + 3 = 5, so \\boxed{5}.")
     '5'
