@@ -84,7 +84,9 @@ def score_math_verify(
     return verdicts, time.perf_counter() - started, slowest
 
 
-def cell(text: str) -> str:
+def cell(text: str, limit: int = 200) -> str:
+    if len(text) > limit:  # a long worked solution: its end holds the answer
+        return "… " + cell(text[-limit:])
     return "`" + text.replace("\n", "\\n").replace("|", "\\|") + "`"
 
 

@@ -227,6 +227,9 @@ def test_numeric_equal_does_no_symbolic_work():
         ("\\[ x \\]", "x"),
         ("$x$ and $y$", "$x$ and $y$"),  # two formulas keep their dollars
         ("\\left( 1, 2 \\right)", "( 1, 2 )"),
+        # "\\ 2" is a new row, not the second backslash and a LaTeX space "\ "
+        (r"\begin{pmatrix} 1 \\ 2 \end{pmatrix}", r"\begin{pmatrix} 1 \\ 2 \end{pmatrix}"),
+        (r"11,\! 111,\! 100", "11,111,100"),  # \! joins, the space after it too
     ],
 )
 def test_normalize_answer(text, expected):
@@ -294,6 +297,11 @@ def test_decimals_against_fractions(pred, gold, expected):
     assert math_equal(pred, gold) is expected
 
 
+MATRIX_PRODUCT = (
+    r"\begin{pmatrix}1&2\\3&4\end{pmatrix}\begin{pmatrix}1\\0\end{pmatrix} = \begin{pmatrix}1\\3\end{pmatrix}"
+)
+
+
 @pytest.mark.parametrize(
     ("pred", "gold", "expected"),
     [
@@ -314,6 +322,10 @@ def test_decimals_against_fractions(pred, gold, expected):
         ("V_1:V_2=11:21", "11:21", True),
         ("2x + 4y = 6", "x + 2y = 3", True),  # a line up to a factor
         ("(p,q)=(3,2)", "(3,2)", True),
+        # A product of matrices equal to its value (sympy leaves a zero matrix, not 0), a determinant, symbols.
+        (MATRIX_PRODUCT, r"\begin{pmatrix}1\\3\end{pmatrix}", True),
+        (r"\begin{vmatrix}1&2\\3&4\end{vmatrix}", r"\begin{pmatrix}1&2\\3&4\end{pmatrix}", False),
+        (r"\begin{pmatrix}x&1\end{pmatrix}", r"\begin{bmatrix}x&1\end{bmatrix}", True),
     ],
 )
 def test_latex_forms(pred, gold, expected):
@@ -349,6 +361,19 @@ def test_parse_number_commas(text, expected):
         ("11:21", "21:11", False),
         ("\\text{Monday}", "\\text{Tuesday}", False),  # words
         ("5 \\text{ thousandths}", "5", False),
+        ("(\\frac13, \\frac15)", "(0.33, 0.2)", True),  # entries at the gold's precision
+        ("(0.33, 0.2)", "(\\frac13, \\frac15)", False),  # a rounded answer is not the exact gold
+        ("\\{\\frac23, \\frac13\\}", "\\{0.33, 0.67\\}", True),  # a set in any order
+        ("[\\frac83, \\infty)", "[2.6667, \\infty)", True),
+        ("(\\frac{49}{65}, 1)", "(0.75, 1)", False),  # the simplest fraction that rounds to the gold
+        ("(0.5, 1)", "(1/2, 1)", True),
+        (r"\begin{bmatrix}1&2\\3&4\end{bmatrix}", r"\begin{pmatrix}1&2\\3&4\end{pmatrix}", True),
+        (r"(\begin{array}{cc}1&2\\3&4\end{array})", r"\begin{pmatrix}1&2\\3&4\end{pmatrix}", True),
+        (r"\begin{pmatrix}\frac13\\\frac15\end{pmatrix}", r"\begin{pmatrix}0.33\\0.2\end{pmatrix}", True),
+        # The transpose, a row against a column, a trailing row break.
+        (r"\begin{pmatrix}1&3\\2&4\end{pmatrix}", r"\begin{pmatrix}1&2\\3&4\end{pmatrix}", False),
+        (r"\begin{pmatrix}1&2\end{pmatrix}", r"\begin{pmatrix}1\\2\end{pmatrix}", False),
+        (r"\begin{pmatrix}1\\2\\\end{pmatrix}", r"\begin{pmatrix}1\\2\end{pmatrix}", True),
     ],
 )
 def test_plain_lists_and_words_never_reach_sympy(pred, gold, expected, monkeypatch):

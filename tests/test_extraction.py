@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from rlvr.rewards import EXTRACTION_STYLES, completion_text, extract_answer, extract_gold, prompt_text
@@ -93,7 +95,17 @@ def test_last_number(text, expected):
     [
         (r"<answer>5</answer> but \boxed{6}", "6"),  # boxed beats the answer tag
         ("<answer>5</answer> #### 6", "5"),  # the tag beats ####
-        ("#### 6\nThe answer is 7", "6"),  # #### beats "the answer is"
+        ("#### 6\nThe answer is 7", "7"),  # the later of #### and "the answer is" wins
+        ("The answer is 7\n#### 6", "6"),
+        # As SmolLM2-135M writes them (docs/results/*/predictions.jsonl): "####" as a markdown heading.
+        ("Kofi has 3 + 14 = 17 stickers now.\n#### 1\nThe answer is 17.", "17"),
+        (
+            "Tom has 7 + 3 = 10 coins now.\n#### 1\nTom has 10 coins now.\n#### 2\nTom has 10",
+            "10",
+        ),  # 1, 2: headings
+        ("3 + 4 = 7 marbles.\n#### 7\nThe answer is: 7", "7"),
+        ("The answer is 10 - 1 = 9 cookies.", "10 - 1 = 9"),  # the chain without its unit, to be checked
+        ("The answer is 19.\n\nNo, she has 2 left.\n\nThe correct answer is 2.", "2"),  # a corrected answer
         ("The answer is 72. The answer is 5.", "5"),  # the last marker on a line wins
         ("So the final answer is: **18 dollars**.", "18 dollars"),
         ("The answer is $\\frac{1}{2}$.", "\\frac{1}{2}"),
@@ -192,6 +204,16 @@ def test_gold_answers_falls_back_to_ground_truth_per_row():
 
 def test_find_numbers():
     assert find_numbers("48/2 = 24 clips, -3 degrees, 1,000 people") == ["48/2", "24", "-3", "1,000"]
+    # Thousands grouped by spaces, thin spaces or \, ; a decimal comma; a list of digits stays a list.
+    assert find_numbers("1\u2009000 and 1\\,000 and 350 000 and 2,74 and 1,2,3") == [
+        "1\u2009000",
+        "1\\,000",
+        "350 000",
+        "2,74",
+        "1",
+        "2",
+        "3",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -206,6 +228,14 @@ def test_find_numbers():
         ("\\$x\\$", None),  # escaped dollars
         ("$ x $", None),  # pandoc's rule: no space inside the dollars
         ("$x$ and\n$", "x"),
+        (
+            "$\\dfrac{1}{3} $",
+            "\\dfrac{1}{3}",
+        ),  # a TeX command inside: math, though a space precedes the dollar
+        ("$ x = 5 $", "x = 5"),  # a relation inside: math too
+        ("It costs $ 5 and $ 7.", None),  # a digit first is a price, spaces or not
+        ("The roots are $x_1 = 3$ and $x_2 = -2$.", "x_1 = 3, x_2 = -2"),  # one unknown's values: one answer
+        ("$x = 1$, then $y = 2$", "y = 2"),  # two unknowns, words between: the last
         ("no math", None),
     ],
 )
@@ -226,6 +256,15 @@ def test_math_mode(text, expected):
         ("x \\notin [1, 2]", "[1, 2]"),  # an endpoint gives its interval
         ("add 1 1/2 cups", "1 1/2"),  # a mixed number
         ("(3) gives 4", "4"),  # brackets without a comma are not a list
+        ("So the ratio is \\frac{10}{9}.", "\\frac{10}{9}"),  # LaTeX without delimiters, whole
+        ("10-\\frac{1}{2}", "\\frac{1}{2}"),  # a minus after a digit is no sign, as for numbers
+        ("\\frac{14}{2} = 7 apples", "7"),  # a number after the formula wins
+        ("\\textbf{Total:} 5", "5"),  # text commands are not formulas
+        ("the point (1, \\frac{1}{2})", "(1, \\frac{1}{2})"),  # a formula inside a list gives the list
+        ("She pays 1 000 euros.", "1 000"),
+        ("Donc 2,74 $.", "2,74"),
+        ("The answer is not 90.", None),  # a number said not to be the answer is none
+        ("So 5 apples. The answer is not 90.", "5"),
     ],
 )
 def test_final_expression(text, expected):
@@ -241,6 +280,9 @@ def test_final_expression(text, expected):
         ("\\boxed{1}; \\boxed{2}", "1, 2"),
         ("\\boxed{1}. Checking: \\boxed{2}", "2"),  # words between: separate boxes, the last
         ("x = \\boxed{1} and y = \\boxed{2}", "2"),  # names between boxes: not one answer
+        ("\\boxed{1} \\quad \\text{and} \\quad \\boxed{2}", "1, 2"),  # LaTeX spacing and \text{and}
+        ("`\\boxed{1}` and `\\boxed{2}`", "1, 2"),  # markdown code spans
+        ("\\boxed{1} \\qquad \\boxed{2}", "1, 2"),
     ],
 )
 def test_boxes_in_a_row_are_one_answer(text, expected):
@@ -254,7 +296,13 @@ def test_boxes_in_a_row_are_one_answer(text, expected):
         ("**Final Answer:** $\\frac{1}{2}$", "\\frac{1}{2}"),
         ("Final Answer: The final answer is $5$. I hope it is correct.", "5"),  # Minerva's phrasing
         ("The answer is therefore $7$, as claimed.", "7"),  # the formula after the marker, not the line
-        ("The answer is 7, not $5$.", "7, not $5$"),  # a number before the formula: the line as it stands
+        ("The answer is 7, not $5$.", "7"),  # a number before the formula: it, not what it is not
+        ("The answer is 18 dollars, not 20.", "18 dollars"),  # what it is not is not the answer
+        ("Final answer: the largest $n$ is 34.", "34"),  # a formula naming the unknown: what it is
+        ("The answer is $x$.", "x"),  # the unknown alone is the answer
+        ("The answer is $B$, since 3 > 2.", "B"),  # a letter first is the answer (a choice), not what follows
+        ("The answer is $\\pi$, about 3.14.", "\\pi"),
+        ("The answer is not $5$.", None),  # a negation is no marker
         ("I answered it: 7", None),  # "answered" is not the marker
     ],
 )
@@ -269,7 +317,24 @@ def test_final_answer_phrasings(text, expected):
         ("\\[x^2\\]", "x^2"),
         ("\\(\\frac{1}{3}\\)", "\\frac{1}{3}"),
         ("$x$ and $y$", "$x$ and $y$"),  # two formulas are not one math-mode answer
+        ("$\\dfrac{1}{3} $", "\\dfrac{1}{3}"),  # spaces inside the dollars
     ],
 )
 def test_extract_gold_in_math_mode(answer, expected):
     assert extract_gold(answer) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "\\boxed{1}" + " " * 20_000 + "x \\boxed{2}",  # a long gap between boxes: no joiner, no backtracking
+        "$x_1 = 1$" + " " * 20_000 + "x $x_2 = 2$",
+        "\\frac" * 20_000 + " 5",  # LaTeX without delimiters, command after command
+    ],
+)
+def test_hostile_completions_are_read_in_linear_time(text):
+    started = time.perf_counter()
+    extract_answer(text)
+    assert (
+        time.perf_counter() - started < 1.0
+    )  # 20,000 spaces between boxes took 13 s before the length check

@@ -15,6 +15,25 @@ import pytest
 from rlvr.evaluation.evaluate import problem_record
 from rlvr.rewards import accuracy, math_equal, math_verifier
 
+# Long worked solutions as models write them: several spans, a price, a mid-text "answer is not", a chain at the end.
+LONG_APPLES = (
+    r"To solve this, let $n$ be the number of apples he can sell. The farmer had $10$ baskets with $10$ apples each,"
+    r" so he had $10 \times 10 = 100$ apples in total. The answer is not simply $100$, because $10$ of the apples"
+    r" were rotten and had to be thrown away. Each good apple sells for $2 at the market, but the price does not"
+    r" matter for the count. Then the number of apples he can sell is"
+    "\n"
+    r"$n = 10 \times 10 - 10$"
+    "\n"
+    r"$= 100 - 10 = 90 . $"
+)
+LONG_PENCILS = (
+    r"Let's think step by step. Pencils cost $2 each and pens $3 each. Maria buys $x$ pencils and $y$ pens, where"
+    r" $x + y = 40$ and $2x + 3y = 100$. The answer isn't $40$, which counts pens too. Subtracting twice the first"
+    r" equation from the second gives $y = 100 - 80 = 20$, so she buys"
+    "\n\n"
+    r"$$x = 40 - 20 = 20 .$$"
+)
+
 # fmt: off
 LATEX_CASES = [
     # Golds written in math mode, and whole solutions as golds.
@@ -138,6 +157,75 @@ LATEX_CASES = [
     ("numbers and units", "50", r"\boxed{5000\%}", False),  # a gold above 1 is in percent
     ("numbers and units", "0.5", r"\boxed{50\%}", True),  # a gold below 1 is a fraction
     ("last number", "5", r"2+3=5 so \boxed{}", False),  # an empty box is no answer
+    # Inline math with spaces inside the delimiters (issue 23): a TeX command right after the `$` is a formula, even
+    # with a space before the closing one; prices never start with one.
+    ("spaces in math mode", r"\frac{1}{3}", r"Therefore the probability is $\dfrac{1}{3} $.", True),
+    ("spaces in math mode", "3", r"Therefore the probability is $\dfrac{1}{3} $.", False),  # not the denominator
+    ("spaces in math mode", r"\sqrt{3}", r"So the side length is $\sqrt3 $", True),
+    ("spaces in math mode", r"\frac{2}{5}", r"She ate $ \frac{2}{5}$ of the pie.", True),
+    ("spaces in math mode", r"\frac{2}{5}", r"She ate $ \frac{3}{5}$ of the pie.", False),
+    ("spaces in math mode", "9", "The answer is \\( \n 9 \n \\)", True),  # newlines inside \( \)
+    ("spaces in math mode", "12", "It costs $ 5 and then $ 7, so $ 12 in total.", True),  # still prices
+    ("spaces in math mode", r"$\dfrac{1}{3} $", r"\boxed{\frac13}", True),  # the gold written the same way
+    # LaTeX written with no math delimiters at all: the expression around the last number is the answer.
+    ("LaTeX without delimiters", r"\frac{10}{9}", r"So the ratio is \frac{10}{9}.", True),
+    ("LaTeX without delimiters", "9", r"So the ratio is \frac{10}{9}.", False),  # not its denominator
+    ("LaTeX without delimiters", r"-\frac{10}{9}", r"The slope is -\frac{10}{9}", True),
+    ("LaTeX without delimiters", r"\frac{10}{9}", r"The slope is -\frac{10}{9}", False),  # the sign is kept
+    ("LaTeX without delimiters", r"2\sqrt{3}", r"The distance is 2\sqrt{3} units.", True),
+    ("LaTeX without delimiters", "3", r"The distance is 2\sqrt{3} units.", False),
+    ("LaTeX without delimiters", "7", r"Since \frac{14}{2} = 7, there are 7 apples.", True),  # a later number wins
+    # A final-answer sentence whose first formula is the variable it names.
+    ("answer sentences", "34", "Final answer: The largest $n$ is 34.", True),
+    ("answer sentences", "34", "The answer is: the largest $n$ is $34$.", True),
+    ("answer sentences", "34", r"**Final Answer:** the smallest $k_1$ is $\boxed{34}$", True),
+    ("answer sentences", "35", "Final answer: The largest $n$ is 34.", False),
+    ("answer sentences", "x", "The answer is $x$.", True),  # a variable alone is the answer
+    ("answer sentences", "7", "The answer is 7, not $5$.", True),
+    # Thousands written with spaces, thin spaces or \!, and decimal commas in prose.
+    ("thousands and decimal commas", "1000", "So she pays 1 000 euros.", True),
+    ("thousands and decimal commas", "0", "So she pays 1 000 euros.", False),  # "000" is not the answer
+    ("thousands and decimal commas", "1000000", "The population is 1\u2009000\u2009000.", True),  # U+2009 thin spaces
+    ("thousands and decimal commas", "1000", r"She saved 1\,000 dollars.", True),
+    ("thousands and decimal commas", "11111100", r"\boxed{11,\! 111,\! 100}", True),  # a space after \! joins too
+    ("thousands and decimal commas", r"\boxed{11,\! 111,\! 100}", "11111100", True),  # the same as a gold
+    ("thousands and decimal commas", "2.74", "Donc le prix est de 2,74 $.", True),  # a French decimal comma
+    ("thousands and decimal commas", "74", "Donc le prix est de 2,74 $.", False),
+    ("thousands and decimal commas", "3", "The first three numbers are 1,2,3", True),  # a list, not decimals
+    ("thousands and decimal commas", "100", "He bought 3 100-page notebooks, so 100 pages each.", True),
+    # Matrices inside prose, in other environments and spacing, and products.
+    ("matrices in prose", r"\begin{pmatrix}1&0\\0&1\end{pmatrix}", r"The identity matrix is $ \begin{pmatrix}1&0\\0&1\end{pmatrix} $.", True),  # noqa: E501
+    ("matrices in prose", "1", r"The identity matrix is $ \begin{pmatrix}1&0\\0&1\end{pmatrix} $.", False),
+    ("matrices in prose", r"\begin{pmatrix}1&2\\3&4\end{pmatrix}", r"So $M = \begin{bmatrix} 1 & 2 \\ 3 & 4 \end{bmatrix}$.", True),  # noqa: E501
+    ("matrices in prose", r"\begin{pmatrix} 1 \\ 2 \end{pmatrix}", r"\boxed{\begin{pmatrix}1\\2\end{pmatrix}}", True),  # "\\ 2" is a new row, not a space  # noqa: E501
+    ("matrices in prose", r"\begin{pmatrix}1&2\\3&4\end{pmatrix}", r"\boxed{\left[\begin{array}{cc} 1 & 2 \\ 3 & 4 \end{array}\right]}", True),  # noqa: E501
+    ("matrices in prose", r"\begin{pmatrix}1 & 2 \\ 3 & 4\end{pmatrix}", r"\boxed{\begin{pmatrix} 1 & 3 \\ 2 & 4 \end{pmatrix}}", False),  # noqa: E501
+    ("matrices in prose", r"\begin{pmatrix}1\\3\end{pmatrix}", r"$\begin{pmatrix}1&2\\3&4\end{pmatrix}\begin{pmatrix}1\\0\end{pmatrix} = \begin{pmatrix}1\\3\end{pmatrix}$", True),  # noqa: E501  a product that holds
+    ("matrices in prose", r"\begin{pmatrix}1\\4\end{pmatrix}", r"$\begin{pmatrix}1&2\\3&4\end{pmatrix}\begin{pmatrix}1\\0\end{pmatrix} = \begin{pmatrix}1\\4\end{pmatrix}$", False),  # noqa: E501  one that does not
+    ("matrices in prose", r"\begin{pmatrix}1&2\\3&4\end{pmatrix}", r"\boxed{\begin{vmatrix}1&2\\3&4\end{vmatrix}}", False),  # a determinant  # noqa: E501
+    # Rounded decimals inside structures, at the gold's precision, as for plain numbers.
+    ("rounded entries", "(0.33, 0.2)", r"\boxed{\left(\frac13, \frac15\right)}", True),
+    ("rounded entries", r"\begin{pmatrix}0.33\\0.2\end{pmatrix}", r"\boxed{\begin{pmatrix}\frac13\\\frac15\end{pmatrix}}", True),  # noqa: E501
+    ("rounded entries", r"[2.6667, \infty)", r"\boxed{\left[\frac83, \infty\right)}", True),
+    ("rounded entries", r"\{0.33, 0.67\}", r"\boxed{\left\{\frac23, \frac13\right\}}", True),  # a set, any order
+    ("rounded entries", r"[2.6667, \infty)", r"\boxed{\left(\frac83, \infty\right)}", False),  # another end
+    ("rounded entries", r"(\frac13, \frac15)", r"\boxed{(0.33, 0.2)}", False),  # a rounded answer is not exact
+    ("rounded entries", "(0.75, 1)", r"\boxed{(\frac{49}{65}, 1)}", False),  # the simplest fraction rule holds
+    ("rounded entries", r"\begin{pmatrix}0.33\\0.2\end{pmatrix}", r"\boxed{\begin{pmatrix}\frac13\\\frac14\end{pmatrix}}", False),  # noqa: E501
+    # Several boxes or named solutions that together are the answer.
+    ("boxes with words", "(2, 2), (6, 2)", r"\boxed{(2, 2)} \quad \text{and} \quad \boxed{(6, 2)}", True),
+    ("boxes with words", "(6, 2)", r"\boxed{(2, 2)} \quad \text{and} \quad \boxed{(6, 2)}", False),  # half of it
+    ("boxes with words", "k = 45, n = 2", r"So `\boxed{k = 45}` and `\boxed{n = 2}`.", True),  # markdown code spans
+    ("boxes with words", "3, -2", r"The roots are $x_{1}=3$ and $x_{2}=-2$.", True),
+    ("boxes with words", "-2", r"The roots are $x_{1}=3$ and $x_{2}=-2$.", False),  # one root of two
+    ("boxes with words", r"x_{1}=3, x_{2}=-2", r"\boxed{3} \quad \text{or} \quad \boxed{-2}", True),
+    ("boxes with words", r"$x_{1}=3$, $x_{2}=-2$", r"\boxed{3}, \boxed{-2}", True),  # a gold of two formulas
+    ("boxes with words", "3", r"We get $x = 2$ and $y = 3$.", True),  # two unknowns: the last one
+    # Long worked solutions whose final answer is at the end.
+    ("long solutions", "90", LONG_APPLES, True),
+    ("long solutions", "100", LONG_APPLES, False),  # "the answer is not ..." names no answer
+    ("long solutions", "20", LONG_PENCILS, True),
+    ("long solutions", "40", LONG_PENCILS, False),
 ]
 # fmt: on
 

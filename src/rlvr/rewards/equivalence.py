@@ -130,6 +130,9 @@ def _math_equal(pred: Any, gold: Any, timeout: float) -> bool:
     lists = _lists_equal(pred_text, gold_text, pred_number, gold_number)
     if lists is not None:
         return lists
+    matrices = _matrices_equal(pred_text, gold_text)
+    if matrices is not None:
+        return matrices
     if huge_power(pred_text) or huge_power(gold_text):
         return False
     pred_text, gold_text = _MEMBERSHIP.sub("", pred_text), _MEMBERSHIP.sub("", gold_text)
@@ -157,17 +160,39 @@ def _words_equal(pred: str, gold: str) -> bool | None:
     return None
 
 
-# Tuples, intervals, sets, bare lists and ratios of plain numbers are compared here, as math-verify would compare
-# them, without a round trip to sympy. Anything it reads less plainly (nested tuples, matrices, thousands commas
-# inside a list, decimals that differ) still goes to it.
-_LIST_ELEMENT = re.compile(r"[+-]?(?:\d+(?:\.\d+)?|\.\d+|\\infty|\\frac\{\d+\}\{\d+\}|\d+/\d+)")
-_LIST = re.compile(r"(\\\{|[(\[])?\s*([^(){}\[\]]*?)\s*(\\\}|[)\]])?")
+# Tuples, intervals, sets, bare lists, ratios and matrices of plain numbers are compared here, entry by entry with
+# the rules for numbers (a gold's rounded entry is matched at its precision), without a round trip to sympy.
+# Anything less plain (nested tuples, symbols, thousands commas inside a list) still goes to math-verify.
+_ENTRY = re.compile(
+    r"[+-]?(?:\d+(?:\.\d+)?|\.\d+|\\frac\{\d+(?:\.\d+)?\}\{\d+(?:\.\d+)?\}|\\frac\d\d|\d+/\d+)|[+-]?\\infty"
+)
+# Brackets around a body of entries, which may hold simple brace groups (`\frac{1}{3}`) but no nested brackets.
+_LIST = re.compile(r"(\\\{|[(\[])?\s*((?:[^(){}\[\]\\]|\\(?![{}])|\{[^{}]*\})*?)\s*(\\\}|[)\]])?")
 _INTERVAL_ENDS = frozenset("()[]")
+# A matrix: `pmatrix`, `bmatrix`, `Bmatrix`, `matrix`, `smallmatrix`, or an `array` in brackets (`\left` and
+# `\right` are gone by then). `vmatrix` is a determinant, a number, and stays with math-verify.
+_MATRIX = re.compile(
+    r"([(\[]?)\s*\\begin\{([pbB]?matrix|smallmatrix|array)\}(?:\{[^{}]*\})?(.*?)\\end\{\2\}\s*([)\]]?)",
+    re.DOTALL,
+)
+
+# (value, is_percent, places, digits) as `_parse_number` gives them; an infinite value is a float.
+_Number = tuple[Fraction | float, bool, int | None, int]
 
 
-def _number_list(text: str) -> tuple[str, list[Fraction | float], bool] | None:
-    """`(kind, values, exact)` of a list of at least two plain numbers: kind is the brackets ("()", "[)", "{}", ""
-    for a bare list, ":" for a ratio, " " for numbers separated by spaces); exact when every value is an integer."""
+def _entry(text: str, is_gold: bool) -> _Number | None:
+    """One plain number of a list or matrix, or None."""
+    text = text.strip()
+    if not _ENTRY.fullmatch(text):
+        return None
+    if text.endswith("\\infty"):
+        return (-math.inf if text.startswith("-") else math.inf), False, None, 0
+    return _parse_number(text, is_gold)
+
+
+def _number_list(text: str, is_gold: bool = False) -> tuple[str, list[_Number]] | None:
+    """`(kind, entries)` of a list of at least two plain numbers: kind is the brackets ("()", "[)", "{}", "" for a
+    bare list, ":" for a ratio, " " for numbers separated by spaces)."""
     if ":" in text:
         parts, kind = text.split(":"), ":"
     elif (match := _LIST.fullmatch(text)) is not None and "," in match.group(2):
@@ -182,61 +207,85 @@ def _number_list(text: str) -> tuple[str, list[Fraction | float], bool] | None:
         parts, kind = text.split(), " "
     else:
         return None
-    values: list[Fraction | float] = []
-    for part in (p.strip() for p in parts):
-        if not _LIST_ELEMENT.fullmatch(part):
-            return None
-        if part.endswith("\\infty"):
-            values.append(-math.inf if part.startswith("-") else math.inf)
-        else:
-            value = _number_value(part.replace("\\frac{", "").replace("}{", "/").rstrip("}"))
-            if value is None:
-                return None
-            values.append(value)
-    if len(values) < 2:
+    entries = [_entry(part, is_gold) for part in parts]
+    if len(entries) < 2 or None in entries:
         return None
-    exact = all(isinstance(v, float) or v.denominator == 1 for v in values)
-    return kind, values, exact
+    return kind, entries
 
 
 def _lists_equal(pred: str, gold: str, pred_number: Any, gold_number: Any) -> bool | None:
     """True or False when both sides are lists of plain numbers (or one is a number) and the answer is plain; None
     to ask math-verify."""
-    pred_list, gold_list = _number_list(pred), _number_list(gold)
+    pred_list, gold_list = _number_list(pred), _number_list(gold, is_gold=True)
     one_list = pred_list if gold_list is None else gold_list if pred_list is None else None
     number = gold_number if gold_list is None else pred_number
     if one_list is not None and one_list[0] != ":" and number is not None:
         return False  # one number against several: "(3, 2)" does not answer 2, "1 2" is not 12
     if pred_list is None or gold_list is None:
         return None
-    (pred_kind, pred_values, pred_exact), (gold_kind, gold_values, gold_exact) = pred_list, gold_list
+    (pred_kind, pred_entries), (gold_kind, gold_entries) = pred_list, gold_list
     if " " in (pred_kind, gold_kind):
         return None
     if pred_kind == ":" or gold_kind == ":":
+        pred_values, gold_values = [e[0] for e in pred_entries], [e[0] for e in gold_entries]
         if pred_kind != gold_kind or len(pred_values) != 2 or len(gold_values) != 2:
             return None
         if math.inf in map(abs, pred_values + gold_values) or 0 in (pred_values[1], gold_values[1]):
             return None
-        equal = (
+        return (
             pred_values[0] / pred_values[1] == gold_values[0] / gold_values[1]
         )  # math-verify reads 2:4 as 1/2
-    elif pred_kind in ("", "{}") and gold_kind in ("", "{}"):
-        equal = set(pred_values) == set(gold_values)  # a bare list is a set, as to math-verify
-    elif "{}" in (pred_kind, gold_kind) and "" not in (pred_kind, gold_kind):
+    if pred_kind in ("", "{}") and gold_kind in ("", "{}"):
+        # A bare list is a set, as to math-verify: each entry on one side equals one on the other.
+        return all(any(_numbers_equal(p, g) for g in gold_entries) for p in pred_entries) and all(
+            any(_numbers_equal(p, g) for p in pred_entries) for g in gold_entries
+        )
+    if "{}" in (pred_kind, gold_kind) and "" not in (pred_kind, gold_kind):
         return (
-            False if len(pred_values) == len(gold_values) == 2 else None
+            False if len(pred_entries) == len(gold_entries) == 2 else None
         )  # a pair or an interval is not a set
-    elif "" in (pred_kind, gold_kind):
+    if "" in (pred_kind, gold_kind):
         return None  # "1, 2" against "(1, 2)": math-verify's call
-    elif len(pred_values) == len(gold_values) == 2 and pred_kind != gold_kind:
+    if len(pred_entries) == len(gold_entries) == 2 and pred_kind != gold_kind:
         return False  # intervals with other ends: "[1, 2)" is not "(1, 2)"
-    elif pred_kind == gold_kind:
-        equal = pred_values == gold_values  # tuples and intervals in order
-    else:
+    if pred_kind == gold_kind:
+        return _entries_equal(pred_entries, gold_entries)  # tuples and intervals, in order
+    return None
+
+
+def _entries_equal(pred: list[_Number], gold: list[_Number]) -> bool:
+    return len(pred) == len(gold) and all(_numbers_equal(p, g) for p, g in zip(pred, gold, strict=True))
+
+
+def _matrix(text: str, is_gold: bool = False) -> list[list[_Number]] | None:
+    """The rows of a matrix of plain numbers, or None."""
+    match = _MATRIX.fullmatch(text)
+    if match is None:
         return None
-    if equal:
-        return True
-    return False if pred_exact and gold_exact else None  # unequal decimals may still round alike
+    opener, environment, body, closer = match.groups()
+    if (opener + closer) not in ("", "()", "[]") or (environment == "array" and not opener):
+        return (
+            None  # an array without brackets may be a table; brackets around a bracketed matrix are not plain
+        )
+    rows = [row for row in re.split(r"\\\\", body.replace("\\hline", "")) if row.strip()]
+    matrix = [[_entry(cell, is_gold) for cell in row.split("&")] for row in rows]
+    if not matrix or any(None in row for row in matrix):
+        return None
+    return matrix  # type: ignore[return-value]  # no None left
+
+
+def _matrices_equal(pred: str, gold: str) -> bool | None:
+    """Entry by entry when both sides are matrices of plain numbers, whatever their brackets; None otherwise.
+
+    >>> _matrices_equal(r"\\begin{bmatrix}0.5&1\\end{bmatrix}", r"(\\begin{array}{cc}1/2&1\\end{array})")
+    True
+    """
+    pred_matrix, gold_matrix = _matrix(pred), _matrix(gold, is_gold=True)
+    if pred_matrix is None or gold_matrix is None:
+        return None
+    if [len(row) for row in pred_matrix] != [len(row) for row in gold_matrix]:
+        return False
+    return all(_entries_equal(p, g) for p, g in zip(pred_matrix, gold_matrix, strict=True))
 
 
 def _has_value_word(text: str) -> bool:
@@ -271,9 +320,11 @@ def normalize_answer(text: str) -> str:
         text = text.rstrip(".").strip()
         if text == before:
             break
-    text = text.replace("\\!", "")  # a negative thin space joins what it stands between: "1\!000" is 1000
+    # "\\" (a matrix's new row) is kept whole: in "1 \\ 2" its second backslash and the space are no "\ ".
+    # A negative thin space joins what it stands between, spaces after it too: "1\!000" and "11,\! 111" are one number.
+    text = re.sub(r"(\\\\)|\\!\s*", lambda m: m.group(1) or "", text)
     text = text.replace("{,}", ",")  # TeX's comma inside a number: "10{,}000"
-    text = re.sub(r"\\[,;: ]", " ", text)
+    text = re.sub(r"(\\\\)|\\[,;: ]", lambda m: m.group(1) or " ", text)
     text = text.replace("\\left", "").replace("\\right", "")
     text = re.sub(r"\\[dtc]frac", r"\\frac", text)
     text = re.sub(r"\s+", " ", text).strip()

@@ -1,5 +1,5 @@
 """Pulling the final answer out of a completion: `\\boxed{}`, `<answer>` tags, GSM8K's `####`, final-answer
-phrasings, math mode (`$...$`, `\\(...\\)`, ...), the last number.
+phrasings, math mode (`$...$`, `\\(...\\)`, ...), LaTeX without delimiters, the last number.
 
 Every extractor takes text and returns the answer string or None; none of them raises on odd input.
 """
@@ -14,21 +14,55 @@ from typing import Any
 _PLACEHOLDERS = {"", "...", "…", "<...>", "[...]"}
 
 _BOX_OPENERS = re.compile(r"\\(?:boxed|fbox)\s*\{")
-# What may stand between boxes that together form one answer: "\boxed{1}, \boxed{2}", "$\boxed{1}$ and $\boxed{2}$".
-_BOX_JOINER = re.compile(r"[\s$]*(?:,?\s*\b(?:and|or)\b|,|;)?[\s$]*")
+# What may stand between boxes that together form one answer: "\boxed{1}, \boxed{2}", "$\boxed{1}$ and $\boxed{2}$",
+# "\boxed{(2, 2)} \quad \text{and} \quad \boxed{(6, 2)}", markdown's "`\boxed{1}` and `\boxed{2}`". Other words
+# between two boxes ("first \boxed{1}, then \boxed{2}") make the last one the answer.
+_JOINER_SPACE = (
+    r"(?:[\s$`*~]|\\(?:q?quad|[,;:! ])|\\(?:text|textrm|textnormal|mathrm|mbox)\s*\{\s*(?:and|or|,)?\s*\})"
+)
+_BOX_JOINER = re.compile(rf"{_JOINER_SPACE}*(?:,?\s*\b(?:and|or)\b|,|;)?{_JOINER_SPACE}*")
+
+
+def _joins(text: str, start: int, end: int) -> bool:
+    """Whether `text[start:end]` only joins two parts of one answer. A joiner is short: the length check keeps the
+    pattern's backtracking from going quadratic on a long gap (20,000 spaces took seconds)."""
+    return end - start <= 80 and _BOX_JOINER.fullmatch(text, start, end) is not None
+
+
 # Numbers as models write them: signs, thousands commas, decimals, simple fractions. A minus counts only when it
 # does not follow a word character or a closing bracket, so the "-3" of "10-3" is not read as negative three. Digits
 # glued to a letter before them are part of a word or a name ("AZYUK2A", "x2", "H2O"), not a number.
+# Thousands may also be grouped by a space, a thin space (U+2009, U+202F, U+00A0, LaTeX's "\,") or "\!" ("1 000",
+# "350 000", as GSM8K's own solutions write them); a comma followed by one or two digits, and no other digit group,
+# is a decimal comma ("2,74 $"); "1,2,3" stays three numbers.
+_THIN_SPACE = r"(?:\\[,!]\s?|\{,\}|[ \u00a0\u2009\u202f])"
 _NUMBER = re.compile(
     r"(?:(?<![\w)\]}])-)?(?<![A-Za-z_\d])(?:\d+ \d+/\d+(?![\d.])"  # a mixed number, "1 1/2"
+    rf"|\d{{1,3}}(?:{_THIN_SPACE}\d{{3}})+(?:\.\d+)?(?![\d/-]|,\d)"  # "1 000", "1\,000"
+    r"|(?<![\d,])\d+,\d{1,2}(?![\d,])"  # a decimal comma, "2,74"
     r"|(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?(?:/\d+(?:\.\d+)?)?)"
     r"|(?:(?<![\w)\]}])-)?\.\d+"
 )
 # A bracketed list on one line, "(3, 2)" or "(-\infty, 1]": a number inside one is a coordinate or an endpoint.
 _BRACKET_GROUP = re.compile(r"[(\[][^()\[\]\n]*,[^()\[\]\n]*[)\]]")
+# "The answer is not simply $100$" or "isn't" names no answer: long solutions say it on the way to the real one.
 _THE_ANSWER_IS = re.compile(
-    r"(?i)(?:\bthe\s+(?:final\s+)?answer\s+is|\b(?:final\s+)?answer\s*(?:\*\*)?\s*[:：])\s*[:：]?\s*"
+    r"(?i)(?:\bthe\s+(?:final\s+|correct\s+)?answer\s+is(?!n't|\s+not\b)|\b(?:final\s+)?answer\s*(?:\*\*)?\s*[:：])"
+    r"\s*[:：]?\s*"
 )
+# ... and the sentence that says so offers no answer to the last-expression rule either.
+_NOT_THE_ANSWER = re.compile(
+    r"(?i)\bthe\s+(?:final\s+|correct\s+)?answer\s+(?:is\s+not|isn't)\b.*?(?:[.!?](?=\s|$)|\n|$)"
+)
+# "18 dollars, not 20": what comes after the "not" is what the answer is not.
+# "The answer is 10 - 1 = 9 cookies": the chain without its unit, so that it is checked (an equation of numbers
+# answers only when it holds).
+_CHAIN_UNIT = re.compile(r"(=\s*[-+]?\d[\d.,/]*)\s+[A-Za-z][A-Za-z\s]*$")
+_NOT_AFTER = re.compile(r"[,;]?\s+(?:and\s+)?(?:not|rather\s+than|instead\s+of)\b.*$", re.IGNORECASE)
+# A formula that only names the unknown in a final-answer sentence ("the largest $n$ is 34"): the answer comes
+# after it. Only a sentence that describes the unknown first: "the answer is $B$, since 3 > 2" answers B.
+_VARIABLE = re.compile(r"[A-Za-z](?:_\{?\w+\}?)?'*")
+_IS = re.compile(r"\s*(?:is|equals|=|:)\s", re.IGNORECASE)
 # Math mode as LaTeX writes it. An inline `$...$` follows pandoc's rule, which tells math from prices: the opening
 # `$` has a non-space after it, the closing one a non-space before it and no digit after it, so "costs $5 and $10"
 # holds no formula. Display math may span lines; inline math may not.
@@ -36,7 +70,10 @@ _MATH_SPAN = re.compile(
     r"(?<!\\)\$\$(?P<display>.+?)\$\$"
     r"|\\\[(?P<bracket>.+?)\\\]"
     r"|\\\((?P<paren>.+?)\\\)"
-    r"|(?<![\\$\w])\$(?P<inline>[^\s$](?:[^$\n]*?[^\s$\\])?)\$(?!\d)",
+    r"|(?<![\\$\w])\$(?P<inline>[^\s$](?:[^$\n]*?[^\s$\\])?)\$(?!\d)"
+    # Spaces inside the dollars ("$\dfrac{1}{3} $", "$ \begin{pmatrix}...\end{pmatrix} $", "$= 90 . $"): still math
+    # when it starts with no digit (a price does) and holds a TeX command or a relation.
+    r"|(?<![\\$\w])\$(?=\s*[^\s\d$])(?=[^$\n]*?(?:\\[A-Za-z]|[\^_{=<>]))(?P<spaced>[^$\n]+?)\$(?!\d)",
     re.DOTALL,
 )
 
@@ -107,7 +144,7 @@ def extract_boxed(text: str) -> str | None:
         return None
     answer = [_unbox(boxes[-1][2])]
     for (_, end, content), (start, _, _) in zip(boxes[-2::-1], boxes[:0:-1], strict=True):
-        if not _BOX_JOINER.fullmatch(text[end:start]):
+        if not _joins(text, end, start):
             break
         answer.insert(0, _unbox(content))
     parts = [part for part in answer if part]
@@ -193,24 +230,33 @@ def extract_the_answer_is(text: str) -> str | None:
     """After the last "the answer is" or "answer:": its first formula in math mode, else the rest of the line
     without a closing period or markdown bold.
 
+    A formula that only names the unknown is not the answer: "Final answer: the largest $n$ is 34." answers 34.
+
     >>> extract_the_answer_is("So the final answer is: 18 dollars.")
     '18 dollars'
     >>> extract_the_answer_is(r"Final Answer: The final answer is $\\frac13$. I hope it is correct.")
     '\\\\frac13'
+    >>> extract_the_answer_is("Final answer: the largest $n$ is 34.")
+    '34'
     """
     # The text after the last marker, even when one line holds several ("... is 72. The answer is 5.")
     markers = list(_THE_ANSWER_IS.finditer(text))
     if not markers:
         return None
     rest = text[markers[-1].end() :]
+    line = rest.split("\n", 1)[0]
     span = _MATH_SPAN.match(rest.lstrip("*").lstrip())
-    if span is None:
-        span = _MATH_SPAN.search(rest.split("\n", 1)[0])
-        if span is not None and re.search(r"\d", rest[: span.start()]):
-            span = None  # "the answer is 7, not $5$": the number came first
+    if span is None and (span := _MATH_SPAN.search(line)) is not None:
+        before, after = line[: span.start()], line[span.end() :]
+        if re.search(r"\d", before):
+            line, span = before, None  # "7, not $5$": the number came first
+        elif re.search(r"[A-Za-z]", before) and _VARIABLE.fullmatch(_span_content(span)) and _IS.match(after):
+            value = extract_final_expression(after)  # "the largest $n$ is 34": what $n$ is
+            if value is not None:
+                return value
     if span is not None:
         return _span_content(span) or None
-    answer = rest.split("\n", 1)[0].strip()
+    answer = _CHAIN_UNIT.sub(r"\1", _NOT_AFTER.sub("", line.strip()).rstrip(".").strip())
     answer = answer.rstrip(".").strip().strip("*").strip().rstrip(".").strip()  # "**18**." -> "18"
     return answer or None
 
@@ -218,19 +264,42 @@ def extract_the_answer_is(text: str) -> str | None:
 def extract_math_mode(text: str) -> str | None:
     """Content of the last formula in math mode: `$...$`, `$$...$$`, `\\(...\\)` or `\\[...\\]`.
 
-    A dollar before a price is not math mode (see `_MATH_SPAN`).
+    A dollar before a price is not math mode (see `_MATH_SPAN`). Formulas in a row that name the same unknown
+    ("$x_1 = 3$ and $x_2 = -2$") are one answer, joined by commas.
 
     >>> extract_math_mode(r"We get $x = 2$, so the sum is $$\\frac{1}{3}$$.")
     '\\\\frac{1}{3}'
     >>> extract_math_mode("It costs $5 and $10.") is None
     True
+    >>> extract_math_mode("The roots are $x_1 = 3$ and $x_2 = -2$.")
+    'x_1 = 3, x_2 = -2'
     """
     spans = list(_MATH_SPAN.finditer(text))
-    return _span_content(spans[-1]) or None if spans else None
+    return _joined_spans(text, spans) or None if spans else None
 
 
 def _span_content(span: re.Match[str]) -> str:
-    return next(group for group in span.groups() if group is not None).strip().rstrip(".,;").strip()
+    content = next(group for group in span.groups() if group is not None).strip().rstrip(".,;").strip()
+    return re.sub(r"^=\s*", "", content)  # "$= 100 - 10 = 90$" continues a chain from the line before
+
+
+# An unknown and its value, "x_{1} = 3": solutions named by one letter are one answer together.
+_NAMED_VALUE = re.compile(r"([A-Za-z])(?:_\{?\w+\}?)?\s*=\s*[^=]+")
+
+
+def _joined_spans(text: str, spans: list[re.Match[str]]) -> str:
+    """The last span's content, with the spans before it that name the same unknown and stand next to it."""
+    contents = [_span_content(spans[-1])]
+    named = _NAMED_VALUE.fullmatch(contents[0])
+    for before, after in zip(spans[-2::-1], spans[:0:-1], strict=True):
+        content = _span_content(before)
+        other = _NAMED_VALUE.fullmatch(content)
+        if named is None or other is None or other.group(1) != named.group(1):
+            break
+        if not _joins(text, before.end(), after.start()):
+            break
+        contents.insert(0, content)
+    return ", ".join(contents)
 
 
 def extract_last_number(text: str) -> str | None:
@@ -238,8 +307,8 @@ def extract_last_number(text: str) -> str | None:
 
     >>> extract_last_number("3 boxes of 1,000 make 3,000.")
     '3,000'
-    >>> extract_last_number("10-3")
-    '3'
+    >>> extract_last_number("10-3"), extract_last_number("She pays 1 000 euros.")
+    ('3', '1 000')
     """
     numbers = find_numbers(text)
     return numbers[-1] if numbers else None
@@ -254,11 +323,49 @@ def find_numbers(text: str) -> list[str]:
     return _NUMBER.findall(text) if isinstance(text, str) else []
 
 
+# LaTeX written outside math mode ("the ratio is \frac{10}{9}"): a command with its brace groups, glued to the
+# digits, signs, powers and commands around it. Layout and text commands are not a formula.
+_BARE_COMMAND = re.compile(r"(?<![\\\w$])(?:(?<![\w)\]}])[-+])?(?:\d+(?:\.\d+)?)?\\[A-Za-z]+")
+_COMMAND = re.compile(r"\\([A-Za-z]+)")
+_GLUED = re.compile(r"[\d^_]|\.\d")  # digits, powers and subscripts glued to a command: "\sqrt3", "\pi^2"
+_NOT_FORMULAS = frozenset(
+    "text textbf textit textrm emph mathrm mbox quad qquad item section subsection label ref cite newline hline"
+    " begin end left right boxed fbox hspace vspace noindent par".split()
+)
+
+
+def _bare_latex(text: str) -> list[tuple[int, int]]:
+    """`(start, end)` of each formula written without math delimiters, in order."""
+    found: list[tuple[int, int]] = []
+    position = 0
+    while (command := _BARE_COMMAND.search(text, position)) is not None:
+        end = command.end()
+        names = [re.search(r"[A-Za-z]+$", command.group()).group()]
+        while end < len(text):
+            if text[end] == "{":
+                close = _closing_brace(text, end + 1)
+                if close is None:
+                    break
+                end = close + 1
+            elif name := _COMMAND.match(text, end):
+                names.append(name.group(1))
+                end = name.end()
+            elif _GLUED.match(text, end):
+                end += 1
+            else:
+                break
+        if not _NOT_FORMULAS.intersection(names):
+            found.append((command.start(), end))
+        position = max(end, command.end())
+    return found
+
+
 def extract_final_expression(text: str) -> str | None:
-    """Whichever comes last: the last formula in math mode, or the last number outside one.
+    """Whichever comes last: the last formula in math mode, or the last number or LaTeX formula outside one.
 
     A number inside a bracketed list ("(3, 2)", "(-\\infty, 1)") gives the whole list: it is a coordinate or an
-    endpoint, and "the point (3, 2)" does not answer "2".
+    endpoint, and "the point (3, 2)" does not answer "2". A number inside LaTeX written without delimiters gives
+    the formula: "the ratio is \\frac{10}{9}" does not answer 9.
 
     >>> extract_final_expression("So $x^2 = 4$ and there are 2 solutions.")
     '2'
@@ -266,17 +373,23 @@ def extract_final_expression(text: str) -> str | None:
     'x = 2'
     >>> extract_final_expression("so x lies in (-infinity, 1).")
     '(-infinity, 1)'
+    >>> extract_final_expression(r"The slope is -\\frac{10}{9}.")
+    '-\\\\frac{10}{9}'
     """
+    text = _NOT_THE_ANSWER.sub(lambda statement: " " * len(statement.group()), text)
     spans = list(_MATH_SPAN.finditer(text))
-    numbers = list(_NUMBER.finditer(text))
-    last_span = spans[-1] if spans else None
-    last_number = numbers[-1] if numbers else None
-    if last_number is not None and (last_span is None or last_number.start() >= last_span.end()):
-        for group in _BRACKET_GROUP.finditer(text):
-            if group.start() < last_number.start() and last_number.end() <= group.end():
-                return group.group()
-        return last_number.group()
-    return None if last_span is None else _span_content(last_span) or None
+    after_spans = spans[-1].end() if spans else 0
+    numbers = [n for n in _NUMBER.finditer(text) if n.start() >= after_spans]
+    formulas = [f for f in _bare_latex(text) if f[0] >= after_spans]
+    answer: tuple[int, int] | None = (numbers[-1].start(), numbers[-1].end()) if numbers else None
+    if formulas and (answer is None or answer[0] < formulas[-1][1]):
+        answer = formulas[-1]  # a later number ("\frac{14}{2} = 7") wins, one inside the formula does not
+    if answer is None:
+        return _joined_spans(text, spans) or None if spans else None
+    for group in _BRACKET_GROUP.finditer(text):
+        if group.start() < answer[0] and answer[1] <= group.end():
+            return group.group()
+    return text[answer[0] : answer[1]]
 
 
 def extract_answer_content(content: str) -> str | None:
@@ -302,7 +415,7 @@ def _extract_auto(text: str) -> str | None:
         return extract_answer_content(tag)
     for extractor in (
         extract_boxed,
-        extract_gsm8k,
+        _gsm8k_final_line,
         extract_the_answer_is,
         extract_final_expression,
     ):
@@ -310,6 +423,17 @@ def _extract_auto(text: str) -> str | None:
         if answer is not None:
             return answer
     return None
+
+
+def _gsm8k_final_line(text: str) -> str | None:
+    """`extract_gsm8k` where `####` marks the answer: not when a "the answer is" follows it (the later statement
+    wins), nor when the `####` lines count 1, 2, 3 (markdown headings, as small models write them)."""
+    values = [line.strip() for line in re.findall(r"####([^\n]*)", text)]
+    if len(values) >= 2 and values == [str(n) for n in range(1, len(values) + 1)]:
+        return None
+    if any(m.start() > text.rfind("####") for m in _THE_ANSWER_IS.finditer(text)):
+        return None
+    return extract_gsm8k(text)
 
 
 EXTRACTION_STYLES: dict[str, Callable[[str], str | None]] = {
@@ -325,8 +449,9 @@ def extract_answer(text: str, style: str = "auto") -> str | None:
     """The final answer in `text` by one of `EXTRACTION_STYLES`, or None when there is none.
 
     `auto` tries, in order: the last `\\boxed{}` (boxes in a row joined), the last `<answer>` tag (read with
-    `extract_answer_content`), `####`, "the answer is ..." or "answer: ...", then whichever comes last of the last
-    formula in math mode and the last number. An empty box is no answer.
+    `extract_answer_content`), the later of `####` and "the answer is ..." / "answer: ...", then whichever comes
+    last of the last formula in math mode, the last number and the last LaTeX written without delimiters. An empty
+    box is no answer.
 
     >>> extract_answer(r"2 + 3 = 5, so \\boxed{5}.")
     '5'

@@ -270,9 +270,11 @@ def _holds(relation: Any) -> bool:
     if relation.lhs == relation.rhs:
         return True
     try:
-        return sympy.simplify(relation.lhs - relation.rhs) == 0
+        difference = sympy.simplify(relation.lhs - relation.rhs)
     except Exception:  # sides sympy cannot subtract, e.g. tuples
         return False
+    # A product of matrices equal to its value leaves a zero matrix, which is not the number 0.
+    return difference == 0 or bool(getattr(difference, "is_zero_matrix", False))
 
 
 def _same_terms(gold: Any, pred: Any) -> bool:
