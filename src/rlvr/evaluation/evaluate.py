@@ -59,6 +59,18 @@ class Generations:
     episodes: list[dict[str, Any]] | None = None
 
 
+def sampling_config(
+    num_samples: int, max_new_tokens: int, temperature: float, top_p: float
+) -> GenerationConfig:
+    """The GenerationConfig of an evaluation: greedy when `temperature` is 0 (its temperature then unused)."""
+    return GenerationConfig(
+        num_generations=num_samples,
+        max_completion_length=max_new_tokens,
+        temperature=1.0 if temperature == 0 else temperature,
+        top_p=top_p,
+    )
+
+
 @torch.no_grad()
 def generate_completions(
     model: Any,
@@ -78,12 +90,7 @@ def generate_completions(
     The model is put in eval mode (dropout off) for the call and given back in the mode it came in.
     """
     greedy = temperature == 0
-    config = GenerationConfig(
-        num_generations=num_samples,
-        max_completion_length=max_new_tokens,
-        temperature=1.0 if greedy else temperature,
-        top_p=top_p,
-    )
+    config = sampling_config(num_samples, max_new_tokens, temperature, top_p)
     engine = engine or HFEngine(model, tokenizer, max_prompt_length, autocast_dtype)
     out = engine.generate(prompt_texts, num_samples, config, greedy=greedy)
     return Generations(
@@ -116,12 +123,7 @@ def play_episodes(
     from rlvr.rollout.generation import eos_token_ids
 
     greedy = temperature == 0
-    config = GenerationConfig(
-        num_generations=num_samples,
-        max_completion_length=max_new_tokens,
-        temperature=1.0 if greedy else temperature,
-        top_p=top_p,
-    )
+    config = sampling_config(num_samples, max_new_tokens, temperature, top_p)
     engine = engine or HFEngine(model, tokenizer, max_prompt_length, autocast_dtype)
     eos = getattr(engine, "eos_ids", None) or eos_token_ids(tokenizer, model)
     chat = ChatFormat(tokenizer, eos, environment.tool_prompt, environment.tool_role)
