@@ -36,6 +36,8 @@ class TestSpec:
     - `code`: a module of its own; its top-level statements holding an `assert` are the cases.
     """
 
+    __test__ = False  # not a pytest test class
+
     kind: Literal["check", "asserts", "code"]
     code: str = ""
     entry_point: str | None = None

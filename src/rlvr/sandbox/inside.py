@@ -160,6 +160,11 @@ def serve(spec: dict) -> None:
             line = json.dumps(message)
         except (TypeError, ValueError) as exc:
             line = json.dumps({"error": describe(exc)})
+        for stream in (sys.stdout, sys.stderr):  # what it printed so far survives a kill at the end
+            try:
+                stream.flush()
+            except Exception:
+                pass
         send(replies, line + "\n")
 
     path = spec["program"]

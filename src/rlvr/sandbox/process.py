@@ -49,15 +49,20 @@ class SandboxUser:
 
     _lock = threading.Lock()
     _slots: set[int] = set()
+    _next = 0
 
     def __init__(self) -> None:
         with self._lock:
-            free = [slot for slot in range(SLOTS_PER_PROCESS) if slot not in self._slots]
+            # Round robin, not the lowest free slot: a killed program's processes stay zombies until init reaps
+            # them, and zombies still count against the next run's RLIMIT_NPROC under the same id.
+            order = [(SandboxUser._next + i) % SLOTS_PER_PROCESS for i in range(SLOTS_PER_PROCESS)]
+            free = [slot for slot in order if slot not in self._slots]
             if not free:
                 raise RuntimeError(
                     f"more than {SLOTS_PER_PROCESS} sandboxed executions at once in one process"
                 )
             self.slot = free[0]
+            SandboxUser._next = self.slot + 1
             self._slots.add(self.slot)
         self.uid = UID_BASE + (os.getpid() % (1 << 22)) * SLOTS_PER_PROCESS + self.slot
         kill_user(self.uid)

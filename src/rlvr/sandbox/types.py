@@ -95,6 +95,8 @@ class CaseResult:
 class TestReport:
     """A program judged against tests: the outcome of each case the judge reached, and the execution."""
 
+    __test__ = False  # not a pytest test class
+
     status: TestStatus
     cases: list[CaseResult]
     """In order; cases the judge never reached are missing (see `total`)."""
