@@ -300,7 +300,7 @@ class Remote:
         return f"<program function {self.name}>"
 
 
-def test_steps(tests: dict) -> tuple[list[tuple[bool, object]], str | None]:
+def split_tests(tests: dict) -> tuple[list[tuple[bool, object]], str | None]:
     """[(is_case, code)] in order, and the name the candidate is bound to.
 
     `check`: HumanEval's `def check(candidate)` (`test`) and `entry_point`; each top-level statement of check's body
@@ -351,7 +351,7 @@ def judge(spec: dict) -> None:
         return
     tests = config["tests"]
     try:
-        steps, candidate = test_steps(tests)
+        steps, candidate = split_tests(tests)
     except Exception as exc:  # the runner checked they compile; a newer syntax than this interpreter's, say
         report({"status": "test_error", "detail": describe(exc)})
         return
