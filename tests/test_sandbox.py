@@ -16,6 +16,8 @@ from rlvr.sandbox import Limits, SandboxUnavailable, backends, bubblewrap_proble
 from rlvr.sandbox.backends import Sandbox
 from rlvr.sandbox.harness import TestSpec, run_tests
 from rlvr.sandbox.inside import decode, encode, split_tests
+from rlvr.sandbox.tool import python as python_tool
+from rlvr.sandbox.tool import run_python
 
 FAST = Limits(timeout=5.0)
 
@@ -311,3 +313,34 @@ def test_every_humaneval_solution_passes(sandbox) -> None:
         reports = list(pool.map(judge, problems))
     failing = [(p["task_id"], r.status) for p, r in zip(problems, reports) if r.status != "passed"]
     assert len(reports) == 164 and not failing
+
+
+# ------------------------------------------------------------------------------------------- the python tool
+TOOL_CASES = [
+    # (program, text the model reads)
+    ("print(6 * 7)", "42\n"),
+    ("pass", "[no output]"),
+    ("1 / 0", "ZeroDivisionError: division by zero\n[exit code 1]"),  # the traceback's end
+    ("def f(:", "[syntax error, nothing ran]\n"),
+    ("while True:\n    pass", "[stopped: still running after 1s]"),
+]
+
+
+@pytest.mark.parametrize(("program", "shown"), TOOL_CASES)
+def test_python_tool(sandbox, program, shown) -> None:
+    text = run_python(program, sandbox=sandbox.name, limits=Limits(timeout=1.0))
+    assert text.endswith(shown) or text.startswith(shown), text
+
+
+def test_python_tool_cuts_the_middle_of_long_output() -> None:
+    text = run_python("print('a' * 10000); print('the end')", max_chars=100)
+    assert text.startswith("a" * 50) and text.endswith("the end\n") and "characters cut" in text
+
+
+def test_python_tool_schema_from_transformers() -> None:
+    """The tool is a plain typed function: transformers' get_json_schema (the peer) reads its schema."""
+    utils = pytest.importorskip("transformers.utils")
+    schema = utils.get_json_schema(python_tool)
+    assert schema["function"]["name"] == "python"
+    assert schema["function"]["parameters"]["properties"]["code"]["type"] == "string"
+    assert schema["function"]["parameters"]["required"] == ["code"]

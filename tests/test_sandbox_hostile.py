@@ -170,7 +170,9 @@ CASES = [
     Case("read environment secrets", "run", READ_SECRETS, ("ok",), "no_secret", own_user=True),
     Case("socket to 127.0.0.1", "run", CONNECT, ("ok",), "network"),
     Case("kill the parent and everyone", "run", KILL_PARENT, ("ok", "crash"), "parent_alive", own_user=True),
-    Case("background process", "run", BACKGROUND, ("ok",), "no_sleep_left"),
+    Case(
+        "background process", "run", BACKGROUND, ("ok",), "no_sleep_left", own_user=True
+    ),  # setsid() escapes
     Case("exit 0 early", "tests", EXIT_EARLY, ("error",)),
     Case("os._exit(0) early", "tests", OS_EXIT, ("error",)),
     Case("patch AssertionError", "tests", PATCH_ASSERT, ("failed",)),

@@ -32,7 +32,7 @@ from rlvr.sandbox.process import (
     remove_tree,
     remove_user_files,
     run_process,
-    user_processes,
+    user_tasks,
 )
 from rlvr.sandbox.types import ExecutionResult, Limits
 
@@ -159,8 +159,8 @@ class Sandbox:
         cpu = limits.cpu_limit
         processes = limits.processes
         if uid is None and self.name == "subprocess":
-            # RLIMIT_NPROC counts every process of our user: allow ours plus the sandbox's.
-            processes += len(user_processes(os.getuid()))
+            # RLIMIT_NPROC counts every task of our user (threads, unreaped zombies): allow ours plus the sandbox's.
+            processes += user_tasks(os.getuid())
         return {
             "RLIMIT_CPU": [cpu, cpu + 1],  # SIGXCPU at the soft limit, SIGKILL a second later
             "RLIMIT_AS": [limits.memory_bytes] * 2,

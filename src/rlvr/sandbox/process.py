@@ -231,9 +231,8 @@ def kill_session(pid: int) -> None:
         pass
 
 
-def user_processes(uid: int) -> list[int]:
-    """Live (not zombie) processes whose real, effective or saved user id is `uid`, from /proc."""
-    found = []
+def _statuses():
+    """(pid, fields of /proc/PID/status) for every process."""
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
@@ -241,13 +240,26 @@ def user_processes(uid: int) -> list[int]:
             status = Path(entry.path, "status").read_text()
         except OSError:
             continue  # it exited meanwhile
-        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-        state = fields.get("State", "").split()
-        if state and state[0] in ("Z", "X"):
-            continue
-        if str(uid) in fields.get("Uid", "").split()[:3]:
-            found.append(int(entry.name))
-    return found
+        yield int(entry.name), dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+
+
+def user_processes(uid: int) -> list[int]:
+    """Live (not zombie) processes whose real, effective or saved user id is `uid`, from /proc."""
+    return [
+        pid
+        for pid, fields in _statuses()
+        if fields.get("State", "").split()[:1] not in (["Z"], ["X"])
+        and str(uid) in fields.get("Uid", "").split()[:3]
+    ]
+
+
+def user_tasks(uid: int) -> int:
+    """What RLIMIT_NPROC counts for real user `uid`: its threads, zombies (not yet reaped) included."""
+    return sum(
+        int(fields.get("Threads", "1").strip() or 1)
+        for _, fields in _statuses()
+        if fields.get("Uid", "").split()[:1] == [str(uid)]
+    )
 
 
 def kill_user(uid: int, rounds: int = 200) -> bool:
