@@ -121,8 +121,11 @@ def test_auto_falls_back_to_subprocess_and_says_so(fresh_choice, monkeypatch, ca
 
 
 def test_a_sandbox_whose_python_cannot_start_raises() -> None:
+    broken = backends.SubprocessSandbox(python="/nonexistent/python3")
     with pytest.raises(SandboxUnavailable, match="could not start|did not start"):
-        backends.SubprocessSandbox(python="/nonexistent/python3").run("print(1)")
+        broken.run("print(1)")
+    with pytest.raises(SandboxUnavailable, match="could not start|did not start"):  # not a score of 0
+        run_tests("def f():\n    return 1", TestSpec.from_asserts(["assert f() == 1"]), sandbox=broken)
 
 
 def test_unknown_sandbox_name() -> None:
