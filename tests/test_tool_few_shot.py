@@ -228,3 +228,38 @@ def test_the_no_tool_twin_differs_by_the_tool_alone():
         expression = parse_tool_calls(reply["content"])[1][0].arguments["expression"]
         assert shot["answer"].startswith(f"{expression} = {result['content']}.")
         assert extract_answer(shot["answer"], "boxed") == result["content"]
+
+
+# ----------------------------------------------------------------------------- the proof's report
+def test_tool_use_figures(tmp_path):
+    """scripts/tools_proof_report.py's figures from predictions.jsonl: the share of episodes with a call, errors
+    per call, and whether the answer is the tool's last good result."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "tools_proof_report", ROOT / "scripts" / "tools_proof_report.py"
+    )
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+
+    def sample(completion, correct, tool_replies, errors=0):
+        messages = [{"role": "tool", "name": "calculate", "content": c} for c in tool_replies]
+        episode = {"tool_calls": len(tool_replies), "tool_errors": errors, "messages": messages}
+        return {"completion": completion, "correct": correct, "episode": episode}
+
+    samples = [
+        sample("The answer is \\boxed{42}.", True, ["42"]),  # called, answered with the result
+        sample("The answer is \\boxed{41}.", False, ["42"]),  # called, answered something else
+        sample(
+            "The answer is \\boxed{7}.", False, ["7", "Error: division by zero"], errors=1
+        ),  # the good one
+        sample("It is 5.", True, []),  # no call
+    ]
+    (tmp_path / "predictions.jsonl").write_text("".join(json.dumps(s) + "\n" for s in samples))
+    figures = report.tool_use(tmp_path)
+    assert figures["episodes"] == 4 and figures["with_a_call"] == 3 / 4
+    assert figures["calls_per_episode"] == 4 / 4 and figures["errors_per_call"] == 1 / 4
+    assert figures["answer_is_the_tool_result"] == 2 / 3
+    assert figures["accuracy_with_a_call"] == 1 / 3 and figures["accuracy_without_a_call"] == 1.0
+    (tmp_path / "predictions.jsonl").write_text(json.dumps({"completion": "5", "correct": True}) + "\n")
+    assert report.tool_use(tmp_path) is None  # a run without episodes has no tool figures
