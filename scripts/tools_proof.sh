@@ -22,7 +22,7 @@
 # SVAMP evaluations x ~4 min, five arithmetic evaluations x ~1 min, plots, comparisons and checks ~2 min: about
 # 36 minutes.
 # Each part is skipped when its output exists, so a stopped run picks up where it stopped. A smoke run of every
-# part in about 6 minutes: LIMIT=8 STEPS=1 bash scripts/tools_proof.sh runs/tools_smoke
+# part in 4-5 minutes (measured): LIMIT=8 STEPS=1 bash scripts/tools_proof.sh runs/tools_smoke
 set -euo pipefail
 out=${1:?usage: scripts/tools_proof.sh OUTPUT_DIR}
 rlvr=${RLVR:-.venv/bin/rlvr}
