@@ -270,6 +270,46 @@ def _check_abandoned() -> None:
         )
 
 
+FEW_SHOT_ROLES = ("user", "assistant", "tool")
+
+
+def check_few_shot(messages: Sequence[Message]) -> list[Message]:
+    """`messages` as a list of chat messages, checked: each a mapping with a role among `FEW_SHOT_ROLES` and
+    string `content`, the first a user message, the last an assistant one (so the row's question follows an
+    answered example). Raises ToolSpecError saying what is wrong."""
+    if isinstance(messages, (str, dict)) or not isinstance(messages, Sequence):
+        raise ToolSpecError(
+            f"few_shot must be a list of chat messages ({{role, content}}), got {type(messages).__name__}"
+        )
+    out = []
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict) or message.get("role") not in FEW_SHOT_ROLES:
+            raise ToolSpecError(
+                f"few_shot[{index}] must be a message with role {', '.join(FEW_SHOT_ROLES)}, got {message!r}"
+            )
+        if not isinstance(message.get("content"), str):
+            raise ToolSpecError(f"few_shot[{index}] ({message['role']}) needs string content")
+        out.append(dict(message))
+    if out and (out[0]["role"] != "user" or out[-1]["role"] != "assistant"):
+        raise ToolSpecError(
+            "few_shot must start with a user message and end with an assistant reply (a whole worked example), "
+            f"got {out[0]['role']} ... {out[-1]['role']}"
+        )
+    return out
+
+
+def with_few_shot(prompt: Sequence[Message], few_shot: Sequence[Message]) -> list[Message]:
+    """`prompt` with the example turns `few_shot` after its leading system messages, before the rest (the
+    data's own few-shot pairs, then the question), as a template's few-shot examples sit.
+
+    >>> shot = [{"role": "user", "content": "6 * 7?"}, {"role": "assistant", "content": "42"}]
+    >>> [m["content"] for m in with_few_shot([{"role": "system", "content": "S"}, {"role": "user", "content": "Q"}], shot)]
+    ['S', '6 * 7?', '42', 'Q']
+    """
+    start = next((i for i, m in enumerate(prompt) if m.get("role") != "system"), len(prompt))
+    return [*prompt[:start], *(dict(m) for m in few_shot), *prompt[start:]]
+
+
 def public_methods(instance: Any) -> list[Callable[..., Any]]:
     """TRL's tools of an `environment_factory` instance: its class's public functions, bound, other than
     `reset` and `get_reward` (listed on the class, so properties are not evaluated)."""
@@ -285,7 +325,9 @@ class ToolEnvironment(Environment):
     without a tool call. Step rewards: none (the reward functions score the episode).
 
     `max_tool_calls` bounds the calls of one episode: a reply whose calls would pass it has the calls within
-    the bound run, and the episode ends there (`info["truncation"] = "max_tool_calls"`).
+    the bound run, and the episode ends there (`info["truncation"] = "max_tool_calls"`). `few_shot` is a
+    worked conversation shown before each row's question (`with_few_shot`): a model never trained on tool
+    calls learns the format from it in context, as verifiers' `few_shot` does.
     """
 
     def __init__(
@@ -293,7 +335,9 @@ class ToolEnvironment(Environment):
         tools: Sequence[Callable[..., Any]],
         max_tool_calls: int | None = None,
         tool_timeout: float | None = 10.0,
+        few_shot: Sequence[Message] = (),
     ) -> None:
+        self.few_shot = check_few_shot(few_shot)
         self.functions: dict[str, Callable[..., Any]] = {}
         for fn in tools:
             name = getattr(fn, "__name__", None)
@@ -310,6 +354,8 @@ class ToolEnvironment(Environment):
 
     def reset(self, **row: Any) -> list[Message] | None:
         self.num_calls = 0
+        if self.few_shot and isinstance(row.get("prompt"), list):
+            return with_few_shot(row["prompt"], self.few_shot)
         return None
 
     def step(self, message: Message) -> Step:

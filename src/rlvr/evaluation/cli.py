@@ -85,6 +85,14 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--system-prompt", default=None, help="replace the template's system prompt")
     parser.add_argument(
+        "--few-shot",
+        default=None,
+        metavar="YAML",
+        help="example turns before each question, as data.few_shot: inline YAML, e.g. "
+        '\'[{question: "What is 2 + 3?", answer: "\\boxed{5}"}]\', or a YAML file holding that list or a training '
+        "config (its data.few_shot is read), so a run is evaluated on the prompt it trained on",
+    )
+    parser.add_argument(
         "--reward",
         default=None,
         help="correctness reward: a registered name "
@@ -202,6 +210,7 @@ def _run_eval(args: argparse.Namespace) -> int:
         raise EvaluationError(
             f"--output {output} is a file; give a directory for summary.json and predictions.jsonl"
         )
+    few_shot = read_few_shot(args.few_shot)
     environment = environment_config(args)  # a bad environment fails here too
     reward_fn = get_reward(args.reward)  # an unknown reward fails here, not after the model has loaded
     if isinstance(reward_fn, RemoteReward):
@@ -257,7 +266,10 @@ def _run_eval(args: argparse.Namespace) -> int:
             args.max_prompt_length,
             eos_token_ids(tokenizer, SimpleNamespace(generation_config=generation)),
             dtype="bfloat16" if bf16 else args.dtype,
-            max_model_len=args.max_prompt_length + args.max_new_tokens,
+            # an episode's later turns read the whole conversation so far, up to --max-total-tokens
+            max_model_len=max(
+                args.max_prompt_length + args.max_new_tokens, args.max_total_tokens if args.environment else 0
+            ),
             device=device.type,
             cpu_kv_cache_gb=args.vllm_kv_cache_gb,
             enforce_eager=args.vllm_enforce_eager,
@@ -275,6 +287,7 @@ def _run_eval(args: argparse.Namespace) -> int:
         top_p=args.top_p,
         batch_size=args.batch_size,
         system_prompt=args.system_prompt,
+        few_shot=few_shot,
         autocast_dtype=torch.bfloat16 if bf16 else None,
         show_progress=not args.no_progress,
         max_prompt_length=args.max_prompt_length,
@@ -297,6 +310,7 @@ def _run_eval(args: argparse.Namespace) -> int:
         "data_dir": args.data_dir or os.environ.get("RLVR_DATA_DIR"),
         "template": args.template,
         "system_prompt": args.system_prompt,
+        **({"few_shot": few_shot} if few_shot else {}),
         "reward": args.reward,
         "engine": args.engine,
         **({"environment": dataclasses.asdict(environment)} if environment is not None else {}),
@@ -320,6 +334,39 @@ def _run_eval(args: argparse.Namespace) -> int:
     print(format_summary(summary))
     print(f"wrote {output / 'summary.json'} and {output / 'predictions.jsonl'}")
     return 0
+
+
+def read_few_shot(text: str | None) -> list[dict[str, str]]:
+    """`--few-shot`: the example turns [{question, answer}] from inline YAML or a YAML file holding the list or a
+    whole training config (its `data.few_shot`); [] without one.
+
+    >>> read_few_shot('[{question: "What is 2 + 3?", answer: 5}]')
+    [{'question': 'What is 2 + 3?', 'answer': '5'}]
+    """
+    import yaml
+
+    from rlvr.config import ConfigError
+
+    if text is None:
+        return []
+    path = Path(text).expanduser()
+    try:
+        loaded = yaml.safe_load(path.read_text() if path.is_file() else text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--few-shot is not valid YAML: {exc}") from None
+    if isinstance(loaded, dict) and "data" in loaded:
+        loaded = (loaded.get("data") or {}).get("few_shot") or []
+    example = """'[{question: "What is 2 + 3?", answer: "5"}]'"""
+    if not isinstance(loaded, list):
+        raise ConfigError(
+            f"--few-shot must be a list of {{question, answer}} turns, e.g. {example}, got {loaded!r}"
+        )
+    for index, shot in enumerate(loaded):
+        if not isinstance(shot, dict) or set(shot) != {"question", "answer"}:
+            raise ConfigError(
+                f"--few-shot item {index} must have exactly question and answer, e.g. {example}"
+            )
+    return [{"question": str(shot["question"]), "answer": str(shot["answer"])} for shot in loaded]
 
 
 def environment_config(args: argparse.Namespace) -> Any:
