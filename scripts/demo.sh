@@ -8,7 +8,7 @@ out=${1:-runs/demo}
 rlvr=${RLVR:-.venv/bin/rlvr}
 limit=${DEMO_EVAL_LIMIT:-150}
 eval_args=(--dataset arithmetic --split test --limit "$limit" --template boxed --reward accuracy
-           --max-new-tokens 64 --batch-size 50)
+           --max-new-tokens 64 --batch-size 50 --bf16 false)  # float32, as configs/demo.yaml trains
 started=$(date +%s)
 stamp() { echo "== [$(( $(date +%s) - started )) s] $*"; }
 

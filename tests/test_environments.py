@@ -4,6 +4,7 @@ transformers'), the environment_factory wrapper, the loader, and the built-ins."
 from __future__ import annotations
 
 import json
+import os
 import re
 import textwrap
 import time
@@ -26,7 +27,7 @@ from rlvr.environments import (
 )
 from rlvr.environments import tools as tools_module
 from rlvr.environments.calculator import CalculatorEnvironment, calculate
-from rlvr.environments.python import PythonEnvironment, PythonEnvironmentError, RunResult
+from rlvr.environments.python import PythonEnvironment, RunResult
 from rlvr.environments.retry import RetryEnvironment
 
 
@@ -384,9 +385,20 @@ def test_retry_without_a_gold_answer_stops():
     assert env.step(assistant("\\boxed{1}")).done
 
 
-def test_python_environment_refuses_to_run_without_a_sandbox():
-    with pytest.raises(PythonEnvironmentError, match="only in a sandbox"):
-        make_environment_factory(EnvironmentConfig(name="python"))()
+def test_python_environment_runs_model_code_in_the_sandbox(monkeypatch):
+    # the default runner is rlvr's sandbox; a sandbox that cannot start fails closed, never runs the code here
+    env = make_environment_factory(EnvironmentConfig(name="python", args={"sandbox": "subprocess"}))()
+    call = '<tool_call>{"name": "run_python", "arguments": {"code": "import os; print(6 * 7, os.getpid() != %d)"}}</tool_call>'
+    reply = env.step({"role": "assistant", "content": call % os.getpid()}).messages[0]["content"]
+    assert reply.startswith("42 True")
+    from rlvr.sandbox import backends
+
+    def unavailable(name="auto", python=None):
+        raise backends.SandboxUnavailable(f"sandbox {name!r} cannot start here")
+
+    monkeypatch.setattr(backends, "get_sandbox", unavailable)
+    with pytest.raises(backends.SandboxUnavailable, match="cannot start"):
+        make_environment_factory(EnvironmentConfig(name="python", args={"sandbox": "bubblewrap"}))()
 
 
 def test_python_environment_hands_code_to_its_runner():

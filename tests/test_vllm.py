@@ -250,6 +250,81 @@ def test_seeded_requests_whose_prompts_fill_more_than_one_prefill_step_are_sampl
     assert out.prompt_ids.shape[1] > 100 and out.completion_ids.shape == (64, 2)
 
 
+# ------------------------------------------------------------------------------ multi-turn episodes on vLLM
+class Nag:
+    """Never satisfied: answers every reply with a request to say it again."""
+
+    def reset(self, **row):
+        return None
+
+    def step(self, message):
+        from rlvr.environments import Step
+
+        return Step([{"role": "user", "content": "Say it again."}], done=False)
+
+
+def play_and_measure(engine, model, tokenizer):
+    """Episodes of several turns on `engine`; the sampler/trainer log-prob gap of each turn."""
+    from rlvr.config import EnvironmentConfig
+    from rlvr.rollout.chat_tokens import ChatFormat
+    from rlvr.rollout.episodes import episode_batch, run_episodes, sum_turn_gaps, turn_logp_gaps
+
+    eos = eos_token_ids(tokenizer, model)
+    question = [{"role": "user", "content": "What is 2 + 3?"}]
+    episodes = run_episodes(
+        engine,
+        ChatFormat(tokenizer, eos),
+        [Nag() for _ in range(4)],
+        [{}],
+        [question],
+        4,
+        GenerationConfig(max_completion_length=8, temperature=1.0),
+        EnvironmentConfig(max_turns=3, max_total_tokens=150),
+        eos,
+        64,
+        seeds=[3],
+    )
+    batch = episode_batch(episodes, tokenizer.pad_token_id)
+    with torch.no_grad():
+        logps, _ = completion_logps(
+            model,
+            torch.cat([batch.prompt_ids, batch.completion_ids], 1),
+            torch.cat([batch.prompt_mask, batch.completion_mask], 1),
+            batch.completion_mask,
+            entropy=False,
+        )
+    gaps = sum_turn_gaps([turn_logp_gaps(logps, batch.sampling_logps, batch.loss_mask, batch.turn_index)])
+    return episodes, batch, gaps
+
+
+@pytest.fixture(scope="module")
+def eos_prone(vllm_model_dir, model_and_tokenizer):
+    """The tiny model with replies of a few tokens that end their turn, so episodes go on for several turns."""
+    from test_episodes import eos_prone_model
+
+    _, tokenizer = model_and_tokenizer
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "What is 2 + 3?"}], add_generation_prompt=True
+    )
+    return eos_prone_model(vllm_model_dir, tokenizer, prompt["input_ids"])
+
+
+def test_multi_turn_episodes_on_the_colocated_engine_match_the_trainer_turn_by_turn(
+    engine, eos_prone, model_and_tokenizer
+):
+    model, tokenizer = model_and_tokenizer
+    engine.source = eos_prone
+    try:
+        engine.sync_weights()
+        episodes, batch, gaps = play_and_measure(engine, eos_prone, tokenizer)
+    finally:
+        engine.source = model
+        engine.sync_weights()
+    assert max(len(e.turns) for e in episodes) == 3 and (batch.loss_mask < batch.completion_mask).any()
+    assert "sampling/logp_diff/turn_2" in gaps  # later turns were sampled after environment tokens
+    assert max(gaps.values()) < LOGP_TOLERANCE, gaps  # and scored after exactly those tokens
+
+
 def test_training_with_the_vllm_engine_keeps_it_in_step(vllm_model_dir, tmp_path):
     from rlvr.trainer import GRPOTrainer
     from rlvr.utils import read_jsonl
@@ -539,81 +614,6 @@ def test_a_failed_push_completes_its_pass_so_other_ranks_gathers_are_matched(
     taken.clear()
     source.complete()  # a push that failed before its pass began takes a whole pass
     assert taken == names
-
-
-# ------------------------------------------------------------------------------ multi-turn episodes on vLLM
-class Nag:
-    """Never satisfied: answers every reply with a request to say it again."""
-
-    def reset(self, **row):
-        return None
-
-    def step(self, message):
-        from rlvr.environments import Step
-
-        return Step([{"role": "user", "content": "Say it again."}], done=False)
-
-
-def play_and_measure(engine, model, tokenizer):
-    """Episodes of several turns on `engine`; the sampler/trainer log-prob gap of each turn."""
-    from rlvr.config import EnvironmentConfig
-    from rlvr.rollout.chat_tokens import ChatFormat
-    from rlvr.rollout.episodes import episode_batch, run_episodes, sum_turn_gaps, turn_logp_gaps
-
-    eos = eos_token_ids(tokenizer, model)
-    question = [{"role": "user", "content": "What is 2 + 3?"}]
-    episodes = run_episodes(
-        engine,
-        ChatFormat(tokenizer, eos),
-        [Nag() for _ in range(4)],
-        [{}],
-        [question],
-        4,
-        GenerationConfig(max_completion_length=8, temperature=1.0),
-        EnvironmentConfig(max_turns=3, max_total_tokens=150),
-        eos,
-        64,
-        seeds=[3],
-    )
-    batch = episode_batch(episodes, tokenizer.pad_token_id)
-    with torch.no_grad():
-        logps, _ = completion_logps(
-            model,
-            torch.cat([batch.prompt_ids, batch.completion_ids], 1),
-            torch.cat([batch.prompt_mask, batch.completion_mask], 1),
-            batch.completion_mask,
-            entropy=False,
-        )
-    gaps = sum_turn_gaps([turn_logp_gaps(logps, batch.sampling_logps, batch.loss_mask, batch.turn_index)])
-    return episodes, batch, gaps
-
-
-@pytest.fixture(scope="module")
-def eos_prone(vllm_model_dir, model_and_tokenizer):
-    """The tiny model with replies of a few tokens that end their turn, so episodes go on for several turns."""
-    from test_episodes import eos_prone_model
-
-    _, tokenizer = model_and_tokenizer
-    prompt = tokenizer.apply_chat_template(
-        [{"role": "user", "content": "What is 2 + 3?"}], add_generation_prompt=True
-    )
-    return eos_prone_model(vllm_model_dir, tokenizer, prompt["input_ids"])
-
-
-def test_multi_turn_episodes_on_the_colocated_engine_match_the_trainer_turn_by_turn(
-    engine, eos_prone, model_and_tokenizer
-):
-    model, tokenizer = model_and_tokenizer
-    engine.source = eos_prone
-    try:
-        engine.sync_weights()
-        episodes, batch, gaps = play_and_measure(engine, eos_prone, tokenizer)
-    finally:
-        engine.source = model
-        engine.sync_weights()
-    assert max(len(e.turns) for e in episodes) == 3 and (batch.loss_mask < batch.completion_mask).any()
-    assert "sampling/logp_diff/turn_2" in gaps  # later turns were sampled after environment tokens
-    assert max(gaps.values()) < LOGP_TOLERANCE, gaps  # and scored after exactly those tokens
 
 
 def test_multi_turn_episodes_on_the_server_engine_match_the_trainer_turn_by_turn(

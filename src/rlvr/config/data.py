@@ -43,9 +43,9 @@ class DataConfig:
     """Column holding the gold answer (None: guess from answer/solution/ground_truth)."""
     answer_format: Literal["auto", "gsm8k", "boxed", "plain"] = "auto"
     """How to read the gold final answer: after `####`, the last \\boxed{}, or the field as is."""
-    template: Literal["boxed", "xml_reasoning", "think_answer", "answer_tag", "reasoning_gym", "plain"] = (
-        "boxed"
-    )
+    template: Literal[
+        "boxed", "xml_reasoning", "think_answer", "answer_tag", "reasoning_gym", "code", "plain"
+    ] = "boxed"
     """Prompt format; each asks for the answer in the form its reward reads (reasoning_gym: the library's own
     prompt, the answer in <answer> tags)."""
     system_prompt: str | None = None

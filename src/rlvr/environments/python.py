@@ -1,7 +1,8 @@
 """The `python` environment: a `run_python(code)` tool whose code runs in a sandbox, behind `CodeRunner`.
 
-Model-written code never runs in this process: the environment hands it to a `CodeRunner` (the sandboxed
-runner of the code-execution work plugs in here) and refuses to start without one.
+Model-written code never runs in this process: the environment hands it to a `CodeRunner`, by default rlvr's
+sandbox (`sandbox: auto`: bubblewrap where it works, else a subprocess with limits; docs/code.md). A sandbox named
+that cannot start is an error, never a silent fallback to running the code unsandboxed.
 """
 
 from __future__ import annotations
@@ -35,10 +36,6 @@ class RunResult:
     status: str = "ok"
 
 
-class PythonEnvironmentError(RuntimeError):
-    """The python environment cannot start; the message says what it needs."""
-
-
 class PythonEnvironment(ToolEnvironment):
     """Offer `run_python(code)`; its reply is the run's stdout, then stderr and the status when not ok.
 
@@ -54,6 +51,7 @@ class PythonEnvironment(ToolEnvironment):
         self,
         runner: CodeRunner | None = None,
         run_timeout: float = 10.0,
+        sandbox: str = "auto",
         max_tool_calls: int | None = None,
         tool_timeout: float | None = None,
         **kwargs: Any,
@@ -61,11 +59,7 @@ class PythonEnvironment(ToolEnvironment):
         if kwargs:
             raise TypeError(f"the python environment takes no argument {', '.join(kwargs)}")
         if runner is None:
-            raise PythonEnvironmentError(
-                "the python environment runs model-written code only in a sandbox, and no sandboxed code runner "
-                "is installed yet: pass runner= (an object with run(code, timeout) -> result with .stdout, "
-                ".stderr, .status), or use another environment"
-            )
+            runner = SandboxRunner(sandbox)
         self.runner = runner
         self.run_timeout = run_timeout
 
@@ -96,3 +90,19 @@ def format_result(result: CodeResult) -> str:
     if result.status != "ok":
         parts.append(f"\nstatus: {result.status}")
     return "".join(parts) if any(parts) else "(no output)"
+
+
+class SandboxRunner:
+    """`CodeRunner` on rlvr's sandbox (`rlvr.sandbox`): each run in a fresh, limited, isolated process."""
+
+    def __init__(self, sandbox: str = "auto") -> None:
+        from rlvr.sandbox.backends import get_sandbox
+
+        self.sandbox = get_sandbox(
+            sandbox
+        )  # SandboxUnavailable, naming what to install, when it cannot start
+
+    def run(self, code: str, timeout: float) -> CodeResult:
+        from rlvr.sandbox.types import Limits
+
+        return self.sandbox.run(code, limits=Limits(timeout=timeout))

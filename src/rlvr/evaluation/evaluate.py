@@ -23,6 +23,7 @@ TEMPLATE_ANSWER_STYLES = {
     "think_answer": "answer_tag",
     "answer_tag": "answer_tag",
     "reasoning_gym": "answer_tag",
+    "code": "auto",  # a fenced program: the code_tests reward decides, no answer form to count
     "plain": "auto",
 }
 # A completion is correct when its reward reaches 1: the built-in correctness rewards pay 1.0 or more for a
