@@ -432,6 +432,9 @@ def test_a_reset_that_does_not_take_the_row_is_an_error_saying_so():
         def reset(self, question):
             return None
 
+        def step(self, message):
+            return Step(done=True)
+
     with pytest.raises(RuntimeError, match=r"Strict.reset raised TypeError.*accept \*\*row"):
         play(build_tokenizer(CHATML), [Strict()], lambda t, j: "ok", rows=[{"question": "q", "answer": "1"}])
 

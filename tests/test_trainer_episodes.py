@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 from safetensors.torch import load_file
+from test_trainer import make_config as trainer_config
 
-from rlvr import GRPOConfig, GRPOTrainer
+from rlvr import GRPOTrainer
 from rlvr.data import build_messages, render_prompt
 from rlvr.rollout import Rollout, decode_completions
 from rlvr.trainer.sampler import derived_seed
@@ -21,22 +22,13 @@ def length_reward(prompts, completions, **kwargs):
 
 
 def make_config(model_dir, output_dir, **sections):
-    raw = {
-        "model": {"name_or_path": str(model_dir)},
-        "generation": {"num_generations": 4, "max_completion_length": 10},
-        "training": {
-            "output_dir": str(output_dir),
-            "max_steps": 3,
-            "batch_size": 8,
-            "learning_rate": 1e-3,
-            "log_completions_steps": 1,
-            "seed": 3,
-        },
+    """test_trainer's tiny config with a reference model (beta 0.04) and 10-token completions."""
+    sections = {
         "algorithm": {"beta": 0.04},
+        "generation": {"num_generations": 4, "max_completion_length": 10},
+        **sections,
     }
-    for section, values in sections.items():
-        raw.setdefault(section, {}).update(values)
-    return GRPOConfig.from_dict(raw)
+    return trainer_config(model_dir, output_dir, **sections)
 
 
 def generate_rollout_before_episodes(self, draw: int = 0):

@@ -10,6 +10,7 @@ after the first reply.
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,7 +39,7 @@ class Step:
     limit the environment ended the episode on (e.g. `"max_tool_calls"`)."""
 
 
-class Environment:
+class Environment(abc.ABC):
     """Base class of an environment: override `step`, and `reset` when the row decides more than the prompt.
 
     `tools` are OpenAI function schemas (`{"type": "function", "function": {...}}`) offered to the model in
@@ -53,9 +54,9 @@ class Environment:
         Return the messages the model starts from, or None for the row's `prompt` as is."""
         return None
 
+    @abc.abstractmethod
     def step(self, message: Message) -> Step:
         """Answer the assistant's reply `message` (`{"role": "assistant", "content": text}`)."""
-        raise NotImplementedError(f"{type(self).__name__} must define step(message) -> Step")
 
 
 class SingleTurnEnvironment(Environment):
