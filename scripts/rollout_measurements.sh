@@ -23,7 +23,7 @@ for engine in hf vllm; do
   stamp "rlvr eval, 200 GSM8K test problems, engine $engine"
   started=$(date +%s)
   $rlvr eval --model smollm2-135m-instruct --dataset gsm8k --split test --limit 200 --max-new-tokens 256 \
-    --engine "$engine" --no-progress --output "$out/eval_$engine"
+    --engine "$engine" --no-progress --output "$out/eval_$engine" --overwrite  # a rerun measures again
   echo "wall seconds, start-up included: $(( $(date +%s) - started ))" | tee "$out/eval_$engine/wall.txt"
 done
 

@@ -22,8 +22,9 @@ fi
 trained=$out/train/final
 [ -d "$trained" ] || trained=$(ls -d "$out"/train/checkpoint-* | sort -V | tail -n 1)
 echo "== measuring $trained"
-$rlvr eval --model "$trained" "${svamp[@]}" --output "$out/after"
-$rlvr eval --model "$trained" "${chain[@]}" --output "$out/chain_sum_after"
+# measured again on every run (the newest checkpoint may have changed): --overwrite replaces the last measure
+$rlvr eval --model "$trained" "${svamp[@]}" --output "$out/after" --overwrite
+$rlvr eval --model "$trained" "${chain[@]}" --output "$out/chain_sum_after" --overwrite
 $rlvr plot "$out/train"
 $rlvr compare "$out/before" "$out/after" --json "$out/compare.json" | tee "$out/compare.txt"
 $rlvr compare "$out/chain_sum_before" "$out/chain_sum_after" --json "$out/chain_sum_compare.json" | tee "$out/chain_sum_compare.txt"

@@ -207,6 +207,7 @@ def test_resume_skips_a_damaged_newest_checkpoint_for_the_newest_complete_one(
     tiny_model_dir, finished_run, tmp_path, capsys, damage, reason
 ):
     run = copy_run(finished_run, tmp_path)
+    shutil.rmtree(run / "final")  # the run died during its last save: a finished run is not resumed
     damage(run / "checkpoint-3")
     trainer = trainer_for(tiny_model_dir, run, max_steps=3)
     trainer.train(resume=True)
@@ -218,6 +219,7 @@ def test_resume_skips_a_damaged_newest_checkpoint_for_the_newest_complete_one(
 
 def test_resume_refuses_when_no_checkpoint_is_complete(tiny_model_dir, finished_run, tmp_path):
     run = copy_run(finished_run, tmp_path)
+    shutil.rmtree(run / "final")
     for checkpoint in run.glob("checkpoint-*"):
         (checkpoint / "model.safetensors").unlink()
     before = snapshot(run)
@@ -256,9 +258,14 @@ def test_resume_with_changes_allowed_says_so(tiny_model_dir, finished_run, tmp_p
 def test_resume_past_max_steps_is_refused_and_keeps_final(tiny_model_dir, finished_run, tmp_path):
     run = copy_run(finished_run, tmp_path)
     before = snapshot(run)
-    with pytest.raises(ConfigError, match="checkpoint-3 is at step 3, past training.max_steps=2"):
+    with pytest.raises(ConfigError, match=r"is a finished run at step 3 \(.*\), past training.max_steps=2"):
         trainer_for(tiny_model_dir, run, max_steps=2).train(resume=True)
     assert snapshot(run) == before  # final/ not overwritten with older weights
+    shutil.rmtree(run / "final")  # killed before final/ was written: the newest checkpoint is past max_steps
+    before = snapshot(run)
+    with pytest.raises(ConfigError, match="checkpoint-3 is at step 3, past training.max_steps=2"):
+        trainer_for(tiny_model_dir, run, max_steps=2).train(resume=True)
+    assert snapshot(run) == before
 
 
 def test_interrupted_writes_are_cleaned_up_on_the_next_start(tiny_model_dir, finished_run, tmp_path, capsys):

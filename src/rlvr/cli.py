@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from rlvr import __version__
@@ -20,7 +21,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         help="config overrides, e.g. training.max_steps=10 generation.num_generations=8",
     )
     parser.add_argument(
-        "--resume", action="store_true", help="continue from the newest complete checkpoint in output_dir"
+        "--resume",
+        action="store_true",
+        help="continue from the newest complete checkpoint in output_dir (a finished run: nothing to do)",
     )
     parser.add_argument(
         "--overwrite",
@@ -33,12 +36,19 @@ def run_train(args: argparse.Namespace) -> int:
     from rlvr.config import GRPOConfig
     from rlvr.distributed import exit_rank
     from rlvr.trainer import GRPOTrainer
-    from rlvr.trainer.rundir import check_output_dir
+    from rlvr.trainer.rundir import RunComplete, check_output_dir, check_resume
 
     overrides = [*args.overrides, "training.overwrite_output_dir=true"] if args.overwrite else args.overrides
     config = GRPOConfig.from_yaml(args.config, overrides)
     # before the model loads: a directory holding another run is refused in a second, not a minute
-    check_output_dir(config.training.output_dir, args.resume, config.training.overwrite_output_dir)
+    t = config.training
+    check_output_dir(t.output_dir, args.resume, t.overwrite_output_dir)
+    if args.resume:
+        try:
+            check_resume(Path(t.output_dir), t.max_steps)
+        except RunComplete as done:  # a finished run: nothing to do, and nothing is touched
+            print(done)
+            return 0
     check_before_model(config)
     trainer = GRPOTrainer(config)
     final = trainer.train(resume=args.resume)

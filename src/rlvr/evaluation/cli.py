@@ -169,7 +169,15 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--trust-remote-code", action="store_true")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--output", required=True, help="directory for summary.json and predictions.jsonl")
+    parser.add_argument(
+        "--output",
+        required=True,
+        help="directory for summary.json and predictions.jsonl; one that already holds them is refused, "
+        "before the model loads",
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace the result already in --output (other files stay)"
+    )
 
 
 def run_eval(args: argparse.Namespace) -> int:
@@ -187,6 +195,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     from rlvr.data.reasoning_gym import is_reasoning_gym, read_task_options
     from rlvr.evaluation.evaluate import EvaluationError, check_settings, evaluate_model
     from rlvr.evaluation.metrics import wilson_interval
+    from rlvr.evaluation.output import check_output
     from rlvr.models import load_policy, resolve_device, resolve_model_path
     from rlvr.models.precision import resolve_bf16
     from rlvr.rewards import RemoteReward, get_reward
@@ -206,10 +215,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     check_settings(
         args.template, args.reward, args.num_samples, args.temperature, args.batch_size, args.max_new_tokens
     )
-    if output.exists() and not output.is_dir():
-        raise EvaluationError(
-            f"--output {output} is a file; give a directory for summary.json and predictions.jsonl"
-        )
+    check_output(output, args.overwrite)  # an earlier result, a file, no permission: before any work
     few_shot = read_few_shot(args.few_shot)
     environment = environment_config(args)  # a bad environment fails here too
     reward_fn = get_reward(args.reward)  # an unknown reward fails here, not after the model has loaded
@@ -420,13 +426,14 @@ def json_safe(value: Any) -> Any:
 
 
 def write_run(output: Path, summary: dict[str, Any], predictions: list[dict[str, Any]]) -> None:
-    """summary.json and predictions.jsonl, each written whole to a temporary name and then renamed."""
+    """predictions.jsonl, then summary.json, each written whole to a temporary name and then renamed: a
+    summary.json (what scripts test to skip an evaluation) means both are whole."""
     output.mkdir(parents=True, exist_ok=True)
     files = {
-        "summary.json": json.dumps(json_safe(summary), indent=2, ensure_ascii=False) + "\n",
         "predictions.jsonl": "".join(
             json.dumps(json_safe(p), ensure_ascii=False) + "\n" for p in predictions
         ),
+        "summary.json": json.dumps(json_safe(summary), indent=2, ensure_ascii=False) + "\n",
     }
     for name, text in files.items():
         tmp = output / f".{name}.tmp"

@@ -58,12 +58,20 @@ def series(records: list[dict[str, Any]], key: str) -> tuple[list[int], list[flo
     return steps, values
 
 
+def run_config_file(run_dir: str | Path) -> Path:
+    """The run's resolved config: config.resolved.yaml where the run left one (its config.yaml is the user's
+    own, which training never overwrites), else config.yaml."""
+    resolved = Path(run_dir) / "config.resolved.yaml"
+    return resolved if resolved.is_file() else Path(run_dir) / "config.yaml"
+
+
 def read_run_config(run_dir: str | Path) -> dict[str, Any]:
-    """A run's config.yaml as nested dicts; {} when it is missing or unreadable (what needs it then says less)."""
+    """A run's resolved config as nested dicts; {} when it is missing or unreadable (what needs it then says
+    less)."""
     import yaml
 
     try:
-        loaded = yaml.safe_load((Path(run_dir) / "config.yaml").read_text(encoding="utf-8"))
+        loaded = yaml.safe_load(run_config_file(run_dir).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return {}
     return loaded if isinstance(loaded, dict) else {}
@@ -241,7 +249,7 @@ def plot_run(run_dir: str | Path, output: str | Path | None = None) -> list[Path
     ]
     drawn = {k for _, _, keys in plans for k in keys}
     skipped = [k for _, _, keys in PLOTS for k in keys if k not in drawn]
-    config_path = run_dir / "config.yaml"
+    config_path = run_config_file(run_dir)
     config_text = config_path.read_text(encoding="utf-8") if config_path.is_file() else None
     index = output / "index.html"
     index.write_text(index_html(run_dir, images, config_text, skipped, notes), encoding="utf-8")

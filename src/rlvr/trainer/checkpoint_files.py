@@ -36,6 +36,8 @@ from rlvr.trainer.sampler import derived_seed
 from rlvr.utils import atomic_directory
 
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+# In final/ beside the model: the step it is at, so `--resume` knows a finished run
+FINAL_STATE_FILE = "trainer_state.json"
 
 
 def seed_everything(seed: int) -> None:
@@ -131,10 +133,17 @@ def load_checkpoint(
 
 
 def save_final(
-    output_dir: Path, policy: PolicyForward, tokenizer: Any, dist: DistState, merge: bool, model_config: Any
+    output_dir: Path,
+    policy: PolicyForward,
+    tokenizer: Any,
+    dist: DistState,
+    merge: bool,
+    model_config: Any,
+    step: int | None = None,
 ) -> Path:
-    """`output_dir/final`, the model in Hugging Face format (LoRA: the adapter), and with `merge` also
-    `final-merged`, the base weights with the adapters merged in; every rank calls it, rank 0 writes."""
+    """`output_dir/final`, the model in Hugging Face format (LoRA: the adapter) and, given `step`, a
+    trainer_state.json recording it; with `merge` also `final-merged`, the base weights with the adapters
+    merged in. Every rank calls it, rank 0 writes."""
     model = policy.policy
     model_state = full_model_state(policy) if is_sharded(policy) else None
     final = output_dir / "final"
@@ -143,6 +152,8 @@ def save_final(
     with atomic_directory(final) as tmp:
         model.save_pretrained(tmp, state_dict=model_state)
         tokenizer.save_pretrained(tmp)
+        if step is not None:
+            (tmp / FINAL_STATE_FILE).write_text(json.dumps({"step": step}) + "\n")
     if merge:
         if model_state is None:  # merging in place would strip the live adapters: a copy
             merged = copy.deepcopy(model).merge_and_unload()
@@ -253,12 +264,35 @@ def list_checkpoints(output_dir: Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
-def rotate_checkpoints(output_dir: Path, limit: int | None, keep: Path | None = None) -> None:
-    """Delete the oldest checkpoints beyond `limit`, never `keep` (the best one)."""
-    if limit is None:
-        return
+def best_checkpoint_name(recorded: str | None) -> str | None:
+    """The best checkpoint's directory name in output_dir, from what `trainer_state.json` recorded.
+
+    Runs record `checkpoint-N`, relative to output_dir, so a run resumed from another working directory (or
+    with output_dir given another way) still knows it. Older runs recorded `output_dir/checkpoint-N` as
+    given, relative to the directory they ran in, or absolute: the last part is the name either way.
+
+    >>> best_checkpoint_name("runs/x/checkpoint-20"), best_checkpoint_name("checkpoint-20")
+    ('checkpoint-20', 'checkpoint-20')
+    """
+    if not recorded:
+        return None
+    name = Path(recorded).name
+    return name if CHECKPOINT_RE.match(name) else None
+
+
+def rotate_checkpoints(output_dir: Path, limit: int | None, best: str | None = None) -> list[str]:
+    """Delete the oldest checkpoints beyond `limit`, never the newest (what --resume continues from) nor
+    `best` (a name, checkpoint-N); returns the names deleted.
+
+    As transformers' `rotate_checkpoints`: with both protected the limit is at least 2, so
+    `save_total_limit: 1` with evaluation keeps the best and the newest.
+    """
     checkpoints = list_checkpoints(output_dir)
-    removable = [p for p in checkpoints if keep is None or p.resolve() != keep.resolve()]
-    excess = len(checkpoints) - limit
-    for path in removable[: max(excess, 0)]:
+    if limit is None or not checkpoints:
+        return []
+    protected = {checkpoints[-1].name} | ({best} & {p.name for p in checkpoints} if best else set())
+    excess = len(checkpoints) - max(limit, len(protected))
+    deleted = [p for p in checkpoints if p.name not in protected][: max(excess, 0)]
+    for path in deleted:
         shutil.rmtree(path, ignore_errors=True)
+    return [p.name for p in deleted]

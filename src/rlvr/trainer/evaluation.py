@@ -48,8 +48,9 @@ class EvaluationMixin:
         value = metrics.get(t.metric_for_best_model)
         if value is not None and (self.best_metric is None or value > self.best_metric):
             self.best_metric = value
-            # set first: rotation keeps it
-            self.best_checkpoint = str(self.output_dir / f"checkpoint-{self.step}")
+            # set first: rotation keeps it. A name, relative to output_dir: a run resumed from another
+            # working directory finds it still
+            self.best_checkpoint = f"checkpoint-{self.step}"
             self.save_checkpoint(metrics)
         return metrics
 

@@ -3,12 +3,14 @@
 A new run refuses a directory that holds another run's work unless told to resume it or to overwrite it;
 a lock file keeps two trainers out of one directory; temporary directories of an interrupted checkpoint
 write are removed (or put back) on the next start; a resumed run drops the log lines of the steps it is
-about to run again, so `metrics.jsonl` never holds a step twice.
+about to run again, so `metrics.jsonl` never holds a step twice. `--resume` on a finished run changes nothing;
+a `config.yaml` the user keeps in the directory is never overwritten nor deleted.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -18,19 +20,28 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from rlvr.config import ConfigError
-from rlvr.trainer.checkpoint_files import list_checkpoints
+import yaml
+
+from rlvr.config import ConfigError, GRPOConfig
+from rlvr.trainer.checkpoint_files import FINAL_STATE_FILE, list_checkpoints
 
 # What a run writes besides checkpoint-N/ (config.yaml alone is not work: a run that died before its
 # first step left nothing else).
 RUN_OUTPUTS = ("metrics.jsonl", "completions.jsonl", "final", "final-merged", "tensorboard")
 LOCK_FILE = ".rlvr-train.lock"
+CONFIG_FILE = "config.yaml"
+# Where the resolved config goes when config.yaml is the user's own (often the --config itself)
+RESOLVED_CONFIG_FILE = "config.resolved.yaml"
 # `utils.atomic_directory` writes `.NAME.tmp-<random suffix>` and moves the directory it replaces to `.NAME.old-PID`
 INTERRUPTED_RE = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|old)-[^.]+$")
 
 
 class RunDirError(ConfigError):
     """`training.output_dir` cannot be used as asked; the message says what is there and what to do."""
+
+
+class RunComplete(Exception):
+    """`--resume` on a run that already reached training.max_steps: nothing to do, nothing was changed."""
 
 
 def run_outputs(output_dir: Path) -> list[str]:
@@ -68,9 +79,12 @@ def _require_directory(output_dir: Path) -> None:
 
 
 def clear_run(output_dir: Path) -> list[str]:
-    """Delete a previous run's outputs and config.yaml (nothing else the user put there); returns the names."""
+    """Delete a previous run's outputs and the config it wrote (nothing else the user put there, not their own
+    config.yaml); returns the names."""
     removed = []
-    for name in [*run_outputs(output_dir), "config.yaml"]:
+    own_config = (output_dir / CONFIG_FILE).exists() and not written_by_rlvr(output_dir / CONFIG_FILE)
+    configs = [RESOLVED_CONFIG_FILE] if own_config else [CONFIG_FILE, RESOLVED_CONFIG_FILE]
+    for name in [*run_outputs(output_dir), *configs]:
         path = output_dir / name
         if path.is_dir():
             shutil.rmtree(path)
@@ -139,6 +153,91 @@ def run_lock(output_dir: Path) -> Iterator[None]:
         os.close(fd)  # closing releases the lock
 
 
+def written_by_rlvr(path: Path) -> bool:
+    """Whether the config file `path` is one a run wrote (`GRPOConfig.to_yaml`: a whole config, as
+    `yaml.safe_dump` lays it out), not the user's own: a comment, a section left out, another order or
+    layout, or a symbolic link make it the user's, which rlvr never overwrites."""
+    if path.is_symlink():
+        return False
+    try:
+        text = path.read_text(encoding="utf-8")
+        loaded = yaml.safe_load(text)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return False
+    if not isinstance(loaded, dict) or not {"model", "data", "training"} <= set(loaded):
+        return False
+    # its sections in GRPOConfig's order (a run of an older rlvr may lack the newer ones)
+    sections = [f.name for f in dataclasses.fields(GRPOConfig) if f.name in loaded]
+    return list(loaded) == sections and text == yaml.safe_dump(loaded, sort_keys=False)
+
+
+def write_config(output_dir: Path, text: str) -> Path:
+    """Write the run's resolved config to output_dir/config.yaml, or, where config.yaml is the user's own
+    (`written_by_rlvr`), to config.resolved.yaml beside it, saying so; returns the path written."""
+    path = output_dir / CONFIG_FILE
+    if path.exists() and not written_by_rlvr(path):
+        path = output_dir / RESOLVED_CONFIG_FILE
+        print(
+            f"{output_dir / CONFIG_FILE} is a config of your own (rlvr did not write it): it is left as it is; "
+            f"this run's resolved config, overrides included, is written to {path}"
+        )
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def final_step(output_dir: Path) -> int | None:
+    """The step of the model in output_dir/final, None when there is no final/ (the run has not finished).
+
+    final/trainer_state.json records it; a final/ written before that file was is at the training.max_steps
+    of the config.yaml beside it, the step on reaching which the run wrote it.
+    """
+    final = output_dir / "final"
+    if not final.is_dir():
+        return None
+    try:
+        step = json.loads((final / FINAL_STATE_FILE).read_text())["step"]
+    except (OSError, ValueError, KeyError, TypeError):
+        try:
+            step = yaml.safe_load((output_dir / CONFIG_FILE).read_text())["training"]["max_steps"]
+        except (OSError, UnicodeDecodeError, yaml.YAMLError, KeyError, TypeError):
+            return None
+    return step if isinstance(step, int) and not isinstance(step, bool) else None
+
+
+def check_resume(output_dir: Path, max_steps: int) -> None:
+    """What `--resume` makes of a finished run (final/ written), before anything is changed: at
+    training.max_steps it is complete (RunComplete); elsewhere it can only go on from a checkpoint, so
+    without one it is refused, as past max_steps it is (final/ would be replaced by other weights)."""
+    done = final_step(output_dir)
+    if done is None:
+        return
+    checkpoints = list_checkpoints(output_dir)
+    final = output_dir / "final"
+    new_run = f"start a new run from its model (model.name_or_path={final}) in another training.output_dir"
+    if done == max_steps:
+        further = (
+            f"raise training.max_steps to train on from {checkpoints[-1].name}"
+            if checkpoints
+            else f"{new_run} (it saved no checkpoint to continue from: training.save_steps was 0)"
+        )
+        raise RunComplete(
+            f"--resume: {output_dir} is a finished run: {final} holds the model after step {done} of "
+            f"training.max_steps={max_steps}. Nothing to do; nothing was changed. To train further, {further}; "
+            "to start again, use --overwrite"
+        )
+    if done > max_steps:
+        raise RunDirError(
+            f"--resume: {output_dir} is a finished run at step {done} ({final}), past "
+            f"training.max_steps={max_steps}: raise training.max_steps to train on, or {new_run}"
+        )
+    if not checkpoints:
+        raise RunDirError(
+            f"--resume: {output_dir} is a finished run ({final} holds the model after step {done}) without a "
+            f"checkpoint to continue from (training.save_steps was 0), so it cannot go on to "
+            f"training.max_steps={max_steps}: {new_run}, or start afresh with --overwrite"
+        )
+
+
 def drop_steps_after(path: Path, step: int) -> int:
     """Keep the records of `path` (JSONL with a `step` field) up to `step`; returns how many were dropped.
 
@@ -198,15 +297,18 @@ def prepare_output_dir(
     resume from, or None to start at step 0. Raises RunDirError, naming what is wrong and what to do.
 
     In order: finish or remove interrupted writes; refuse another run's work (unless resuming or
-    overwriting); with overwrite, delete it; with resume, pick the newest complete checkpoint (saying which
-    it skipped and why) and check that it belongs to this run's data, G and batch size; drop the log lines
-    of the steps after it; write config.yaml.
+    overwriting); with overwrite, delete it; with resume, stop at a finished run (RunComplete: nothing
+    changed), else pick the newest complete checkpoint (saying which it skipped and why) and check that it
+    belongs to this run's data, G and batch size; drop the log lines of the steps after it; write the
+    resolved config (`write_config`).
     """
     t = config.training
     output_dir = Path(t.output_dir)
     for line in recover_interrupted_writes(output_dir):
         print(f"{output_dir}: {line}")
     check_output_dir(output_dir, resume, t.overwrite_output_dir)
+    if resume:
+        check_resume(output_dir, t.max_steps)
     if t.overwrite_output_dir:
         removed = clear_run(output_dir)
         if removed:
@@ -233,7 +335,7 @@ def prepare_output_dir(
                 f"{output_dir / name}: dropped {dropped} lines after step {step}, which this run writes again"
             )
     output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "config.yaml").write_text(config.to_yaml())
+    write_config(output_dir, config.to_yaml())
     return checkpoint
 
 

@@ -18,7 +18,7 @@ from rlvr.distributed import all_gather_objects, barrier, sum_over_ranks
 from rlvr.models import is_peft
 from rlvr.trainer import TrainingError
 from rlvr.trainer import checkpoint_files as ckpt
-from rlvr.trainer.rundir import RunDirError, prepare_output_dir, run_lock, run_signature
+from rlvr.trainer.rundir import RunComplete, RunDirError, prepare_output_dir, run_lock, run_signature
 
 
 class CheckpointingMixin:
@@ -27,7 +27,8 @@ class CheckpointingMixin:
     @contextlib.contextmanager
     def claimed_output_dir(self, resume: bool) -> Iterator[Path | None]:
         """Hold output_dir for this run (rank 0 takes the lock and readies it; see `rundir`) and yield the
-        checkpoint to resume from; every rank gets the same checkpoint, or the same error."""
+        checkpoint to resume from; every rank gets the same checkpoint, or the same error (RunComplete when
+        --resume finds the run finished)."""
         with contextlib.ExitStack() as stack:
             outcome: tuple[str, Any] | None = None
             if self.dist.is_main:
@@ -39,9 +40,15 @@ class CheckpointingMixin:
                     )
                 except RunDirError as exc:
                     outcome = ("error", str(exc))
+                except RunComplete as exc:
+                    outcome = ("complete", str(exc))
             kind, value = all_gather_objects(outcome, self.dist)[0]
             if kind == "error":
                 raise RunDirError(value)
+            if kind == "complete":
+                if self.dist.is_main:
+                    print(value, flush=True)
+                raise RunComplete(value)
             yield value
 
     def trainer_state(self) -> dict[str, Any]:
@@ -74,8 +81,9 @@ class CheckpointingMixin:
             ref_policy=self.ref_policy if refreshed else None,
         )
         if self.dist.is_main:
-            keep = Path(self.best_checkpoint) if self.best_checkpoint else None
-            ckpt.rotate_checkpoints(self.output_dir, self.config.training.save_total_limit, keep=keep)
+            ckpt.rotate_checkpoints(
+                self.output_dir, self.config.training.save_total_limit, best=self.best_checkpoint
+            )
         barrier(self.dist)
         return path
 
@@ -98,7 +106,7 @@ class CheckpointingMixin:
         self.step = state["step"]
         self.sampler.load_state_dict(state["sampler"])
         self.best_metric = state.get("best_metric")
-        self.best_checkpoint = state.get("best_checkpoint")
+        self.best_checkpoint = ckpt.best_checkpoint_name(state.get("best_checkpoint"))
         self.nonfinite_in_a_row = state.get("nonfinite_in_a_row", 0)
         self.nonfinite_total = state.get("nonfinite_total", 0)
         self.sync_engine()
@@ -108,7 +116,7 @@ class CheckpointingMixin:
         merge = is_peft(self.model) and self.config.model.lora.merge
         self.check_weights_finite("final")
         final = ckpt.save_final(
-            self.output_dir, self.policy, self.tokenizer, self.dist, merge, self.config.model
+            self.output_dir, self.policy, self.tokenizer, self.dist, merge, self.config.model, self.step
         )
         barrier(self.dist)
         return final

@@ -71,7 +71,7 @@ from rlvr.trainer.evaluation import EvaluationMixin
 from rlvr.trainer.logging import RunLogger, completion_records, rollout_metrics
 from rlvr.trainer.reference import ReferenceMixin
 from rlvr.trainer.sampler import PromptSampler, derived_seed
-from rlvr.trainer.saving import CheckpointingMixin
+from rlvr.trainer.saving import CheckpointingMixin, RunComplete
 
 
 class GRPOTrainer(CheckpointingMixin, EvaluationMixin, DynamicSamplingMixin, ReferenceMixin):
@@ -237,12 +237,16 @@ class GRPOTrainer(CheckpointingMixin, EvaluationMixin, DynamicSamplingMixin, Ref
 
     # ------------------------------------------------------------------------------- the loop
     def train(self, resume: bool = False) -> Path:
-        """Run to max_steps (from the newest checkpoint when `resume`); returns the final model's directory."""
-        with self.claimed_output_dir(resume) as checkpoint:
-            if checkpoint is not None:
-                self.resume_from(checkpoint)
-            self.run_loop()
-            return self.save_final()
+        """Run to max_steps (from the newest checkpoint when `resume`; a finished run is left as it is);
+        returns the final model's directory."""
+        try:
+            with self.claimed_output_dir(resume) as checkpoint:
+                if checkpoint is not None:
+                    self.resume_from(checkpoint)
+                self.run_loop()
+                return self.save_final()
+        except RunComplete:  # claimed_output_dir said so
+            return self.output_dir / "final"
 
     def run_loop(self) -> None:
         """Steps from self.step to max_steps."""
