@@ -292,7 +292,7 @@ def test_resume_past_a_finished_run_without_checkpoints_is_refused(
     for max_steps, phrase in [
         (
             4,
-            "without a checkpoint to continue from (training.save_steps was 0), so it cannot go on to training.max_steps=4",
+            "without a checkpoint to continue from (training.save_steps: 0 saves none), so it cannot go on to training.max_steps=4",
         ),
         (1, "is a finished run at step 2"),  # past max_steps: final/ is not replaced by other weights
     ]:

@@ -13,7 +13,12 @@ from rlvr.argtypes import add_bf16_argument, positive_int, temperature
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, help="YAML file (see configs/)")
+    parser.add_argument(
+        "--config",
+        required=True,
+        help="YAML file (see configs/); kept in output_dir as config.yaml, it is never overwritten (the run's "
+        "resolved config then goes to config.resolved.yaml)",
+    )
     parser.add_argument(
         "overrides",
         nargs="*",

@@ -45,7 +45,7 @@ class TrainingConfig:
     save_steps: int = 0
     """Write a checkpoint every N steps (0: only the final model)."""
     save_total_limit: int | None = 2
-    """Keep at most N checkpoints (the best one is never deleted)."""
+    """Keep at most N checkpoints; the newest and the best are never deleted (so 1 with evaluation keeps 2)."""
     report_to: list[str] = field(default_factory=list)
     """Extra loggers: "tensorboard", "wandb"."""
     eval_steps: int = 0

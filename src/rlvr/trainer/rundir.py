@@ -218,7 +218,7 @@ def check_resume(output_dir: Path, max_steps: int) -> None:
         further = (
             f"raise training.max_steps to train on from {checkpoints[-1].name}"
             if checkpoints
-            else f"{new_run} (it saved no checkpoint to continue from: training.save_steps was 0)"
+            else f"{new_run} (it holds no checkpoint to continue from: training.save_steps: 0 saves none)"
         )
         raise RunComplete(
             f"--resume: {output_dir} is a finished run: {final} holds the model after step {done} of "
@@ -228,13 +228,15 @@ def check_resume(output_dir: Path, max_steps: int) -> None:
     if done > max_steps:
         raise RunDirError(
             f"--resume: {output_dir} is a finished run at step {done} ({final}), past "
-            f"training.max_steps={max_steps}: raise training.max_steps to train on, or {new_run}"
+            f"training.max_steps={max_steps}; nothing was changed. Give training.max_steps={done} or more, or "
+            f"{new_run}"
         )
     if not checkpoints:
         raise RunDirError(
             f"--resume: {output_dir} is a finished run ({final} holds the model after step {done}) without a "
-            f"checkpoint to continue from (training.save_steps was 0), so it cannot go on to "
-            f"training.max_steps={max_steps}: {new_run}, or start afresh with --overwrite"
+            f"checkpoint to continue from (training.save_steps: 0 saves none), so it cannot go on to "
+            f"training.max_steps={max_steps}; nothing was changed. {new_run[0].upper()}{new_run[1:]}, or start "
+            "afresh with --overwrite"
         )
 
 
