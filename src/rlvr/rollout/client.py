@@ -30,6 +30,9 @@ class ServerEngine(TokenEngine):
     """A rollout server at `url`, checked on creation: it answers, and serves a model that fits `source`."""
 
     name = "vllm-server"
+    runs_apart = (
+        True  # on devices of its own: it may sample while the trainer updates (rollout.max_staleness)
+    )
 
     def __init__(
         self,
