@@ -45,12 +45,14 @@ class RolloutsMixin:
         if self.pipeline is None:
             return self.scored_batch()
         started = time.perf_counter()
-        batch = self.pipeline.take(self.step)
+        try:
+            batch = self.pipeline.take(self.step)
+        except _EngineFailed as failed:  # said now, naming the checkpoints written since it happened
+            raise self.engine_failed(failed.what, failed.cause) from failed.cause
         waited = time.perf_counter() - started
         rollout, rewards, stats, timings, sampler_state = batch.value
-        self.sampler.load_state_dict(
-            sampler_state
-        )  # the data position after this batch: what a checkpoint saves
+        # the data position after this batch: what a checkpoint saves, whatever is queued behind it
+        self.sampler.load_state_dict(sampler_state)
         stats = {**stats, **self.pipeline_stats(rollout, waited, batch.weight_wait)}
         return rollout, rewards, stats, timings
 
@@ -107,6 +109,7 @@ class RolloutsMixin:
             return rollout, timings
 
         producer.generate_rollout = generate_rollout  # each draw records its tokens' versions
+        producer.engine_failed = _EngineFailed  # the trainer words it when it reaches the batch
 
         def produce(step: int) -> tuple[Any, ...]:
             producer.step = step  # seeds and error messages follow the step the batch is for
@@ -157,3 +160,12 @@ class RolloutsMixin:
                 "when the call returns",
                 flush=True,
             )
+
+
+class _EngineFailed(Exception):
+    """The engine failed while the producer made a batch; the trainer raises its own error for it when it
+    reaches that batch (`engine_failed`), after training on the batches made before."""
+
+    def __init__(self, what: str, cause: Exception) -> None:
+        super().__init__(what)
+        self.what, self.cause = what, cause
