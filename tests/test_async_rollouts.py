@@ -4,7 +4,9 @@ point (an exception on either side, Ctrl-C) leaves no thread running."""
 
 from __future__ import annotations
 
+import os
 import random
+import signal
 import threading
 import time
 
@@ -300,3 +302,27 @@ def test_episode_lags_take_each_episodes_oldest_token():
     assert episode_lags(rollout, step=5).tolist() == [2, 0, -1]
     rollout.policy_version = None
     assert episode_lags(rollout, step=5).tolist() == [0, 0, 0]
+
+
+def test_a_real_ctrl_c_while_the_trainer_waits_for_data_stops_everything():
+    # SIGINT arrives while the trainer blocks in `take` (the producer is in a slow call): the wait is interrupted
+    engine = SlowEngine(0, latency=0.0)
+    slow = engine.generate
+
+    def very_slow(prompt):
+        time.sleep(0.3)
+        return slow(prompt)
+
+    engine.generate = very_slow
+    pipeline, _ = make_pipeline(engine, 5, 1, turns=10)
+    pipeline.start()
+    timer = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    started = time.perf_counter()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            pipeline.take(0)  # the batch needs 3 s: the interrupt comes first
+    finally:
+        assert pipeline.close()
+    assert time.perf_counter() - started < 2.0
+    assert _producer_threads() == []
