@@ -193,3 +193,52 @@ def test_bad_server_lists_are_refused(server_url, transfer, error):
         GRPOConfig.from_dict(
             {"vllm": {"mode": "server", "server_url": server_url, "weight_transfer": transfer}}
         )
+
+
+def test_two_training_processes_sample_ahead_on_two_servers(two_servers, tiny_model_dir, tmp_path):
+    # the real launcher: each rank runs its own producer against both servers; rank 0 pushes to both
+    import os
+    import subprocess
+    import sys
+
+    urls = [url for _, url, _ in two_servers]
+    (tmp_path / "rewards.py").write_text(
+        "def length_reward(prompts, completions, **kwargs):\n"
+        "    return [len(c[-1]['content']) / 10 for c in completions]\n"
+    )
+    (tmp_path / "empty.yaml").write_text("{}\n")
+    rows = "".join(f'{{"question": "What is {i} + {i}?", "answer": "{2 * i}"}}\n' for i in range(16))
+    (tmp_path / "data.jsonl").write_text(rows)
+    overrides = [
+        f"model.name_or_path={tiny_model_dir}",
+        f"data.dataset={tmp_path / 'data.jsonl'}",
+        f"rewards.functions=[{tmp_path / 'rewards.py'}:length_reward]",
+        f"generation.num_generations={G}",
+        "generation.max_completion_length=8",
+        "generation.engine=vllm",
+        "vllm.mode=server",
+        f"vllm.server_url=[{urls[0]}, {urls[1]}]",
+        "vllm.dtype=float32",
+        "rollout.max_staleness=1",
+        "training.max_steps=4",
+        "training.batch_size=8",
+        f"training.output_dir={tmp_path / 'run'}",
+        "training.bf16=false",
+        "algorithm.importance_sampling_correction=true",
+    ]
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "rlvr", "train"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run(
+        command + ["--config", str(tmp_path / "empty.yaml"), *overrides],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    metrics = read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    assert [m["step"] for m in metrics] == [1, 2, 3, 4]
+    for m in metrics:  # 2 ranks x 8 episodes a step, each counted once, none older than one step
+        assert m["async/staleness/lag_0"] + m["async/staleness/lag_1"] == 16
+        assert m["async/staleness_max"] <= 1
+    assert metrics[0]["async/staleness_max"] == 0
