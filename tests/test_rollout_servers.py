@@ -57,12 +57,12 @@ def two_servers(tiny_model_dir, tmp_path_factory):
     stop(servers)
 
 
-def server_trainer(model_dir, output_dir, urls, staleness, **training):
+def server_trainer(model_dir, output_dir, urls, staleness, vllm=None, **training):
     config = make_config(
         model_dir,
         output_dir,
         generation={"engine": "vllm", "num_generations": G, "max_completion_length": 8},
-        vllm={"mode": "server", "server_url": urls, "dtype": "float32"},
+        vllm={"mode": "server", "server_url": urls, "dtype": "float32", **(vllm or {})},
         rollout={"max_staleness": staleness},
         training={"batch_size": 4 * G, "max_steps": 4, **training},  # 4 prompts: 2 for each server
     )
@@ -156,15 +156,7 @@ def test_a_killed_server_is_named_and_the_run_stops_with_its_checkpoints_intact(
     try:
         urls = [url for _, url, _ in servers]
         trainer = server_trainer(tiny_model_dir, tmp_path / "run", urls, 1, max_steps=6, save_steps=2)
-        update = trainer.policy_updates
-
-        def kill_in_step_three(*args, **kwargs):
-            if trainer.step == 2:
-                servers[1][0].kill()
-                servers[1][0].wait()
-            return update(*args, **kwargs)
-
-        trainer.policy_updates = kill_in_step_three
+        kill_during_step_three(trainer, servers[1][0])
         with pytest.raises(TrainingError) as failure:
             trainer.train()
         message = str(failure.value)
@@ -175,6 +167,39 @@ def test_a_killed_server_is_named_and_the_run_stops_with_its_checkpoints_intact(
         assert [p.name for p in list_checkpoints(tmp_path / "run")] == ["checkpoint-2"]
         assert [m["step"] for m in read_jsonl(tmp_path / "run" / "metrics.jsonl")] == [1, 2]
         assert [t for t in threading.enumerate() if t.name == "rlvr-rollout-producer"] == []
+    finally:
+        stop(servers)
+
+
+def kill_during_step_three(trainer, process):
+    update = trainer.policy_updates
+
+    def killing(*args, **kwargs):
+        if trainer.step == 2:
+            process.kill()
+            process.wait()
+        return update(*args, **kwargs)
+
+    trainer.policy_updates = killing
+
+
+def test_with_server_failure_continue_the_run_goes_on_without_a_killed_server(
+    tiny_model_dir, tmp_path, capsys
+):
+    servers = launch(tiny_model_dir, tmp_path, 2)
+    try:
+        urls = [url for _, url, _ in servers]
+        continuing = {"server_failure": "continue"}
+        trainer = server_trainer(tiny_model_dir, tmp_path / "run", urls, 1, vllm=continuing, max_steps=5)
+        assert trainer.engine.keep_going
+        kill_during_step_three(trainer, servers[1][0])
+        trainer.train()
+        assert f"rollout server {urls[1]} left the run" in capsys.readouterr().out
+        assert [m["step"] for m in read_jsonl(tmp_path / "run" / "metrics.jsonl")] == [1, 2, 3, 4, 5]
+        survivor = read_jsonl(servers[0][2])
+        assert len(survivor[-1]["prompts"]) == 4  # the last step's four prompts, all on the server left
+        before, after = read_jsonl(servers[1][2]), len(survivor)
+        assert len(before) < 5 and after > 5  # the killed server served the first steps only
     finally:
         stop(servers)
 

@@ -33,6 +33,9 @@ class VLLMConfig:
     server_url: str | list[str] = "http://127.0.0.1:8000"
     """Server mode: where `rlvr serve-rollouts` listens; a list: several servers, each step's prompts spread over
     them (a prompt's G samples on one), every one sent the new weights before any samples from them."""
+    server_failure: Literal["stop", "continue"] = "stop"
+    """Several servers: a server that fails (dies, times out, refuses new weights) stops the run, naming it
+    (stop), or leaves it while the others go on with its prompts (continue); the last one failing always stops."""
     server_timeout: float = 600.0
     """Server mode: seconds one generation or weight push may take."""
     weights_dir: str | None = None

@@ -5,7 +5,8 @@ carries its G samples, so a group is sampled whole on one server (later turns of
 the same way, one episode per prompt). A weight push gathers the policy's weights once, makes the request once
 (one file in vllm.weights_dir, or one body) and sends it to every server, and returns when every server holds
 them: no server samples the new version before all have it, and none samples an old one after it. A server that
-fails is named, with each other that failed in the same call.
+fails is named, with each other that failed in the same call, and stops the run; with
+`vllm.server_failure: continue` it leaves the run instead (its prompts go again to the others) while one is left.
 """
 
 from __future__ import annotations
@@ -43,10 +44,11 @@ class ServerPool(TokenEngine):
     name = "vllm-server"
     runs_apart = True  # on devices of their own: they may sample while the trainer updates
 
-    def __init__(self, servers: list[ServerEngine]) -> None:
+    def __init__(self, servers: list[ServerEngine], keep_going: bool = False) -> None:
         first = servers[0]
         super().__init__(first.tokenizer, first.max_prompt_length, first.eos_ids)
         self.servers = servers
+        self.keep_going = keep_going  # vllm.server_failure=continue: a failed server leaves, the others go on
         self.threads = concurrent.futures.ThreadPoolExecutor(len(servers), "rlvr-rollout-server")
         self.weight_versions = 0
 
@@ -56,7 +58,7 @@ class ServerPool(TokenEngine):
         try:
             for url in config.vllm.server_urls:
                 servers.append(ServerEngine.for_training(config, model, tokenizer, url=url, sync=False))
-            pool = cls(servers)
+            pool = cls(servers, keep_going=config.vllm.server_failure == "continue")
         except BaseException:
             for server in servers:
                 server.close()
@@ -80,54 +82,98 @@ class ServerPool(TokenEngine):
         seeds: list[int],
         greedy: bool,
     ) -> list[tuple[list[int], list[float] | None]]:
-        calls = [
-            lambda s=server, lo=lo, hi=hi: s.generate_ids(
-                prompts[lo:hi], num_samples, config, seeds[lo:hi], greedy
+        answers: list[Any] = [None] * len(prompts)  # each prompt's num_samples rows
+        todo = list(range(len(prompts)))
+        while (
+            todo
+        ):  # a prompt whose server failed goes again to the servers left (vllm.server_failure=continue)
+            runs = [
+                (server, todo[lo:hi])
+                for server, (lo, hi) in zip(self.servers, spread(len(todo), len(self.servers)))
+                if hi > lo
+            ]
+            outcomes = self._on_each(
+                [
+                    lambda s=server, run=run: s.generate_ids(
+                        [prompts[i] for i in run], num_samples, config, [seeds[i] for i in run], greedy
+                    )
+                    for server, run in runs
+                ]
             )
-            for server, (lo, hi) in zip(self.servers, spread(len(prompts), len(self.servers)))
-            if hi > lo
-        ]
-        answers = self._on_each(calls)
+            failed = [
+                (server, out) for (server, _), out in zip(runs, outcomes) if isinstance(out, EngineError)
+            ]
+            self._drop(failed)
+            todo = []
+            for (_, run), out in zip(runs, outcomes):
+                if isinstance(out, EngineError):
+                    todo += run
+                    continue
+                for k, i in enumerate(run):
+                    answers[i] = out[k * num_samples : (k + 1) * num_samples]
         return [row for answer in answers for row in answer]
 
     def sync_weights(self) -> None:
         """Gather the weights once (rank 0 sends; under FSDP every rank gathers), send them to every server, and
-        return when all hold them; every rank learns whether they did."""
+        return when all hold them; every rank learns whether they did, and which servers left."""
         first = self.servers[0]
         if first.source is None:
             return
-        failure = None
+        outcome: tuple[str, Any] | None = None
         sharded = any(hasattr(p, "full_tensor") for p in first.source.parameters())
         if first.rank == 0 or sharded:
             weights = dict(policy_weights(first.source, first.dtype))
         if first.rank == 0:
             try:
                 request = first.weights_request(weights)
-                self._on_each([lambda s=s: s.send_weights(request) for s in self.servers])
+                servers = list(self.servers)
+                outcomes = self._on_each([lambda s=s: s.send_weights(request) for s in servers])
+                failed = [(s, out) for s, out in zip(servers, outcomes) if isinstance(out, EngineError)]
+                self._drop(failed)
+                outcome = ("ok", [s.url for s, _ in failed])
             except EngineError as exc:
-                failure = str(exc)
-        failure = _agreed(failure)
-        if failure is not None:
-            raise EngineError(failure)
+                outcome = ("error", str(exc))
+        kind, value = _agreed(outcome)
+        if kind == "error":
+            raise EngineError(value)
+        left = [s for s in self.servers if s.url in value]  # what rank 0 dropped, dropped here too
+        self.servers = [s for s in self.servers if s not in left]
+        for server in left:
+            server.close()
         self.weight_versions += 1
         for server in self.servers:
             server.weight_versions += 1
 
     def _on_each(self, calls: list[Callable[[], Any]]) -> list[Any]:
-        """Run the calls at once and wait for all; their results in order, or one EngineError naming every
-        server that failed."""
+        """Run the calls at once and wait for all; their results in order, an EngineError in place of a call that
+        failed at its server (anything else is a bug, and raised)."""
         futures = [self.threads.submit(call) for call in calls]
         concurrent.futures.wait(futures)
-        errors = [f.exception() for f in futures if f.exception() is not None]
-        for error in errors:
-            if not isinstance(error, EngineError):  # a bug, not a server: raised as it is
+        for future in futures:
+            error = future.exception()
+            if error is not None and not isinstance(error, EngineError):
                 raise error
-        if errors:
+        return [f.exception() or f.result() for f in futures]
+
+    def _drop(self, failed: list[tuple[ServerEngine, EngineError]]) -> None:
+        """Stop the run naming every server that failed; or, with vllm.server_failure=continue and servers left,
+        go on without them (said on the console)."""
+        if not failed:
+            return
+        if not self.keep_going or len(failed) == len(self.servers):
             raise EngineError(
-                "; ".join(map(str, errors))
-                + f" ({len(errors)} of {len(self.servers)} rollout servers failed)"
+                "; ".join(str(error) for _, error in failed)
+                + f" ({len(failed)} of {len(self.servers)} rollout servers failed)"
             )
-        return [f.result() for f in futures]
+        gone = {id(server) for server, _ in failed}
+        self.servers = [s for s in self.servers if id(s) not in gone]
+        for server, error in failed:
+            server.close()
+            print(
+                f"rollout server {server.url} left the run (vllm.server_failure=continue): {error}; going on with "
+                f"{len(self.servers)}: {', '.join(s.url for s in self.servers)}",
+                flush=True,
+            )
 
     def close(self) -> None:
         for server in self.servers:
