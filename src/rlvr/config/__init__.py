@@ -15,6 +15,7 @@ from rlvr.config.grpo import GRPOConfig, validate
 from rlvr.config.loading import apply_overrides
 from rlvr.config.model import LoraConfig, ModelConfig
 from rlvr.config.rewards import RewardsConfig
+from rlvr.config.rollout import RolloutConfig
 from rlvr.config.training import TrainingConfig
 from rlvr.config.vllm import VLLMConfig
 
@@ -30,6 +31,7 @@ __all__ = [
     "ModelConfig",
     "ReasoningGymConfig",
     "RewardsConfig",
+    "RolloutConfig",
     "TrainingConfig",
     "VLLMConfig",
     "apply_overrides",

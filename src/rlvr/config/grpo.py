@@ -18,6 +18,7 @@ from rlvr.config.generation import GenerationConfig
 from rlvr.config.loading import apply_overrides, build, read_yaml
 from rlvr.config.model import ModelConfig
 from rlvr.config.rewards import RewardsConfig
+from rlvr.config.rollout import RolloutConfig
 from rlvr.config.training import TrainingConfig
 from rlvr.config.vllm import VLLMConfig
 
@@ -32,6 +33,8 @@ class GRPOConfig:
     """Sampling."""
     vllm: VLLMConfig = field(default_factory=VLLMConfig)
     """The vLLM rollout engine (generation.engine=vllm)."""
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    """How far sampling may run ahead of training (asynchronous rollouts)."""
     rewards: RewardsConfig = field(default_factory=RewardsConfig)
     """Reward functions."""
     algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
@@ -110,6 +113,7 @@ def validate(config: GRPOConfig) -> None:
         longest = "environment.max_total_tokens"
     config.vllm.validate(config.max_sequence_length, longest)
     config.rewards.validate()
+    config.rollout.validate()
     config.environment.validate()
     if (
         "reasoning_gym" in (*config.rewards.functions, t.eval_reward)

@@ -30,8 +30,12 @@ class VLLMConfig:
     enforce_eager: bool = False
     """Run the engine without torch.compile / CUDA graphs: starts in seconds instead of minutes, generates
     more slowly."""
-    server_url: str = "http://127.0.0.1:8000"
-    """Server mode: where `rlvr serve-rollouts` listens."""
+    server_url: str | list[str] = "http://127.0.0.1:8000"
+    """Server mode: where `rlvr serve-rollouts` listens; a list: several servers, each step's prompts spread over
+    them (a prompt's G samples on one), every one sent the new weights before any samples from them."""
+    server_failure: Literal["stop", "continue"] = "stop"
+    """Several servers: a server that fails (dies, times out, refuses new weights) stops the run, naming it
+    (stop), or leaves it while the others go on with its prompts (continue); the last one failing always stops."""
     server_timeout: float = 600.0
     """Server mode: seconds one generation or weight push may take."""
     weights_dir: str | None = None
@@ -47,6 +51,11 @@ class VLLMConfig:
     reaches the server from)."""
     weight_transfer_port: int = 0
     """Collective transfer: the port training rank 0 listens on for the server's workers (0: a free one)."""
+
+    @property
+    def server_urls(self) -> list[str]:
+        """vllm.server_url as a list."""
+        return [self.server_url] if isinstance(self.server_url, str) else list(self.server_url)
 
     def validate(self, max_sequence_length: int, longest: str) -> None:
         """Checks of this section; the longest sample of the run (`GRPOConfig.max_sequence_length`, which
@@ -64,8 +73,19 @@ class VLLMConfig:
                 f"vllm.max_model_len ({self.max_model_len}) is shorter than {longest} ({max_sequence_length}): "
                 "raise it or leave it null"
             )
-        if not self.server_url.startswith(("http://", "https://")):
-            raise ConfigError(f"vllm.server_url must start with http:// or https://, got {self.server_url!r}")
+        urls = self.server_urls
+        if not urls:
+            raise ConfigError("vllm.server_url is an empty list: give at least one server's URL")
+        for url in urls:
+            if not url.startswith(("http://", "https://")):
+                raise ConfigError(f"vllm.server_url must start with http:// or https://, got {url!r}")
+        if len({url.rstrip("/") for url in urls}) < len(urls):
+            raise ConfigError(f"vllm.server_url names a server twice: {urls}")
+        if len(urls) > 1 and self.weight_transfer == "collective":
+            raise ConfigError(
+                "vllm.weight_transfer=collective broadcasts to one server; with several vllm.server_url use "
+                "weight_transfer=http (each server is sent the weights, or reads them from vllm.weights_dir)"
+            )
         if self.weight_transfer == "collective" and self.weights_dir is not None:
             raise ConfigError(
                 "vllm.weights_dir is where weight_transfer=http writes its files; with weight_transfer=collective "

@@ -39,6 +39,9 @@ class Rollout:
     episode_index: torch.Tensor | None = None
     # [R, C] long: the episode's turn of each sampled token, -1 elsewhere; None: one reply
     turn_index: torch.Tensor | None = None
+    # [R, C] long: the policy version (training steps taken) each sampled token was drawn from, -1 elsewhere; an
+    # episode that crossed a weight push has several. None: sampled in the synchronous loop, from this step's policy
+    policy_version: torch.Tensor | None = None
     # [E] for episodes: the messages after the prompt (replies, tool results), which reward functions receive as
     # completions (TRL's convention), and each episode's trajectory (turns, tool calls, infos, step rewards)
     completion_messages: list[list[dict[str, Any]]] | None = None
@@ -109,6 +112,7 @@ class Rollout:
             loss_mask=self.loss_mask[index],
             episode_index=torch.tensor(renumbered, dtype=torch.long, device=index.device),
             turn_index=self.turn_index[index] if self.turn_index is not None else None,
+            policy_version=self.policy_version[index] if self.policy_version is not None else None,
             completion_messages=pick(self.completion_messages),
             trajectories=pick(self.trajectories),
         )
@@ -156,6 +160,9 @@ def concat_rollouts(parts: list[Rollout], pad_id: int) -> Rollout:
         turn_index=None
         if any(p.turn_index is None for p in parts)
         else joined("turn_index", completion_width, -1, left=False),
+        policy_version=None
+        if any(p.policy_version is None for p in parts)
+        else joined("policy_version", completion_width, -1, left=False),
         completion_messages=None
         if any(p.completion_messages is None for p in parts)
         else [m for p in parts for m in p.completion_messages],

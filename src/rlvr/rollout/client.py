@@ -30,6 +30,9 @@ class ServerEngine(TokenEngine):
     """A rollout server at `url`, checked on creation: it answers, and serves a model that fits `source`."""
 
     name = "vllm-server"
+    runs_apart = (
+        True  # on devices of its own: it may sample while the trainer updates (rollout.max_staleness)
+    )
 
     def __init__(
         self,
@@ -126,13 +129,17 @@ class ServerEngine(TokenEngine):
             ) from exc
 
     @classmethod
-    def for_training(cls, config: GRPOConfig, model: Any, tokenizer: Any) -> ServerEngine:
+    def for_training(
+        cls, config: GRPOConfig, model: Any, tokenizer: Any, url: str | None = None, sync: bool = True
+    ) -> ServerEngine:
+        """The server at `url` (default: vllm.server_url, the only one) for training `model`; with `sync` it
+        is sent the policy's weights at once."""
         from rlvr.rollout.vllm_engine import engine_dtype
 
         v = config.vllm
         rank = int(os.environ.get("RANK", "0"))
         engine = cls(
-            v.server_url,
+            url or v.server_urls[0],
             tokenizer,
             config.data.max_prompt_length,
             eos_token_ids(tokenizer, model),
@@ -146,7 +153,8 @@ class ServerEngine(TokenEngine):
             transfer_host=v.weight_transfer_host,
             transfer_port=v.weight_transfer_port,
         )
-        engine.sync_weights()
+        if sync:
+            engine.sync_weights()
         return engine
 
     def generate_ids(
@@ -218,6 +226,11 @@ class ServerEngine(TokenEngine):
         return None
 
     def _push(self, weights: dict[str, torch.Tensor]) -> None:
+        self.send_weights(self.weights_request(weights))
+
+    def weights_request(self, weights: dict[str, torch.Tensor]) -> dict[str, Any]:
+        """The /weights request for `weights`: the path of the safetensors file written to weights_dir, or the
+        file itself in the body (made once, when several servers take the same weights)."""
         from safetensors.torch import save, save_file
 
         if self.weights_dir is not None:
@@ -226,16 +239,12 @@ class ServerEngine(TokenEngine):
             tmp = path.with_suffix(".tmp")
             save_file({k: v.contiguous() for k, v in weights.items()}, str(tmp))
             tmp.replace(path)
-            self._call("post", "/weights", "did not take the new weights", json={"path": str(path)})
-        else:
-            body = save({k: v.contiguous() for k, v in weights.items()})
-            self._call(
-                "post",
-                "/weights",
-                "did not take the new weights",
-                content=body,
-                headers={"content-type": "application/octet-stream"},
-            )
+            return {"json": {"path": str(path)}}
+        body = save({k: v.contiguous() for k, v in weights.items()})
+        return {"content": body, "headers": {"content-type": "application/octet-stream"}}
+
+    def send_weights(self, request: dict[str, Any]) -> None:
+        self._call("post", "/weights", "did not take the new weights", **request)
 
     def _call(self, method: str, path: str, failed: str, **kwargs: Any) -> Any:
         """One request; a server that is down, times out or answers an error becomes an EngineError that

@@ -326,7 +326,10 @@ def make_engine(
         )
     if config.vllm.mode == "server":
         from rlvr.rollout.client import ServerEngine
+        from rlvr.rollout.servers import ServerPool
 
+        if len(config.vllm.server_urls) > 1:
+            return ServerPool.for_training(config, model, tokenizer)
         return ServerEngine.for_training(config, model, tokenizer)
     require_vllm()
     from rlvr.rollout.vllm_engine import VLLMEngine

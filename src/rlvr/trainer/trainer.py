@@ -5,8 +5,9 @@ rank); gradients meet in DDP's all-reduce or FSDP's reduce-scatter, the logged f
 and rank 0 alone prints, logs and writes.
 
 The class holds the set-up, the loop and its steps; saving and resuming (`saving`), evaluation during
-training (`evaluation`), dynamic sampling's extra draws (`dynamic_sampling`) and the reference model's
-log-probs and refresh (`reference`) are mixed in from their own modules.
+training (`evaluation`), dynamic sampling's extra draws (`dynamic_sampling`), the reference model's log-probs
+and refresh (`reference`) and where each batch comes from (`rollouts`: sampled in turn, or ahead of the trainer
+within rollout.max_staleness) are mixed in from their own modules.
 """
 
 from __future__ import annotations
@@ -70,11 +71,12 @@ from rlvr.trainer.dynamic_sampling import DynamicSamplingMixin
 from rlvr.trainer.evaluation import EvaluationMixin
 from rlvr.trainer.logging import RunLogger, completion_records, rollout_metrics
 from rlvr.trainer.reference import ReferenceMixin
+from rlvr.trainer.rollouts import RolloutsMixin
 from rlvr.trainer.sampler import PromptSampler, derived_seed
 from rlvr.trainer.saving import CheckpointingMixin, RunComplete
 
 
-class GRPOTrainer(CheckpointingMixin, EvaluationMixin, DynamicSamplingMixin, ReferenceMixin):
+class GRPOTrainer(CheckpointingMixin, EvaluationMixin, DynamicSamplingMixin, ReferenceMixin, RolloutsMixin):
     """Group Relative Policy Optimization with verifiable rewards.
 
     >>> trainer = GRPOTrainer(GRPOConfig.from_yaml("configs/gsm8k_boxed.yaml"))  # doctest: +SKIP
@@ -264,15 +266,9 @@ class GRPOTrainer(CheckpointingMixin, EvaluationMixin, DynamicSamplingMixin, Ref
         try:
             while self.step < t.max_steps:
                 started = time.perf_counter()
-                rollout, timings = self.generate_rollout()
-                rewards_per_fn = self.score_rollout(rollout, timings)
-                resampled = {}
-                if self.config.algorithm.dynamic_sampling:
-                    rollout, rewards_per_fn, resampled = self.informative_batch(
-                        rollout, rewards_per_fn, timings
-                    )
+                rollout, rewards_per_fn, batch_stats, timings = self.next_batch()
                 advantages, stats = self.compute_advantages(rewards_per_fn)
-                stats.update(resampled)
+                stats.update(batch_stats)
                 stats.update(self.policy_updates(rollout, advantages, timings))
                 self.step += 1
                 self.update_reference()
@@ -302,6 +298,7 @@ class GRPOTrainer(CheckpointingMixin, EvaluationMixin, DynamicSamplingMixin, Ref
                     len=f"{stats['completion_length/mean']:.0f}",
                 )
         finally:
+            self.close_rollouts()
             self.rewards.close()
             self.engine.close()
             progress.close()
