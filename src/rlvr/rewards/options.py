@@ -35,8 +35,8 @@ class BoundReward:
     same name). The function is resolved on first use, in whichever process calls it.
 
     >>> strict = BoundReward("answer_tag_strict", {"tag": "label"})
-    >>> strict(prompts=["q"], completions=["<label>4</label>"], answer=["4"])
-    [1.0]
+    >>> strict(prompts=["q", "q"], completions=["<label>4</label>", "<answer>4</answer>"])
+    [10.0, 0.0]
     """
 
     __signature__ = _FunctionSignature()
