@@ -10,8 +10,11 @@
 #    and compare_heldout; plots of the run and `rlvr inspect` of its last logged completions.
 # Evaluations run on vLLM (--engine vllm --vllm-enforce-eager); training samples with vLLM colocated and updates
 # in rlvr, in float32.
+# Runtime, estimated from the smoke run (Intel Xeon with AMX, 2 cores shared with other jobs, OMP_NUM_THREADS=1):
+# a training step took 181 s (sampling 44 s, scoring 8 s, update 127 s), so 25 steps about 75 min; evaluations at
+# the smoke run's rate 2 x 23 min (HumanEval) and 2 x 10 min (held-out): at most about 2.5 hours, less on a free CPU.
 # Each part is skipped when its output exists, so a stopped run picks up where it stopped. A smoke run of every
-# part: LIMIT=8 STEPS=1 bash scripts/code_proof.sh runs/code_smoke (see docs/results/code/README.md for its time).
+# part in 10-11 minutes (measured): LIMIT=8 STEPS=1 bash scripts/code_proof.sh runs/code_smoke
 set -euo pipefail
 out=${1:?usage: scripts/code_proof.sh OUTPUT_DIR}
 rlvr=${RLVR:-.venv/bin/rlvr}
