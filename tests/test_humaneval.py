@@ -49,7 +49,7 @@ def test_code_template() -> None:
 
 
 def test_only_a_test_split() -> None:
-    with pytest.raises(DataError, match="one split, 'test'.*MBPP"):
+    with pytest.raises(DataError, match="one split, 'test'.*python_functions"):
         load_problems("humaneval", split="train")
 
 

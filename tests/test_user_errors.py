@@ -162,6 +162,28 @@ TRAIN_OVERRIDES = [
     ("model.lora.enabled=true model.name_or_path={adapter}", "cannot be trained with another adapter on top"),
     ("rewards.functions=[remote:http://127.0.0.1:{port}/get_reward]", "cannot reach the reward server"),
     ("rewards.functions=[nope]", "unknown reward 'nope'"),
+    (
+        "rewards.options.accuracyy.style=boxed",
+        "rewards.options has options for 'accuracyy', which is not one of the rewards (accuracy); did you mean",
+    ),
+    ("rewards.options.accuracy=5", "rewards.options.accuracy must be a mapping of option: value"),
+    (
+        "rewards.functions=[code_tests] rewards.options.code_tests.timout=5",
+        "rewards.options.code_tests has no option 'timout'; did you mean 'timeout'? its options: test,",
+    ),
+    (
+        "rewards.functions=[code_tests] rewards.options.code_tests.timeout=soon",
+        "rewards.options.code_tests.timeout must be float, got 'soon'",
+    ),
+    (
+        "rewards.functions=[code_tests] rewards.options.code_tests.sandbox=bubblewrapp",
+        "rewards.options.code_tests: sandbox must be one of auto, bubblewrap, subprocess, none, got "
+        "'bubblewrapp'; did you mean 'bubblewrap'?",
+    ),
+    (
+        "rewards.functions=[code_tests] rewards.options.code_tests.timeout=0",
+        "rewards.options.code_tests: timeout must be above 0",
+    ),
 ]
 
 
@@ -231,6 +253,18 @@ COMMANDS = [
     (
         ["eval", "--model", "{model}", "--reward", "remote:http://127.0.0.1:{port}/x"],
         "cannot reach the reward",
+    ),
+    (
+        ["serve-rewards", "--reward", "code_tests", "--reward-options", "{code_tests: {partial: false}}"],
+        "--reward-options.code_tests has no option 'partial'; did you mean 'partial_credit'?",
+    ),
+    (
+        ["serve-rewards", "--reward", "accuracy", "--reward-options", "[1"],
+        "--reward-options is not valid YAML",
+    ),
+    (
+        ["serve-rewards", "--reward", "accuracy", "--reward-options", "{code_tests: {timeout: 5}}"],
+        "--reward-options has options for 'code_tests', which is not one of the rewards (accuracy)",
     ),
     (["compare", "{missing.jsonl}", "{no_split}"], "summary.json does not exist"),
     (["plot", "{missing.jsonl}"], "metrics.jsonl does not exist"),

@@ -86,6 +86,16 @@ def build(cls: type, raw: Any, prefix: str = "") -> Any:
     return cls(**kwargs)
 
 
+def check_value(tp: Any, value: Any, key: str) -> Any:
+    """`value` checked against the annotation `tp` as a config value is (ints become floats where a float is
+    wanted); a ConfigError naming `key` otherwise. For settings typed elsewhere, such as a reward's options.
+
+    >>> check_value(float | None, 5, "rewards.options.code_tests.timeout")
+    5.0
+    """
+    return _coerce(tp, value, key)
+
+
 def _coerce(tp: Any, value: Any, key: str) -> Any:
     """Check `value` against the annotation `tp`, converting ints to floats where a float is expected."""
     origin = typing.get_origin(tp)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from rlvr.config.checks import ConfigError, above_zero, at_least
 
@@ -20,6 +21,9 @@ class RewardsConfig:
     num_workers: int = 0
     """Processes that run the reward functions (per training process), each on a chunk of whole groups, so a
     slow verifier does not hold up the step; 0 runs them in the training process."""
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Options per reward, by its name in `functions`: `{code_tests: {sandbox: bubblewrap, partial_credit: false,
+    timeout: 5}}`. An option is any parameter of the function but prompts and completions (docs/rewards.md)."""
     timeout: float | None = None
     """Seconds one reward call may take in a worker before it is killed and the run stops with an error naming
     the function (needs num_workers >= 1: a call in the training process cannot be stopped). None: no limit."""
@@ -32,6 +36,19 @@ class RewardsConfig:
                 f"rewards.weights has {len(self.weights)} entries but rewards.functions has "
                 f"{len(self.functions)}: give one weight per function"
             )
+        for name, options in self.options.items():
+            if not isinstance(options, dict):
+                raise ConfigError(
+                    f"rewards.options.{name} must be a mapping of option: value, e.g. {{timeout: 5}}, "
+                    f"got {options!r}"
+                )
+        # imported here, so that importing rlvr.config does not import the rewards
+        from rlvr.rewards.options import check_option_names
+
+        try:
+            check_option_names(self.functions, self.options, "rewards.options")
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         above_zero("rewards.remote_timeout", self.remote_timeout)
         at_least("rewards.remote_retries", self.remote_retries, 0)
         if self.num_workers < 0:

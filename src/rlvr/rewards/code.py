@@ -8,6 +8,7 @@ A `starter_code` column (HumanEval's `prompt`: imports, helpers, the signature) 
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import os
@@ -18,7 +19,7 @@ from typing import Any
 
 from rlvr.rewards.extraction import completion_text
 from rlvr.rewards.registry import register_reward
-from rlvr.sandbox import Limits, get_sandbox
+from rlvr.sandbox import SANDBOXES, Limits, SandboxUnavailable, get_sandbox
 from rlvr.sandbox.harness import TestSpec, run_tests
 
 _FENCE = re.compile(r"```[ \t]*([\w+#.-]*)[^\n]*\n(.*?)```", re.DOTALL)
@@ -93,8 +94,9 @@ def code_tests(
     all pass; 0.0 for a syntax error, a timeout, a crash, too much output, or a program that raised while being
     defined (each outcome counted in the log); None for a row without tests.
 
-    Options (bind them with functools.partial): `sandbox` auto|bubblewrap|subprocess|none (a named sandbox that
-    cannot start raises), `timeout` seconds and `memory_mb` per program, `max_parallel` programs at once (default:
+    Options (`rewards.options: {code_tests: {...}}` in a config, `--reward-options` of the reward server, or
+    functools.partial): `sandbox` auto|bubblewrap|subprocess|none (a named sandbox that cannot start raises),
+    `partial_credit`, `timeout` seconds and `memory_mb` per program, `max_parallel` programs at once (default:
     this process's CPUs).
 
     >>> code_tests(prompts=["q"], completions=["```python\\ndef add(a, b):\\n    return a + b\\n```"],
@@ -127,6 +129,35 @@ def code_tests(
         "code_tests (%s sandbox): %s", box.name, ", ".join(f"{n} {s}" for s, n in outcomes.most_common())
     )
     return [value for value, _ in results]
+
+
+def check_code_options(
+    sandbox: str = "auto",
+    partial_credit: bool = True,
+    timeout: float = 10.0,
+    memory_mb: int = 1024,
+    max_parallel: int | None = None,
+) -> None:
+    """ValueError for option values `code_tests` cannot run with, before any program runs: rlvr checks
+    `rewards.options` and `--reward-options` with it (`rlvr.rewards.options`). A sandbox named explicitly must
+    start here (it fails closed)."""
+    if sandbox not in SANDBOXES:
+        close = difflib.get_close_matches(str(sandbox), SANDBOXES, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"sandbox must be one of {', '.join(SANDBOXES)}, got {sandbox!r}{hint}")
+    if not (0 < timeout <= 3600):
+        raise ValueError(f"timeout must be above 0 and at most 3600 seconds per program, got {timeout}")
+    if memory_mb < 16:
+        raise ValueError(f"memory_mb must be at least 16 (the interpreter's own needs), got {memory_mb}")
+    if max_parallel is not None and max_parallel < 1:
+        raise ValueError(f"max_parallel must be at least 1 (null: one per CPU), got {max_parallel}")
+    try:
+        get_sandbox(sandbox)
+    except SandboxUnavailable as exc:
+        raise ValueError(str(exc)) from None
+
+
+code_tests.check_options = check_code_options  # type: ignore[attr-defined]
 
 
 def row_tests(count: int, test=None, entry_point=None, tests=None, answer=None, ground_truth=None):

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from rlvr.rewards.options import bind_options
 from rlvr.rewards.registry import get_reward
 from rlvr.rewards.remote import RemoteReward
 from rlvr.rewards.scoring import (
@@ -57,14 +58,16 @@ class RewardPoolBusy(RewardError):
 
 def load_rewards(config: RewardsConfig) -> tuple[list[RewardRef], list[Callable]]:
     """(what a reward worker is sent, the callable) for each of `rewards.functions`: the spec itself, which a
-    worker resolves, except for a remote reward, sent whole so it keeps the configured timeout and retries."""
+    worker resolves, except for a remote reward, sent whole so it keeps the configured timeout and retries, and a
+    reward with `rewards.options`, sent as a `BoundReward` (its spec and options, checked here)."""
     refs: list[RewardRef] = [
         RemoteReward(spec[len("remote:") :], timeout=config.remote_timeout, retries=config.remote_retries)
         if spec.startswith("remote:")
         else spec
         for spec in config.functions
     ]
-    return refs, [ref if callable(ref) else get_reward(ref) for ref in refs]
+    fns = [ref if callable(ref) else get_reward(ref) for ref in refs]
+    return bind_options(config.functions, refs, fns, config.options, "rewards.options")
 
 
 class RewardPool:

@@ -32,6 +32,7 @@ from starlette.exceptions import HTTPException
 from rlvr.argtypes import MAX_TIMEOUT
 from rlvr.rewards.adapters import split_response
 from rlvr.rewards.extraction import extract_gold
+from rlvr.rewards.options import bind_options
 from rlvr.rewards.pool import RewardPool, RewardPoolBusy, RewardTimeout
 from rlvr.rewards.registry import needs_gold, resolve_rewards, weighted_sum
 from rlvr.rewards.scoring import RewardError
@@ -63,6 +64,8 @@ class ServerConfig:
     replaced)."""
     max_request_bytes: int = 16 * 2**20
     """Larger bodies are answered 413."""
+    reward_options: dict[str, dict[str, Any]] | None = None
+    """Options per reward, by its spec or name: `{code_tests: {sandbox: bubblewrap}}` (`rlvr.rewards.options`)."""
 
 
 class Problem(Exception):
@@ -345,6 +348,9 @@ def create_app(config: ServerConfig) -> FastAPI:
     """
     fns = resolve_rewards(config.rewards)  # fails fast with the registry's message
     names = list(fns)
+    refs, bound = bind_options(
+        config.rewards, config.rewards, list(fns.values()), config.reward_options, "--reward-options"
+    )
     if config.weights is not None and len(config.weights) != len(names):
         raise ValueError(
             f"{len(config.weights)} weights for {len(names)} rewards: give one weight per --reward"
@@ -359,15 +365,13 @@ def create_app(config: ServerConfig) -> FastAPI:
         )
     if config.max_request_bytes < 1:
         raise ValueError(f"max_request_bytes must be at least 1, got {config.max_request_bytes}")
-    gold_required = any(needs_gold(fn) for fn in fns.values())
+    gold_required = any(needs_gold(fn) for fn in bound)
     golds_index = GoldIndex.from_file(config.gold_path) if config.gold_path else None
     try:
         sample_log = SampleLog(config.log_path) if config.log_path else None
     except OSError as exc:
         raise ValueError(f"cannot open the sample log {config.log_path!r}: {exc.strerror or exc}") from None
-    pool = RewardPool(
-        config.rewards, config.workers, config.request_timeout, fns=list(fns.values()), names=names
-    )
+    pool = RewardPool(refs, config.workers, config.request_timeout, fns=bound, names=names)
     # A thread per request in flight: it waits for a free worker (503 past request_timeout), then for the scores.
     # Past this many requests at once, a request waits for a thread before its time starts.
     requests = ThreadPoolExecutor(max_workers=64, thread_name_prefix="rlvr-request")

@@ -62,6 +62,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "worker is replaced) (default: 60)",
     )
     parser.add_argument(
+        "--reward-options",
+        default=None,
+        metavar="YAML",
+        help="options per reward, inline YAML keyed by reward, e.g. '{code_tests: {sandbox: bubblewrap, "
+        "partial_credit: false}}' (an option is any parameter of the function but prompts and completions)",
+    )
+    parser.add_argument(
         "--max-request-mb",
         type=megabytes,
         default=16.0,
@@ -85,6 +92,25 @@ def _api_key(args: argparse.Namespace) -> str | None:
             "--api-key must be printable ASCII without spaces, as an 'Authorization: Bearer' header"
         )
     return key
+
+
+def _reward_options(text: str | None) -> dict | None:
+    """`--reward-options` read as YAML: a mapping of reward to a mapping of its options."""
+    if text is None:
+        return None
+    import yaml
+
+    try:
+        options = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise UsageError(f"--reward-options is not valid YAML ({problem}): {text!r}") from None
+    if not isinstance(options, dict) or not all(isinstance(v, dict) for v in options.values()):
+        raise UsageError(
+            f"--reward-options must map each reward to its options, e.g. '{{code_tests: {{timeout: 5}}}}', "
+            f"got {text!r}"
+        )
+    return options
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -136,6 +162,7 @@ def run(args: argparse.Namespace) -> int:
             log_path=args.log,
             request_timeout=args.timeout,
             max_request_bytes=int(args.max_request_mb * 2**20),
+            reward_options=_reward_options(args.reward_options),
         )
         app = create_app(config)
         sock = _bind(args.host, args.port)
