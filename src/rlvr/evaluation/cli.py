@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rlvr.argtypes import add_bf16_argument, positive_int, probability, temperature
+from rlvr.argtypes import add_bf16_argument, positive_int, probability, seconds, temperature
+from rlvr.config.rewards import DEFAULT_REWARD_TIMEOUT
 
 USER_ERROR = 2
 
@@ -99,6 +100,14 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
         "(accuracy, boxed_exact, gsm8k_correctness, math_verifier, reasoning_gym) or module:function; a "
         "completion is correct when its reward is >= 1 (default: reasoning_gym, the task's own score, for "
         "reasoning-gym tasks, else accuracy)",
+    )
+    parser.add_argument(
+        "--reward-timeout",
+        type=seconds,
+        default=DEFAULT_REWARD_TIMEOUT,
+        metavar="SECONDS",
+        help="seconds the reward may take on one batch before the evaluation stops with an error naming it "
+        f"(default {DEFAULT_REWARD_TIMEOUT:g}, as rewards.timeout in training)",
     )
     parser.add_argument(
         "--num-samples",
@@ -293,6 +302,7 @@ def _run_eval(args: argparse.Namespace) -> int:
         max_prompt_length=args.max_prompt_length,
         engine=engine,
         environment=environment,
+        reward_timeout=args.reward_timeout,
     )
     predictions = result.pop("predictions")
     correct = sum(p["correct"] for p in predictions)
@@ -312,6 +322,7 @@ def _run_eval(args: argparse.Namespace) -> int:
         "system_prompt": args.system_prompt,
         **({"few_shot": few_shot} if few_shot else {}),
         "reward": args.reward,
+        "reward_timeout": args.reward_timeout,
         "engine": args.engine,
         **({"environment": dataclasses.asdict(environment)} if environment is not None else {}),
         "sampling": {
