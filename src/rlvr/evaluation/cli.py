@@ -198,6 +198,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     from rlvr.evaluation.metrics import wilson_interval
     from rlvr.models import load_policy, resolve_device, resolve_model_path
     from rlvr.models.precision import resolve_bf16
+    from rlvr.outputs import ResultNotWritten, write_problem
     from rlvr.rewards import RemoteReward, get_reward
 
     output = Path(args.output)
@@ -218,6 +219,12 @@ def _run_eval(args: argparse.Namespace) -> int:
     if output.exists() and not output.is_dir():
         raise EvaluationError(
             f"--output {output} is a file; give a directory for summary.json and predictions.jsonl"
+        )
+    unwritable = write_problem(output)  # a full or read-only disk: found now, not after the evaluation
+    if unwritable is not None:
+        raise EvaluationError(
+            f"--output {output} cannot be written: {unwritable}. Free space there, make it writable, or choose "
+            "another --output"
         )
     few_shot = read_few_shot(args.few_shot)
     environment = environment_config(args)  # a bad environment fails here too
@@ -341,8 +348,17 @@ def _run_eval(args: argparse.Namespace) -> int:
         "versions": package_versions(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    write_run(output, summary, predictions)
-    print(format_summary(summary))
+    print(format_summary(summary))  # first: the figures are on the screen even when the disk fails below
+    try:
+        write_run(output, summary, predictions)
+    except ResultNotWritten as exc:
+        lost = "" if exc.rescued is not None else ": the results are lost; free space and evaluate again"
+        print(
+            f"rlvr eval: error: summary.json and predictions.jsonl could not be written in {output} ({exc.reason}); "
+            f"no partial file was left there. {exc.outcome()}{lost}",
+            file=sys.stderr,
+        )
+        return 1
     print(f"wrote {output / 'summary.json'} and {output / 'predictions.jsonl'}")
     return 0
 
@@ -431,18 +447,17 @@ def json_safe(value: Any) -> Any:
 
 
 def write_run(output: Path, summary: dict[str, Any], predictions: list[dict[str, Any]]) -> None:
-    """summary.json and predictions.jsonl, each written whole to a temporary name and then renamed."""
-    output.mkdir(parents=True, exist_ok=True)
+    """summary.json and predictions.jsonl, each written whole to a temporary name and then renamed; on a full
+    or read-only disk both go to a rescue directory and `ResultNotWritten` says where (`outputs`)."""
+    from rlvr.outputs import write_files_or_rescue
+
     files = {
         "summary.json": json.dumps(json_safe(summary), indent=2, ensure_ascii=False) + "\n",
         "predictions.jsonl": "".join(
             json.dumps(json_safe(p), ensure_ascii=False) + "\n" for p in predictions
         ),
     }
-    for name, text in files.items():
-        tmp = output / f".{name}.tmp"
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(output / name)
+    write_files_or_rescue(output, files, "eval")
 
 
 def format_summary(summary: dict[str, Any]) -> str:
