@@ -284,3 +284,19 @@ def test_eval_results_that_cannot_be_written_are_rescued(
     assert sorted(p.name for p in output.iterdir()) == []  # before: an empty .summary.json.tmp
     assert json.loads((results / "summary.json").read_text())["metrics"]["num_problems"] == 1
     assert len(read_jsonl(results / "predictions.jsonl")) == 1
+
+
+def test_prepare_model_refuses_a_cache_it_cannot_write_before_converting(tmp_path, monkeypatch, capsys):
+    import rlvr.models.prepare as prepare
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("converted before the cache was checked")
+
+    monkeypatch.setattr(prepare, "convert_gguf", refuse)  # before: a minute of conversion, then a traceback
+    full_disk(monkeypatch)
+    (tmp_path / "model.gguf").write_bytes(b"GGUF")
+    argv = ["prepare-model", str(tmp_path / "model.gguf"), "--cache-dir", str(tmp_path / "cache")]
+    assert main(argv) == 2
+    message = capsys.readouterr().err
+    assert f"rlvr prepare-model: error: the model cache {tmp_path / 'cache' / 'gguf'}" in message
+    assert "cannot be written: No space left on device" in message
