@@ -152,6 +152,8 @@ def call_reward(
         values = fn(prompts=prompts, completions=completions, **columns)
     except Exception as exc:
         summary = f"reward function {name!r} raised {type(exc).__name__}: {exc}{_where(exc)}"
+        if len(completions) == 1:  # no need to call it again to know which
+            return Failure(summary, 0, traceback.format_exc(), exc)
         if not _rlvr_own(fn):
             hint = "it is not called again to find which: it may be paid or have side effects"
             return Failure(summary, None, traceback.format_exc(), exc, hint)
