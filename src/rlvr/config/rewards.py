@@ -29,7 +29,7 @@ class RewardsConfig:
     timeout: float = DEFAULT_REWARD_TIMEOUT
     """Seconds one reward call (one function on a batch or a worker's chunk) may take before the run stops with
     an error naming the function: a worker is killed; a call in the training process is interrupted, and one that
-    cannot be (stuck in C code) ends the process 30 s later. Raise it for a slow verifier (a judge model)."""
+    cannot be (stuck in C code) ends the process 30 to 60 s later. Raise it for a slow verifier (a judge model)."""
 
     def validate(self) -> None:
         if not self.functions:
