@@ -182,10 +182,12 @@ def test_workers_give_what_the_training_process_gives(pool):
     assert parallel[:, 2].tolist() == [0.0, 1.0, 2.0, 3.0] * 3
 
 
-def test_a_worker_error_names_the_function_and_the_completion(pool):
+def test_a_worker_error_names_the_function_and_the_chunk(pool):
     completions = ["fine"] * 8 + ["oops"] + ["fine"] * 3  # completion 8: the third group, second chunk
     with pytest.raises(
-        RewardError, match=r"'fragile' raised KeyError: 'gold' on completion 8:\n---\noops\n---"
+        RewardError,
+        match=r"'fragile' raised KeyError: 'gold' \(at test_scoring.py:\d+\), on one of completions 8..11 \(it is "
+        "not called again",
     ) as info:
         pool.score(PROMPTS, completions, COLUMNS, group_size=4)
     assert isinstance(info.value.__cause__, WorkerTraceback)
@@ -288,8 +290,12 @@ def test_a_function_that_cannot_reach_a_worker_is_refused_up_front():
 @pytest.mark.parametrize(
     ("rewards", "message"),
     [
-        ({"timeout": 5}, "rewards.timeout needs rewards.num_workers >= 1"),
-        ({"timeout": 0, "num_workers": 2}, "rewards.timeout must be > 0"),
+        ({"timeout": None}, "rewards.timeout must be float, got None"),  # was: no limit
+        (
+            {"timeout": 0, "num_workers": 2},
+            r"rewards.timeout must be above 0 and at most 86400 seconds \(a day\)",
+        ),
+        ({"timeout": 1e6}, "rewards.timeout must be above 0 and at most 86400"),  # poll() cannot wait longer
         ({"num_workers": -1}, "rewards.num_workers must be >= 0"),
     ],
 )

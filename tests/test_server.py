@@ -262,7 +262,7 @@ def test_raising_reward_is_500_naming_it_and_the_server_goes_on(server):
     answer = post(server, {"prompts": ["q"], "responses": ["EXPLODE"], "golden_responses": ["1"]})
     assert answer.status_code == 500
     assert answer.json()["error"] == (
-        "reward function 'trap' raised ValueError: asked to explode; completion 0: 'EXPLODE'"
+        "reward function 'trap' raised ValueError: asked to explode (at trap_rewards.py:13); completion 0: 'EXPLODE'"
     )
     assert (
         post(server, {"prompts": ["q"], "responses": ["\\boxed{1}"], "golden_responses": ["1"]}).status_code

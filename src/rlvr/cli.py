@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -213,6 +215,30 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, what schedulers and `kill` send, raised as Ctrl-C is: every `finally` runs (reward workers are
+    stopped, a checkpoint half written is removed) and the command ends with a message, not a traceback."""
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block SIGTERM raises `Terminated` in the main thread; a second one ends the process at once."""
+
+    def terminate(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the clean-up itself may be what hangs
+        raise Terminated
+
+    try:
+        previous = signal.signal(signal.SIGTERM, terminate)
+    except ValueError:  # not the main thread (main() called from a thread): signals stay as they are
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     command = next((a for a in argv if a in COMMANDS), None)
@@ -240,20 +266,22 @@ def main(argv: list[str] | None = None) -> int:
         *environment_errors(),
     )
     try:
-        return args.run(args)
+        with sigterm_as_interrupt():
+            return args.run(args)
     except user_errors as exc:
         print(f"rlvr {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except TrainingError as exc:  # not the user's input: the run itself failed, its saved work intact
         print(f"rlvr {args.command}: error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        # Ctrl-C: no traceback; a checkpoint is either whole or absent (written aside, then renamed)
+    except KeyboardInterrupt as stop:
+        # Ctrl-C or SIGTERM: no traceback; a checkpoint is either whole or absent (written aside, then renamed)
         hint = (
             " Its finished checkpoints are whole: continue with --resume." if args.command == "train" else ""
         )
-        print(f"rlvr {args.command}: interrupted.{hint}", file=sys.stderr)
-        return 130
+        what = "terminated (SIGTERM)" if isinstance(stop, Terminated) else "interrupted"
+        print(f"rlvr {args.command}: {what}.{hint}", file=sys.stderr)
+        return 128 + (signal.SIGTERM if isinstance(stop, Terminated) else signal.SIGINT)
     except BrokenPipeError:  # `rlvr ... | head` closed the pipe: not an error
         sys.stderr.close()
         return 0

@@ -5,7 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from rlvr.argtypes import MAX_TIMEOUT
 from rlvr.config.checks import ConfigError, above_zero, at_least
+
+# Seconds a reward call may take unless told otherwise: a healthy verifier takes milliseconds to a minute on a
+# batch; a judge model behind `remote:` up to remote_timeout x (remote_retries + 1), about two minutes.
+DEFAULT_REWARD_TIMEOUT = 600.0
 
 
 @dataclass
@@ -20,13 +25,15 @@ class RewardsConfig:
     """Retries (with exponential backoff) for a remote reward."""
     num_workers: int = 0
     """Processes that run the reward functions (per training process), each on a chunk of whole groups, so a
-    slow verifier does not hold up the step; 0 runs them in the training process."""
+    slow verifier does not hold up the step and one that hangs or crashes is killed; 0 runs them in the training
+    process."""
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Options per reward, by its name in `functions`: `{code_tests: {sandbox: bubblewrap, partial_credit: false,
     timeout: 5}}`. An option is any parameter of the function but prompts and completions (docs/rewards.md)."""
-    timeout: float | None = None
-    """Seconds one reward call may take in a worker before it is killed and the run stops with an error naming
-    the function (needs num_workers >= 1: a call in the training process cannot be stopped). None: no limit."""
+    timeout: float = DEFAULT_REWARD_TIMEOUT
+    """Seconds one reward call (one function on a batch or a worker's chunk) may take before the run stops with
+    an error naming the function: a worker is killed; a call in the training process is interrupted, and one that
+    cannot be (stuck in C code) ends the process 30 to 60 s later. Raise it for a slow verifier (a judge model)."""
 
     def validate(self) -> None:
         if not self.functions:
@@ -53,11 +60,12 @@ class RewardsConfig:
         at_least("rewards.remote_retries", self.remote_retries, 0)
         if self.num_workers < 0:
             raise ConfigError(f"rewards.num_workers must be >= 0, got {self.num_workers}")
-        if self.timeout is not None:
-            if self.timeout <= 0:
-                raise ConfigError(f"rewards.timeout must be > 0 seconds, got {self.timeout}")
-            if self.num_workers == 0:
-                raise ConfigError(
-                    "rewards.timeout needs rewards.num_workers >= 1: a reward call in the training process "
-                    "cannot be stopped, one in a worker process can be killed"
-                )
+        if self.timeout is None:
+            raise ConfigError(
+                "rewards.timeout must be a number of seconds: every reward call has a limit, so a reward that "
+                f"hangs cannot hang the run; raise it for a slow verifier (default {DEFAULT_REWARD_TIMEOUT:g})"
+            )
+        if not 0 < self.timeout <= MAX_TIMEOUT:
+            raise ConfigError(
+                f"rewards.timeout must be above 0 and at most {MAX_TIMEOUT:g} seconds (a day), got {self.timeout}"
+            )

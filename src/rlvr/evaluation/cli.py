@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rlvr.argtypes import add_bf16_argument, positive_int, probability, temperature
+from rlvr.argtypes import add_bf16_argument, positive_int, probability, seconds, temperature
+from rlvr.config.rewards import DEFAULT_REWARD_TIMEOUT
 
 USER_ERROR = 2
 
@@ -100,6 +101,14 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
         "(accuracy, boxed_exact, gsm8k_correctness, math_verifier, reasoning_gym) or module:function; a "
         "completion is correct when its reward is >= 1 (default: reasoning_gym, the task's own score, for "
         "reasoning-gym tasks, else accuracy)",
+    )
+    parser.add_argument(
+        "--reward-timeout",
+        type=seconds,
+        default=DEFAULT_REWARD_TIMEOUT,
+        metavar="SECONDS",
+        help="seconds the reward may take on one batch before the evaluation stops with an error naming it "
+        f"(default {DEFAULT_REWARD_TIMEOUT:g}, as rewards.timeout in training)",
     )
     parser.add_argument(
         "--num-samples",
@@ -199,6 +208,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     from rlvr.evaluation.output import check_output
     from rlvr.models import load_policy, resolve_device, resolve_model_path
     from rlvr.models.precision import resolve_bf16
+    from rlvr.outputs import ResultNotWritten, write_problem
     from rlvr.rewards import RemoteReward, get_reward
 
     output = Path(args.output)
@@ -217,6 +227,12 @@ def _run_eval(args: argparse.Namespace) -> int:
         args.template, args.reward, args.num_samples, args.temperature, args.batch_size, args.max_new_tokens
     )
     check_output(output, args.overwrite)  # an earlier result, a file, no permission: before any work
+    unwritable = write_problem(output)  # a full or read-only disk: found now, not after the evaluation
+    if unwritable is not None:
+        raise EvaluationError(
+            f"--output {output} cannot be written: {unwritable}. Free space there, make it writable, or choose "
+            "another --output"
+        )
     few_shot = read_few_shot(args.few_shot)
     environment = environment_config(args)  # a bad environment fails here too
     reward_fn = get_reward(args.reward)  # an unknown reward fails here, not after the model has loaded
@@ -300,6 +316,7 @@ def _run_eval(args: argparse.Namespace) -> int:
         max_prompt_length=args.max_prompt_length,
         engine=engine,
         environment=environment,
+        reward_timeout=args.reward_timeout,
     )
     predictions = result.pop("predictions")
     correct = sum(p["correct"] for p in predictions)
@@ -319,6 +336,7 @@ def _run_eval(args: argparse.Namespace) -> int:
         "system_prompt": args.system_prompt,
         **({"few_shot": few_shot} if few_shot else {}),
         "reward": args.reward,
+        "reward_timeout": args.reward_timeout,
         "engine": args.engine,
         **({"environment": dataclasses.asdict(environment)} if environment is not None else {}),
         "sampling": {
@@ -337,8 +355,17 @@ def _run_eval(args: argparse.Namespace) -> int:
         "versions": package_versions(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    write_run(output, summary, predictions)
-    print(format_summary(summary))
+    print(format_summary(summary))  # first: the figures are on the screen even when the disk fails below
+    try:
+        write_run(output, summary, predictions)
+    except ResultNotWritten as exc:
+        lost = "" if exc.rescued is not None else ": the results are lost; free space and evaluate again"
+        print(
+            f"rlvr eval: error: summary.json and predictions.jsonl could not be written in {output} ({exc.reason}); "
+            f"no partial file was left there. {exc.outcome()}{lost}",
+            file=sys.stderr,
+        )
+        return 1
     print(f"wrote {output / 'summary.json'} and {output / 'predictions.jsonl'}")
     return 0
 
@@ -427,19 +454,17 @@ def json_safe(value: Any) -> Any:
 
 
 def write_run(output: Path, summary: dict[str, Any], predictions: list[dict[str, Any]]) -> None:
-    """predictions.jsonl, then summary.json, each written whole to a temporary name and then renamed: a
-    summary.json (what scripts test to skip an evaluation) means both are whole."""
-    output.mkdir(parents=True, exist_ok=True)
+    """predictions.jsonl, then summary.json (what scripts test to skip an evaluation: it means both are whole),
+    each written whole to a temporary name and then renamed; on a full or read-only disk both go to a rescue directory and `ResultNotWritten` says where (`outputs`)."""
+    from rlvr.outputs import write_files_or_rescue
+
     files = {
         "predictions.jsonl": "".join(
             json.dumps(json_safe(p), ensure_ascii=False) + "\n" for p in predictions
         ),
         "summary.json": json.dumps(json_safe(summary), indent=2, ensure_ascii=False) + "\n",
     }
-    for name, text in files.items():
-        tmp = output / f".{name}.tmp"
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(output / name)
+    write_files_or_rescue(output, files, "eval")
 
 
 def format_summary(summary: dict[str, Any]) -> str:

@@ -11,6 +11,7 @@ import torch
 from tqdm.auto import tqdm
 
 from rlvr.config import EnvironmentConfig, GenerationConfig
+from rlvr.config.rewards import DEFAULT_REWARD_TIMEOUT
 from rlvr.data import build_messages, render_prompt
 from rlvr.evaluation.metrics import majority_vote, mean_pass_at_k
 from rlvr.rollout import decode_completions
@@ -158,15 +159,18 @@ def score_completions(
     completions: list[str],
     rows: list[dict[str, Any]],
     num_samples: int,
+    timeout: float | None = None,
+    setting: str = "--reward-timeout",
 ) -> list[float | None]:
     """The reward of each completion (None: the reward did not apply), called as in training: chat prompts,
-    completions as assistant messages, the dataset's columns (with the gold `answer`) repeated per sample."""
+    completions as assistant messages, the dataset's columns (with the gold `answer`) repeated per sample. A call
+    past `timeout` seconds is a RewardTimeout naming `setting`, the option that sets it."""
     from rlvr.rewards.scoring import score
 
     keys = dict.fromkeys(key for row in rows for key in row if key not in _NOT_COLUMNS)
     columns = {key: [row.get(key) for row in rows for _ in range(num_samples)] for key in keys}
     prompts = [m for m in messages for _ in range(num_samples)]
-    values = score([reward_fn], prompts, completions, columns)[:, 0].tolist()
+    values = score([reward_fn], prompts, completions, columns, timeout, setting)[:, 0].tolist()
     return [None if v != v else v for v in values]  # NaN is the scorer's "not applicable"
 
 
@@ -332,20 +336,23 @@ def evaluate_model(
     max_prompt_length: int = 512,
     engine: RolloutEngine | None = None,
     environment: EnvironmentConfig | None = None,
+    reward_timeout: float | None = DEFAULT_REWARD_TIMEOUT,
+    timeout_setting: str = "--reward-timeout",
 ) -> dict[str, Any]:
     """Generate for each problem, score with `reward`, and return the figures plus per-problem `predictions`.
 
-    `problems` are rows of `rlvr.data.load_problems` (`question`, gold `answer`). Greedy decoding when
-    `num_samples` is 1 and `temperature` 0; sampling otherwise, and then also `pass@1`, `pass@k` and `maj@k`.
-    `batch_size` counts completions generated together (so `batch_size // num_samples` problems). Works on a
-    model in train mode (switched to eval for generation and back) and on a peft model. `engine` generates
-    instead of rlvr's loop on `model` (e.g. a `VLLMEngine`; `model` may then be None). With an `environment`
-    other than single_turn each sample is an episode played as in training (tools, feedback, retries), scored on
-    its messages, and the figures add its turns, tool calls, tool errors and how episodes ended (`env/*`).
+        `problems` are rows of `rlvr.data.load_problems` (`question`, gold `answer`). Greedy decoding when
+        `num_samples` is 1 and `temperature` 0; sampling otherwise, and then also `pass@1`, `pass@k` and `maj@k`.
+        `batch_size` counts completions generated together (so `batch_size // num_samples` problems). Works on a
+        model in train mode (switched to eval for generation and back) and on a peft model. `engine` generates
+        instead of rlvr's loop on `model` (e.g. a `VLLMEngine`; `model` may then be None). With an `environment`
+        other than single_turn each sample is an episode played as in training (tools, feedback, retries), scored on
+        its messages, and the figures add its turns, tool calls, tool errors and how episodes ended (`env/*`). Each
+    reward call may take `reward_timeout` seconds (a RewardTimeout names `timeout_setting`; None: no limit).
 
-    >>> summary = evaluate_model(model, tokenizer, load_problems("gsm8k", "test", limit=50))  # doctest: +SKIP
-    >>> summary["accuracy"], summary["predictions"][0]["extracted"]  # doctest: +SKIP
-    (0.32, '18')
+        >>> summary = evaluate_model(model, tokenizer, load_problems("gsm8k", "test", limit=50))  # doctest: +SKIP
+        >>> summary["accuracy"], summary["predictions"][0]["extracted"]  # doctest: +SKIP
+        (0.32, '18')
     """
     from rlvr.rewards import get_reward, math_equal
 
@@ -393,6 +400,8 @@ def evaluate_model(
             out.messages or out.completions,
             [problems[i] for i in batch],
             num_samples,
+            reward_timeout,
+            timeout_setting,
         )
         prompts_cut += out.prompts_cut
         for j, index in enumerate(batch):

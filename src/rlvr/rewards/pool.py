@@ -27,6 +27,7 @@ from rlvr.rewards.remote import RemoteReward
 from rlvr.rewards.scoring import (
     Failure,
     RewardError,
+    RewardTimeout,
     as_reward_completions,
     call_reward,
     call_rewards,
@@ -42,10 +43,6 @@ if TYPE_CHECKING:
 RewardRef = str | Callable
 """What a worker is sent to find a reward: a spec for `get_reward` (`accuracy`, `module:function`,
 `path/file.py:function`), or a picklable callable (a module-level function, a RemoteReward)."""
-
-
-class RewardTimeout(RewardError):
-    """A reward call ran past the pool's timeout; its worker was killed and is being replaced."""
 
 
 class RewardWorkerDied(RewardError):
@@ -78,7 +75,9 @@ class RewardPool:
     still sees them together); results come back in order. A call (one function on one chunk) that runs longer
     than `timeout` seconds is a `RewardTimeout` naming the function; a worker that dies is a `RewardWorkerDied`.
     Either way that worker is killed and replaced while the others go on. Workers start on first use (or at
-    `start()`). With `num_workers=0` the functions run in the calling process (see `scoring.score`).
+    `start()`). With `num_workers=0` the functions run in the calling process, under the same limit (see
+    `scoring.call_rewards`). A worker ends itself when the process that started it is gone (killed with SIGKILL,
+    say), so none outlives its run.
 
     >>> pool = RewardPool(["accuracy"], num_workers=2, timeout=60)  # doctest: +SKIP
     >>> pool.score(prompts, completions, {"answer": answers}, group_size=4)  # doctest: +SKIP
@@ -150,7 +149,7 @@ class RewardPool:
         the completion at fault. `wait`: seconds a chunk may wait for a free worker before `RewardPoolBusy`
         (None: as long as it takes)."""
         if not self.num_workers:
-            return call_rewards(self.fns, self.names, prompts, completions, columns)
+            return call_rewards(self.fns, self.names, prompts, completions, columns, self.timeout)
         if not completions:
             return [[] for _ in self.fns]
         texts = list(completions)
@@ -314,6 +313,9 @@ class _Lost(Exception):
         self.calling, self.timed_out = calling, timed_out
 
 
+PARENT_CHECK_SECONDS = 1.0  # how often a worker looks whether its parent is still there
+
+
 class _Worker:
     """One reward process and its pipe."""
 
@@ -325,7 +327,7 @@ class _Worker:
         context = multiprocessing.get_context("spawn")
         self.connection, child = context.Pipe()
         self.process = context.Process(
-            target=_worker_main, args=(child, refs, names), name="rlvr-reward-worker"
+            target=_worker_main, args=(child, refs, names, os.getpid()), name="rlvr-reward-worker"
         )
         self.process.start()
         child.close()
@@ -371,9 +373,19 @@ class _Worker:
         self.connection.close()
 
 
-def _worker_main(connection: Any, refs: list[RewardRef], names: list[str]) -> None:
+def _exit_without(parent: int) -> None:
+    """End this process once `parent` is no longer its parent (it died and this one was re-parented)."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK_SECONDS)
+    os._exit(1)
+
+
+def _worker_main(connection: Any, refs: list[RewardRef], names: list[str], parent: int) -> None:
     # Ctrl-C reaches the whole process group; the parent stops its workers itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A parent that died without stopping its workers (SIGKILL, a second SIGTERM) cannot: a busy worker would
+    # run on, re-parented, holding the terminal's pipe open and multiprocessing's resource tracker alive.
+    threading.Thread(target=_exit_without, args=(parent,), daemon=True, name="rlvr-parent-watch").start()
     # Several workers share the machine with the training process: one thread each for torch and OpenMP.
     os.environ["OMP_NUM_THREADS"] = "1"
     try:

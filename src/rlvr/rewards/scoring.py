@@ -3,12 +3,15 @@ that name the function and show the completion at fault. `rewards.pool` runs the
 
 from __future__ import annotations
 
+import inspect
 import math
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rlvr.rewards.deadline import TimeLimitExceeded, call_with_limit
 from rlvr.rewards.registry import RewardCallError, check_reward_values
 
 if TYPE_CHECKING:
@@ -29,6 +32,10 @@ class RewardError(RuntimeError):
         self.index = index
 
 
+class RewardTimeout(RewardError):
+    """A reward call ran past its time limit: interrupted in this process, or its worker killed and replaced."""
+
+
 class WorkerTraceback(Exception):
     """The traceback of an exception raised in a reward worker process (shown as the cause)."""
 
@@ -45,11 +52,17 @@ class Failure:
     """The formatted traceback, when the function raised."""
     exception: BaseException | None = None
     """The exception itself, in the process that caught it (not every exception pickles: a worker drops it)."""
+    hint: str | None = None
+    """Why no completion is named, when the function raised and `index` is None."""
 
     def error(self, texts: list[str], offset: int = 0) -> RewardError:
         """The error for a call on `texts`, completions `offset`, `offset + 1`, ... of the batch."""
         if self.index is None:
-            return RewardError(self.summary)
+            if self.traceback is None:  # returned something unusable as a whole: no completion to name
+                return RewardError(self.summary)
+            hint = f" ({self.hint})" if self.hint else ""
+            span = f"completions {offset}..{offset + len(texts) - 1}"
+            return RewardError(f"{self.summary}, on one of {span}{hint}", self.summary)
         number = offset + self.index
         where = " on completion" if self.traceback is not None else "; completion"  # raised on it / returned
         message = f"{self.summary}{where} {number}:\n---\n{texts[self.index]}\n---"
@@ -80,13 +93,17 @@ def score(
     prompts: list[Any],
     completions: list[str],
     columns: dict[str, list[Any]],
+    timeout: float | None = None,
+    setting: str = "rewards.timeout",
 ) -> torch.Tensor:
     """Rewards [N, F] float32, NaN where a function returned None, each function called in this process.
 
-    Each function is called by keyword: fn(prompts=..., completions=..., **columns).
+    Each function is called by keyword: fn(prompts=..., completions=..., **columns), within `timeout` seconds
+    (see `call_rewards`).
     """
     names = [function_name(fn) for fn in reward_fns]
-    return rewards_tensor(call_rewards(reward_fns, names, prompts, completions, columns), len(completions))
+    values = call_rewards(reward_fns, names, prompts, completions, columns, timeout, setting)
+    return rewards_tensor(values, len(completions))
 
 
 def call_rewards(
@@ -95,12 +112,26 @@ def call_rewards(
     prompts: list[Any],
     completions: list[str],
     columns: dict[str, list[Any]],
+    timeout: float | None = None,
+    setting: str = "rewards.timeout",
 ) -> list[list[float | None]]:
-    """Each function's values (None: not applicable), called in this process; RewardError on the first failure."""
+    """Each function's values (None: not applicable), called in this process; RewardError on the first failure.
+
+    Each call may take `timeout` seconds (None: no limit; see `deadline`); past it the call is interrupted and
+    a RewardTimeout names the function and `setting`, the option that sets the limit.
+    """
     reward_completions = as_reward_completions(prompts, completions)
     values = []
     for fn, name in zip(reward_fns, names, strict=True):
-        result = call_reward(fn, name, prompts, reward_completions, columns)
+        try:
+            result = call_with_limit(
+                lambda fn=fn, name=name: call_reward(fn, name, prompts, reward_completions, columns), timeout
+            )
+        except TimeLimitExceeded as exc:
+            raise RewardTimeout(
+                f"reward function {name!r} took longer than {setting}={timeout:g}s on completions "
+                f"0..{len(completions) - 1} ({exc}): raise {setting} if it is only slow"
+            ) from None
         if isinstance(result, Failure):
             raise result.error(list(completions)) from result.cause()
         values.append(result)
@@ -110,14 +141,30 @@ def call_rewards(
 def call_reward(
     fn: Callable, name: str, prompts: list[Any], completions: list[Any], columns: dict[str, list[Any]]
 ) -> list[float | None] | Failure:
-    """One call, by keyword, its values checked; a Failure, with the completion at fault, if it raised or returned
-    something unusable. `completions` as the function takes them (see `as_reward_completions`)."""
+    """One call, by keyword, its values checked; a Failure if it raised, ended the process (`sys.exit`) or
+    returned something unusable. `completions` as the function takes them (see `as_reward_completions`).
+
+    The completion at fault is named when the values show it, or when one of rlvr's own rewards raised (it is
+    called again on one completion at a time to find which). Any other function is called once: it may be
+    paid (a judge model) or have side effects.
+    """
     try:
         values = fn(prompts=prompts, completions=completions, **columns)
     except Exception as exc:
+        summary = f"reward function {name!r} raised {type(exc).__name__}: {exc}{_where(exc)}"
+        if len(completions) == 1:  # no need to call it again to know which
+            return Failure(summary, 0, traceback.format_exc(), exc)
+        if not _rlvr_own(fn):
+            hint = "it is not called again to find which: it may be paid or have side effects"
+            return Failure(summary, None, traceback.format_exc(), exc, hint)
         index = _first_failing(fn, prompts, completions, columns)
-        summary = f"reward function {name!r} raised {type(exc).__name__}: {exc}"
         return Failure(summary, index, traceback.format_exc(), exc)
+    except SystemExit as exc:  # a reward must not end the run, nor its worker, with a silent exit status
+        summary = (
+            f"reward function {name!r} called sys.exit({exc.code!r}){_where(exc)}: a reward returns its values, "
+            "and never ends the process"
+        )
+        return Failure(summary, None, traceback.format_exc(), exc)
     return _check(name, values, len(completions))
 
 
@@ -146,6 +193,17 @@ def _check(name: str, values: Any, n: int) -> list[float | None] | Failure:
         return check_reward_values(name, values, n)
     except RewardCallError as exc:
         return Failure(str(exc), exc.index)
+
+
+def _rlvr_own(fn: Callable) -> bool:
+    """One of rlvr's built-in reward functions: free of side effects, so it may be called again."""
+    return inspect.isfunction(fn) and fn.__module__.startswith("rlvr.")
+
+
+def _where(exc: BaseException) -> str:
+    """` (at file.py:12)`: where the exception was raised, innermost frame."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    return f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
 
 
 def _first_failing(

@@ -32,8 +32,8 @@ from rlvr.distributed import (
     load_full_optimizer_state,
 )
 from rlvr.models import is_peft, load_policy
+from rlvr.outputs import write_or_rescue
 from rlvr.trainer.sampler import derived_seed
-from rlvr.utils import atomic_directory
 
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 # In final/ beside the model: the step it is at, so `--resume` knows a finished run
@@ -80,7 +80,8 @@ def save_checkpoint(
     ref_state = full_model_state(ref_policy) if ref_policy is not None else None
     if not dist.is_main:
         return path
-    with atomic_directory(path) as tmp:
+
+    def write(tmp: Path) -> None:
         policy.policy.save_pretrained(tmp, state_dict=model_state)
         tokenizer.save_pretrained(tmp)
         torch.save({"optimizer": optimizer_state, "scheduler": scheduler.state_dict()}, tmp / "optimizer.pt")
@@ -94,7 +95,9 @@ def save_checkpoint(
                 {k: v.contiguous().clone() for k, v in ref_state.items()}, tmp / "ref_model.safetensors"
             )
         (tmp / "trainer_state.json").write_text(json.dumps(trainer_state, indent=2))
-    return path
+
+    # a full or read-only disk: the checkpoint goes whole to a rescue directory, ResultNotWritten says where
+    return write_or_rescue(path, write, path.parent.name)
 
 
 def load_checkpoint(
@@ -149,11 +152,15 @@ def save_final(
     final = output_dir / "final"
     if not dist.is_main:
         return final
-    with atomic_directory(final) as tmp:
+
+    def write(tmp: Path) -> None:
         model.save_pretrained(tmp, state_dict=model_state)
         tokenizer.save_pretrained(tmp)
         if step is not None:
             (tmp / FINAL_STATE_FILE).write_text(json.dumps({"step": step}) + "\n")
+
+    # as a checkpoint's: rescued elsewhere if it cannot be written
+    write_or_rescue(final, write, output_dir.name)
     if merge:
         if model_state is None:  # merging in place would strip the live adapters: a copy
             merged = copy.deepcopy(model).merge_and_unload()
@@ -161,9 +168,12 @@ def save_final(
             merged, _ = load_policy(model_config, torch.device("cpu"))
             merged.load_state_dict(model_state, strict=False)
             merged = merged.merge_and_unload()
-        with atomic_directory(output_dir / "final-merged") as tmp:
+
+        def write_merged(tmp: Path) -> None:
             merged.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
+
+        write_or_rescue(output_dir / "final-merged", write_merged, output_dir.name)
     return final
 
 

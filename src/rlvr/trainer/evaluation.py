@@ -74,6 +74,8 @@ class EvaluationMixin:
             show_progress=False,
             max_prompt_length=self.config.data.max_prompt_length,
             engine=self.engine.for_model(model),
+            reward_timeout=self.config.rewards.timeout,
+            timeout_setting="rewards.timeout",
         )
         return {
             "predictions": summary["predictions"],

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +33,7 @@ class RunLogger:
         self.is_main = is_main
         self.tensorboard = None
         self.wandb = None
+        self.failed: set[str] = set()  # logs already warned about
         if not is_main:
             return
         if "tensorboard" in report_to:
@@ -52,7 +56,7 @@ class RunLogger:
         if not self.is_main:
             return
         record = {"step": step, **{k: _finite(v) for k, v in metrics.items()}}
-        append_jsonl(self.output_dir / "metrics.jsonl", record)
+        self._append("metrics.jsonl", [record])
         if self.tensorboard is not None:
             for key, value in metrics.items():
                 if isinstance(value, (int, float)) and math.isfinite(value):
@@ -64,8 +68,27 @@ class RunLogger:
     def log_completions(self, records: list[dict[str, Any]]) -> None:
         if not self.is_main:
             return
-        for record in records:
-            append_jsonl(self.output_dir / "completions.jsonl", record)
+        self._append("completions.jsonl", records)
+
+    def _append(self, name: str, records: list[dict[str, Any]]) -> None:
+        """Append to a log; a full or read-only disk costs these lines, not the run: training goes on (the
+        model is worth more than its logs), with one warning per file, and the next save says what to do."""
+        path = self.output_dir / name
+        size = path.stat().st_size if path.exists() else 0
+        try:
+            for record in records:
+                append_jsonl(path, record)
+        except OSError as exc:
+            with contextlib.suppress(OSError):  # no half line, which would join the next into invalid JSON
+                os.truncate(path, size)
+            if name not in self.failed:
+                self.failed.add(name)
+                print(
+                    f"warning: could not append to {path} ({exc.strerror or exc}); training goes "
+                    "on, and the lines it cannot write are missing from it",
+                    file=sys.stderr,
+                    flush=True,
+                )
 
     def close(self) -> None:
         if self.tensorboard is not None:

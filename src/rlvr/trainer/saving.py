@@ -8,14 +8,16 @@ a checkpoint holds.
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from rlvr.distributed import all_gather_objects, barrier, sum_over_ranks
+from rlvr.distributed import all_gather_objects, sum_over_ranks
 from rlvr.models import is_peft
+from rlvr.outputs import ResultNotWritten, free_bytes, write_problem
 from rlvr.trainer import TrainingError
 from rlvr.trainer import checkpoint_files as ckpt
 from rlvr.trainer.rundir import RunComplete, RunDirError, prepare_output_dir, run_lock, run_signature
@@ -51,6 +53,34 @@ class CheckpointingMixin:
                 raise RunComplete(value)
             yield value
 
+    def check_output_writable(self) -> None:
+        """Refuse an output_dir that cannot be written (full, read-only, no permission) before the data and the
+        model load; rank 0 writes, so rank 0 checks."""
+        problem = write_problem(self.output_dir) if self.dist.is_main else None
+        if problem is not None:
+            raise RunDirError(
+                f"training.output_dir {self.output_dir} cannot be written: {problem}. Free space there, make it "
+                "writable, or choose another training.output_dir"
+            )
+
+    def warn_if_disk_small(self) -> None:
+        """Say so at the start when a save of this run would not fit in output_dir's free space."""
+        free = free_bytes(self.output_dir) if self.dist.is_main else None
+        trainable = sum(p.numel() * p.element_size() for p in self.model.parameters() if p.requires_grad)
+        weights = sum(p.numel() * p.element_size() for p in self.model.parameters())
+        saved = trainable if is_peft(self.model) else weights  # a LoRA run saves its adapter
+        checkpoints = bool(self.config.training.save_steps)
+        need = saved + 2 * trainable if checkpoints else saved  # AdamW keeps two moments per weight
+        if free is not None and free < need:
+            what = "checkpoint" if checkpoints else "final model"
+            print(
+                f"warning: training.output_dir {self.output_dir} has {free / 1e6:.1f} MB free, and a {what} of this "
+                f"run takes about {need / 1e6:.1f} MB: free space before the first save, or what it saves goes to "
+                "a rescue directory elsewhere and the run stops",
+                file=sys.stderr,
+                flush=True,
+            )
+
     def trainer_state(self) -> dict[str, Any]:
         return {
             "step": self.step,
@@ -70,21 +100,26 @@ class CheckpointingMixin:
         a = self.config.algorithm
         refreshed = a.ref_model_refresh_steps or a.sync_ref_model
         self.check_weights_finite(f"checkpoint-{self.step}")
-        path = ckpt.save_checkpoint(
-            self.output_dir / f"checkpoint-{self.step}",
-            self.policy,
-            self.tokenizer,
-            self.optimizer,
-            self.scheduler,
-            {**self.trainer_state(), "metrics": metrics or {}},
-            self.dist,
-            ref_policy=self.ref_policy if refreshed else None,
-        )
-        if self.dist.is_main:
-            ckpt.rotate_checkpoints(
-                self.output_dir, self.config.training.save_total_limit, best=self.best_checkpoint
+        failure = None
+        try:
+            path = ckpt.save_checkpoint(
+                self.output_dir / f"checkpoint-{self.step}",
+                self.policy,
+                self.tokenizer,
+                self.optimizer,
+                self.scheduler,
+                {**self.trainer_state(), "metrics": metrics or {}},
+                self.dist,
+                ref_policy=self.ref_policy if refreshed else None,
             )
-        barrier(self.dist)
+        except ResultNotWritten as exc:  # rank 0, which writes
+            failure = self.not_written(exc)
+        else:
+            if self.dist.is_main:
+                ckpt.rotate_checkpoints(
+                    self.output_dir, self.config.training.save_total_limit, best=self.best_checkpoint
+                )
+        self.stop_if_not_written(failure)
         return path
 
     def resume_from(self, path: Path) -> None:
@@ -115,11 +150,38 @@ class CheckpointingMixin:
         """The final model in Hugging Face format (LoRA: the adapter, plus a merged copy when lora.merge)."""
         merge = is_peft(self.model) and self.config.model.lora.merge
         self.check_weights_finite("final")
-        final = ckpt.save_final(
-            self.output_dir, self.policy, self.tokenizer, self.dist, merge, self.config.model, self.step
-        )
-        barrier(self.dist)
+        failure = None
+        try:
+            final = ckpt.save_final(
+                self.output_dir, self.policy, self.tokenizer, self.dist, merge, self.config.model, self.step
+            )
+        except ResultNotWritten as exc:
+            failure = self.not_written(exc)
+        self.stop_if_not_written(failure)
         return final
+
+    def stop_if_not_written(self, failure: str | None) -> None:
+        """Stop every rank alike when rank 0 could not write (its `failure`); a barrier otherwise."""
+        failure = all_gather_objects(failure, self.dist)[0]
+        if failure is not None:
+            raise TrainingError(failure)
+
+    def not_written(self, exc: ResultNotWritten) -> str:
+        """What a save that failed (a full or read-only disk) means for the run, and what to do."""
+        name, last = exc.target.name, ckpt.last_checkpoint(self.output_dir)
+        head = f"step {self.step}: {name} could not be written in {self.output_dir} ({exc.reason}); nothing of it was left there"
+        if name.startswith("checkpoint-"):
+            head += f", and the checkpoints before it are whole (last: {last})"
+            if exc.rescued is not None:
+                return (
+                    f"{head}. The run's state at step {self.step} was written to {exc.rescued} instead: free space "
+                    f"in {self.output_dir} (or make it writable), move it there and continue with --resume"
+                )
+            return f"{head}. {exc.outcome()}: the steps since {last} are lost. Free space and continue with --resume"
+        if exc.rescued is not None:
+            return f"{head}. The trained model was written to {exc.rescued} instead: move it to {exc.target}"
+        again = f"continue with --resume from {last}" if last != "none" else "train again"
+        return f"{head}. {exc.outcome()}: the trained model is lost. Free space and {again}"
 
     def check_weights_finite(self, name: str) -> None:
         """Refuse to save NaN or infinite weights as `name` (on every rank: each checks its own shards)."""

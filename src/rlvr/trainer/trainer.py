@@ -115,6 +115,7 @@ class GRPOTrainer(CheckpointingMixin, EvaluationMixin, DynamicSamplingMixin, Ref
             hf_logging.disable_progress_bar()
             hf_logging.set_verbosity_error()
         self.output_dir = Path(config.training.output_dir)
+        self.check_output_writable()
         # One seed on every rank while the model is built: LoRA's random initial weights must agree, since
         # FSDP shards what each rank holds and broadcasts nothing. Each rank gets its own stream below.
         seed_everything(config.training.seed)
@@ -203,6 +204,7 @@ class GRPOTrainer(CheckpointingMixin, EvaluationMixin, DynamicSamplingMixin, Ref
             fused=not self.sharded and device.type in ("cpu", "cuda"),
         )
         self.scheduler = self._make_scheduler()
+        self.warn_if_disk_small()
         self.step = 0
         self.nonfinite_in_a_row = 0  # optimizer steps skipped in a row for a non-finite loss or gradient
         self.nonfinite_total = 0
