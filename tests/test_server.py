@@ -215,8 +215,14 @@ def test_prompt_without_gold_is_422(server):
         (
             b'{"prompts": ["a"], "responses": ["a"], "golden_responses": [5]}',
             422,
-            "golden_responses[0] must be a string or null",
+            "golden_responses[0] must be a string, a list of strings (several acceptable golds) or null",
         ),
+        (  # a list of golds holds strings only, and at least one
+            b'{"prompts": ["a"], "responses": ["a"], "golden_responses": [[]]}',
+            422,
+            "golden_responses[0] must be a string, a list of strings",
+        ),
+        (b'{"prompts": ["a"], "responses": ["a"], "golden_responses": [["5", 5]]}', 422, "got list"),
         (
             b'{"prompts": ["a", "b"], "responses": ["a"]}',
             422,

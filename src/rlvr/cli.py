@@ -102,7 +102,7 @@ def run_generate(args: argparse.Namespace) -> int:
             f"{args.num_samples} times; set a sampling temperature, e.g. --temperature 1.0"
         )
     torch.manual_seed(args.seed)
-    model, tokenizer = load_policy(ModelConfig(name_or_path=args.model))
+    model, tokenizer = load_policy(ModelConfig(name_or_path=args.model), train=False)
     bf16, why = resolve_bf16(args.bf16, next(model.parameters()).device)
     print(why, file=sys.stderr)  # stdout is the completions
     text = render_prompt(tokenizer, build_messages(args.prompt, args.template, args.system_prompt))
@@ -209,11 +209,13 @@ def main(argv: list[str] | None = None) -> int:
     from rlvr.config import ConfigError
     from rlvr.data import DataError
     from rlvr.environments import environment_errors
+    from rlvr.flags import COMMAND_FLAGS, in_command_terms
     from rlvr.models import ModelError
     from rlvr.rewards import RemoteRewardError, RewardError, RewardSpecError
     from rlvr.rollout.engine import EngineError
     from rlvr.trainer.trainer import TrainingError
 
+    command_words = COMMAND_FLAGS.get(args.command, {})
     user_errors = (
         ConfigError,
         DataError,
@@ -226,8 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return args.run(args)
-    except user_errors as exc:
-        print(f"rlvr {args.command}: error: {exc}", file=sys.stderr)
+    except user_errors as exc:  # shared code names config keys: said in the words of the command that ran
+        print(f"rlvr {args.command}: error: {in_command_terms(str(exc), command_words)}", file=sys.stderr)
         return 2
     except TrainingError as exc:  # not the user's input: the run itself failed, its saved work intact
         print(f"rlvr {args.command}: error: {exc}", file=sys.stderr)

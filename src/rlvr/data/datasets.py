@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import os
@@ -55,7 +56,10 @@ def load_raw(
     if name_or_path == "arithmetic":
         from rlvr.data.synthetic import arithmetic_problems
 
-        return datasets.Dataset.from_list(arithmetic_problems(split))
+        try:
+            return datasets.Dataset.from_list(arithmetic_problems(split))
+        except ValueError as exc:  # a split it does not have
+            raise DataError(f"{exc}: set data.split") from None
     if name_or_path == "humaneval":
         from rlvr.data.humaneval import humaneval_rows
 
@@ -87,9 +91,10 @@ def load_raw(
             f"data.data_dir (or RLVR_DATA_DIR) to a folder holding {name_or_path}/{split}.jsonl"
         )
     if "/" not in hub_id and not known:
+        close = difflib.get_close_matches(name_or_path, [*KNOWN, "reasoning_gym"], n=1)
         raise DataError(
             f"dataset {name_or_path!r} is not a file, a directory, a known name ({', '.join(KNOWN)}) "
-            f"or a hub id (owner/name)"
+            f"or a hub id (owner/name){f'; did you mean {close[0]!r}?' if close else ''}"
         )
     config = hub_config or (known.hub_config if known else None)
     try:
@@ -181,17 +186,27 @@ def parse_gsm8k_answer(text: str) -> str | None:
     return text.rsplit("####", 1)[1].strip().replace(",", "")
 
 
-def parse_gold(value: Any, answer_format: str = "auto") -> str | None:
+def parse_gold(value: Any, answer_format: str = "auto") -> str | list[str] | None:
     """The gold final answer as a string, read in the dataset's format; None when the row has none.
 
     A missing gold (null, NaN from an empty CSV cell, blank text) stays None, never the text "None": a
     completion that answers "None" must not match it. Correctness rewards return None ("not applicable") then.
+    A list holds several acceptable golds (`["5", "five"]`): the list of each one read, repeats and missing
+    ones dropped, and the correctness rewards and `rlvr eval` count a match with any of them.
 
     >>> parse_gold("#### 1,000"), parse_gold(14.0), parse_gold(None), parse_gold(float("nan"))
     ('1000', '14', None, None)
+    >>> parse_gold(["5", "five", None]), parse_gold([])
+    (['5', 'five'], None)
     """
+    if isinstance(value, (list, tuple)):
+        golds = [parse_gold(v, answer_format) for v in value]
+        flat = [g for gold in golds for g in (gold if isinstance(gold, list) else [gold]) if g is not None]
+        return list(dict.fromkeys(flat)) or None
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
+    if isinstance(value, dict):
+        raise DataError(f"its gold answer is a mapping ({str(value)[:80]}), not an answer")
     if isinstance(value, float) and value.is_integer():
         return str(int(value))  # SVAMP stores 14.0
     text = str(value).strip()
@@ -214,10 +229,13 @@ def load_problems(
     answer_format: str = "auto",
     limit: int | None = None,
     reasoning_gym: Any = None,
+    field_keys: tuple[str | None, str | None] = ("data.question_field", "data.answer_field"),
 ) -> list[dict[str, Any]]:
-    """Rows of a problem set with `question`, `answer` and `ground_truth`; other columns kept.
+    """Rows of a problem set with `question`, `answer` and `ground_truth`; other columns kept as they are.
 
-    Fields are taken from the arguments, else from rlvr's table of known datasets, else guessed.
+    Fields are taken from the arguments, else from rlvr's table of known datasets, else guessed. `field_keys` are
+    the settings that choose the question and answer fields, for messages (None: there is none to set). A row
+    without a question (null, empty or blank) is an error naming it: it would be trained on as an empty prompt.
     `reasoning_gym:TASK[+TASK...]` generates reasoning-gym tasks, with `reasoning_gym` (`data.reasoning_gym`:
     size, eval_size, seed, per-task options) as its options (`rlvr.data.reasoning_gym.load_tasks`).
     """
@@ -236,7 +254,7 @@ def load_problems(
         QUESTION_FIELDS,
         columns,
         "question",
-        "data.question_field",
+        field_keys[0],
     )
     a_field = _pick_fields(
         answer_field,
@@ -244,24 +262,49 @@ def load_problems(
         ANSWER_FIELDS,
         columns,
         "answer",
-        "data.answer_field",
+        field_keys[1],
     )[0]
     if answer_format == "auto" and known:
         answer_format = known.answer_format
     rows = []
+    no_question: list[tuple[int, str]] = []  # (row, what its question is) of rows without a question
     for index, row in enumerate(raw):
-        if any(row[f] is None for f in q_fields):
+        parts = [row[f] for f in q_fields]
+        if any(isinstance(part, (list, dict)) for part in parts):
             raise DataError(
-                f"row {index} of {name_or_path} has no question (its {'/'.join(q_fields)} is null): remove the "
-                "row, or set data.question_field to the column that holds the question"
+                f"row {index} of {name_or_path}: its {'/'.join(q_fields)} is a {type(parts[0]).__name__}, not "
+                "text (a list of chat messages?): rlvr builds the chat from a question text and data.template; "
+                + _set(field_keys[0], "question")
             )
-        question = " ".join(str(row[f]).strip() for f in q_fields)
-        gold = parse_gold(row[a_field], answer_format)
+        question = " ".join(str(part).strip() for part in parts if part is not None)
+        if any(part is None for part in parts) or not question:
+            no_question.append((index, "null" if any(part is None for part in parts) else "empty"))
+            continue
+        raw_answer = row[a_field]
+        try:
+            gold = parse_gold(raw_answer, answer_format)
+        except DataError as exc:
+            raise DataError(
+                f"row {index} of {name_or_path}: {exc}: {_set(field_keys[1], 'answer')}"
+            ) from None
         out = {k: v for k, v in row.items() if k not in ("question", "answer", "ground_truth")}
-        if a_field == "answer" and row[a_field] is not None and str(row[a_field]) != gold:
-            out["solution"] = row[a_field]  # keep the worked solution GSM8K puts in `answer`
+        # GSM8K's worked solution, kept under the name TRL's rewards read; a dataset's own `solution` stays as is
+        if (
+            a_field == "answer"
+            and "solution" not in columns
+            and isinstance(raw_answer, str)
+            and raw_answer.strip() != gold
+        ):
+            out["solution"] = raw_answer
         out.update(question=question, answer=gold, ground_truth=gold)
         rows.append(out)
+    if no_question:
+        (first, what), more = no_question[0], [str(i) for i, _ in no_question[1:]]
+        others = f" (and {len(more)} more: rows {', '.join(more[:5])}{', ...' if len(more) > 5 else ''})"
+        raise DataError(
+            f"row {first} of {name_or_path} has no question (its {'/'.join(q_fields)} is {what})"
+            f"{others if more else ''}: remove such rows, or {_set(field_keys[0], 'question')}"
+        )
     return rows
 
 
@@ -271,7 +314,7 @@ def _pick_fields(
     guesses: tuple[str, ...],
     columns: list[str],
     what: str,
-    key: str,
+    key: str | None,
 ) -> tuple[str, ...]:
     if explicit:
         if explicit not in columns:
@@ -286,8 +329,15 @@ def _pick_fields(
             return (guess,)
     raise DataError(
         f"no {what} column found (looked for {', '.join(guesses)}); the dataset's columns are "
-        f"{columns}: set {key}"
+        f"{columns}: {_set(key, what)}"
     )
+
+
+def _set(key: str | None, what: str) -> str:
+    """What to do about a wrong field: set the setting that chooses it, or (with no such setting) rename it."""
+    if key is None:
+        return f"name the column that holds the {what} {what!r}"
+    return f"set {key} to the column that holds the {what}"
 
 
 def normalise_whitespace(text: str) -> str:

@@ -23,7 +23,13 @@ USER_ERROR = 2
 
 
 def _fail(command: str, exc: Exception) -> int:
-    print(f"rlvr {command}: error: {exc}", file=sys.stderr)
+    from rlvr.flags import COMMAND_FLAGS, in_command_terms
+
+    # shared code names config keys (data.split): said in this command's flags (--split)
+    print(
+        f"rlvr {command}: error: {in_command_terms(str(exc), COMMAND_FLAGS.get(command, {}))}",
+        file=sys.stderr,
+    )
     return USER_ERROR
 
 
@@ -65,6 +71,16 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
         "per task too; needs pip install -e '.[tasks]')",
     )
     parser.add_argument("--split", default="test")
+    parser.add_argument(
+        "--question-field",
+        default=None,
+        help="column holding the question (default: guessed, as data.question_field)",
+    )
+    parser.add_argument(
+        "--answer-field",
+        default=None,
+        help="column holding the gold answer (default: guessed, as data.answer_field)",
+    )
     parser.add_argument("--limit", type=positive_int, default=None, help="the first N problems only")
     parser.add_argument(
         "--data-dir", default=None, help="folder holding <dataset>/<split>.jsonl (default: $RLVR_DATA_DIR)"
@@ -217,7 +233,13 @@ def _run_eval(args: argparse.Namespace) -> int:
         reward_fn.check_reachable()
     torch.manual_seed(args.seed)
     problems = load_problems(
-        args.dataset, args.split, data_dir=args.data_dir, limit=args.limit, reasoning_gym=task_options
+        args.dataset,
+        args.split,
+        data_dir=args.data_dir,
+        question_field=args.question_field,
+        answer_field=args.answer_field,
+        limit=args.limit,
+        reasoning_gym=task_options,
     )
     # A problem without a gold answer cannot be right or wrong: it is left out of every figure, and counted.
     skipped = sum(row["answer"] is None for row in problems)
@@ -243,7 +265,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     print(why, flush=True)
     engine = None
     if args.engine == "hf":
-        model, tokenizer = load_policy(config)
+        model, tokenizer = load_policy(config, train=False)
         device = next(model.parameters()).device
     else:  # vLLM loads the weights itself: only the tokenizer and the EOS ids are read here
         from types import SimpleNamespace
@@ -275,6 +297,12 @@ def _run_eval(args: argparse.Namespace) -> int:
             enforce_eager=args.vllm_enforce_eager,
             seed=args.seed,
         )
+    from rlvr.data.lengths import EVAL_LIMITS, length_warnings, model_context, prompt_lengths
+
+    lengths = prompt_lengths(tokenizer, problems, args.template, args.system_prompt, few_shot)
+    context = model_context(model.config if model is not None else model_path, args.trust_remote_code)
+    for line in length_warnings(lengths, args.max_prompt_length, args.max_new_tokens, context, EVAL_LIMITS):
+        print(f"rlvr eval: warning: {line}", file=sys.stderr)
     result = evaluate_model(
         model,
         tokenizer,

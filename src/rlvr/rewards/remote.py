@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from rlvr.rewards.extraction import completion_text, gold_answers, prompt_text
+from rlvr.rewards.extraction import completion_text, gold_choices, prompt_text
 from rlvr.rewards.registry import RewardCallError, check_reward_values
 
 
@@ -22,8 +22,9 @@ class RemoteReward:
 
     Sends `{"prompts", "responses", "golden_responses"}`: the question (a chat prompt's last user message), the
     completion text, and the gold from the `answer` column (else `ground_truth`; omitted when there is none, so the
-    server looks it up in its `--gold` file). Connection errors, timeouts and 5xx answers are retried `retries`
-    times, waiting `backoff * 2**attempt` seconds; a 4xx answer raises at once with the server's message.
+    server looks it up in its `--gold` file; a list where a row has several acceptable golds). Connection errors,
+    timeouts and 5xx answers are retried `retries` times, waiting `backoff * 2**attempt` seconds; a 4xx answer
+    raises at once with the server's message.
 
     >>> reward = RemoteReward("http://127.0.0.1:6000/get_reward", timeout=30)
     >>> reward.__name__
@@ -53,7 +54,11 @@ class RemoteReward:
             "prompts": [prompt_text(p) for p in prompts],
             "responses": [completion_text(c) for c in completions],
         }
-        golds = gold_answers(len(completions), answer, ground_truth)
+        # a row with several acceptable golds sends the list of them (rlvr's server accepts any), one gold its text
+        golds = [
+            g if g is None or len(g) > 1 else g[0]
+            for g in gold_choices(len(completions), answer, ground_truth)
+        ]
         if any(gold is not None for gold in golds):
             payload["golden_responses"] = golds
         rewards = self._post(payload).get("rewards")

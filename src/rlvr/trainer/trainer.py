@@ -143,7 +143,7 @@ class GRPOTrainer(CheckpointingMixin, EvaluationMixin, DynamicSamplingMixin, Ref
         self.reward_names = self.rewards.names
         self.reward_weights = torch.tensor(weights)
         self.problems = train_dataset if train_dataset is not None else self._load_problems()
-        self.eval_problems = eval_dataset
+        self.eval_problems = eval_dataset if eval_dataset is not None else self.load_eval_problems()
 
         if model is None:
             model, tokenizer = load_policy(config.model, device)
@@ -179,6 +179,8 @@ class GRPOTrainer(CheckpointingMixin, EvaluationMixin, DynamicSamplingMixin, Ref
             config, self.model, tokenizer, model_path, self.autocast_dtype, self.policy.run, self.dist
         )
         self.eos_ids = eos_token_ids(tokenizer, self.model)
+        if self.dist.is_main:
+            self.warn_prompt_lengths()
         self.chat = ChatFormat(tokenizer, self.eos_ids, env.tool_prompt, env.tool_role)
 
         self.prompts_per_step = config.training.batch_size // config.generation.num_generations
