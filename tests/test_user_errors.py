@@ -143,7 +143,7 @@ TRAIN_OVERRIDES = [
     ("training.save_total_limit=0", "training.save_total_limit must be at least 1, got 0 (null: keep"),
     ("model.lora.r=0", "model.lora.r must be at least 1"),
     ("rewards.weights=[1.0e400]", "rewards.weights[0] must be a finite number"),
-    ("rewards.remote_timeout=0", "rewards.remote_timeout must be > 0"),
+    ("rewards.remote_timeout=0", "rewards.remote_timeout must be above 0"),
     ("data.limit=0", "data.limit must be at least 1"),
     ("training.max_steps=[1", "override 'training.max_steps=[1': the value is not valid YAML"),
     ("training.eval_steps=5", "training.eval_steps=5 but training.eval_dataset is not set"),  # was: no eval

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from rlvr import __version__
-from rlvr.argtypes import add_bf16_argument, positive_int, temperature
+from rlvr.argtypes import add_bf16_argument, positive_int, seed, temperature
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
@@ -82,7 +82,7 @@ def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--temperature", type=temperature, default=0.0, help="0 for greedy decoding")
     parser.add_argument("--num-samples", type=positive_int, default=1)
     add_bf16_argument(parser)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=seed, default=0)
 
 
 def run_generate(args: argparse.Namespace) -> int:

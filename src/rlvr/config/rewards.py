@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from rlvr.config.checks import ConfigError, above_zero, at_least
+from rlvr.config.checks import ConfigError, at_least, seconds
 
 
 @dataclass
@@ -32,7 +32,7 @@ class RewardsConfig:
                 f"rewards.weights has {len(self.weights)} entries but rewards.functions has "
                 f"{len(self.functions)}: give one weight per function"
             )
-        above_zero("rewards.remote_timeout", self.remote_timeout)
+        seconds("rewards.remote_timeout", self.remote_timeout)
         at_least("rewards.remote_retries", self.remote_retries, 0)
         if self.num_workers < 0:
             raise ConfigError(f"rewards.num_workers must be >= 0, got {self.num_workers}")

@@ -6,7 +6,7 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Literal
 
-from rlvr.config.checks import ConfigError, above_zero, at_least, within
+from rlvr.config.checks import MAX_SEED, ConfigError, above_zero, at_least, within
 
 
 @dataclass
@@ -71,6 +71,8 @@ class TrainingConfig:
 
     def validate(self) -> None:
         at_least("training.max_steps", self.max_steps, 1)
+        if not 0 <= self.seed <= MAX_SEED:  # NumPy refuses a negative seed or one past 32 bits
+            raise ConfigError(f"training.seed must be from 0 to {MAX_SEED}, got {self.seed}")
         at_least("training.eval_limit", self.eval_limit, 1, " (null: every held-out problem)")
         at_least("training.save_total_limit", self.save_total_limit, 1, " (null: keep every checkpoint)")
         at_least("training.logging_steps", self.logging_steps, 1)

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rlvr.argtypes import add_bf16_argument, positive_int, probability, temperature
+from rlvr.argtypes import add_bf16_argument, count, positive_int, probability, seed, temperature
 
 USER_ERROR = 2
 
@@ -177,7 +177,7 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32", help="weights dtype")
     add_bf16_argument(parser)
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    parser.add_argument("--seed", type=int, default=0, help="sampling seed")
+    parser.add_argument("--seed", type=seed, default=0, help="sampling seed")
     parser.add_argument(
         "--cache-dir",
         default=None,
@@ -229,6 +229,11 @@ def _run_eval(args: argparse.Namespace) -> int:
     few_shot = read_few_shot(args.few_shot)
     environment = environment_config(args)  # a bad environment fails here too
     reward_fn = get_reward(args.reward)  # an unknown reward fails here, not after the model has loaded
+    if tasks or args.reward == "reasoning_gym":
+        from rlvr.optional import require
+
+        needed_by = f"--dataset {args.dataset}" if tasks else "--reward reasoning_gym"
+        require("reasoning_gym", needed_by, "choose another --dataset" if tasks else "name another --reward")
     if isinstance(reward_fn, RemoteReward):
         reward_fn.check_reachable()
     torch.manual_seed(args.seed)
@@ -483,15 +488,15 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
         "before", help="eval output directory of the baseline (summary.json, predictions.jsonl)"
     )
     parser.add_argument("after", help="eval output directory of the candidate")
-    parser.add_argument("--show", type=int, default=5, help="flipped problems shown in each direction")
+    parser.add_argument("--show", type=count, default=5, help="flipped problems shown in each direction")
     parser.add_argument(
         "--bootstrap",
-        type=int,
+        type=count,
         default=0,
         metavar="N",
         help="also a paired bootstrap with N resamples (e.g. 10000)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    parser.add_argument("--seed", type=seed, default=0, help="bootstrap seed")
     parser.add_argument("--json", default=None, metavar="PATH", help="also write the comparison as JSON")
 
 
@@ -540,11 +545,13 @@ def add_inspect_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "run_dir", help="training output directory holding completions.jsonl (and metrics.jsonl)"
     )
-    parser.add_argument("--step", type=int, default=None, help="only this step")
-    parser.add_argument("--last", type=int, default=5, help="steps shown when --step is not given (0: all)")
-    parser.add_argument("--top", type=int, default=2, help="best and worst completions shown per step")
-    parser.add_argument("--examples", type=int, default=3, help="flagged completions shown per flag")
-    parser.add_argument("--max-chars", type=int, default=300, help="completion text shown, in characters")
+    parser.add_argument("--step", type=positive_int, default=None, help="only this step")
+    parser.add_argument("--last", type=count, default=5, help="steps shown when --step is not given (0: all)")
+    parser.add_argument("--top", type=count, default=2, help="best and worst completions shown per step")
+    parser.add_argument("--examples", type=count, default=3, help="flagged completions shown per flag")
+    parser.add_argument(
+        "--max-chars", type=positive_int, default=300, help="completion text shown, in characters"
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
 
 

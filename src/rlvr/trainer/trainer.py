@@ -57,11 +57,12 @@ from rlvr.distributed import (
 from rlvr.environments import EnvironmentPool, make_environment_factory
 from rlvr.models import is_peft, load_policy, make_reference, resolve_device, resolve_model_path
 from rlvr.models.precision import resolve_bf16
+from rlvr.optional import check_optional_packages
 from rlvr.rewards import get_reward
 from rlvr.rewards.pool import RewardPool, load_rewards
 from rlvr.rollout import Rollout, autocast, eos_token_ids
 from rlvr.rollout.chat_tokens import ChatFormat
-from rlvr.rollout.engine import EngineError, make_engine, require_vllm
+from rlvr.rollout.engine import EngineError, make_engine
 from rlvr.rollout.episodes import episode_rollout, run_episodes, sum_turn_gaps, turn_logp_gaps
 from rlvr.trainer import TrainingError
 from rlvr.trainer import checkpoint_files as ckpt
@@ -119,9 +120,7 @@ class GRPOTrainer(CheckpointingMixin, EvaluationMixin, DynamicSamplingMixin, Ref
         a = config.algorithm
 
         # Cheap checks first, so bad input fails before a model is loaded.
-        v = config.vllm
-        if config.generation.engine == "vllm" and (v.mode == "colocate" or v.weight_transfer == "collective"):
-            require_vllm(v.mode == "server")
+        check_optional_packages(config)  # vLLM, loggers, peft, reasoning-gym
         # Every sample is an episode of an environment; the default, single_turn, is one reply: today's GRPO.
         env = config.environment
         self.environments = EnvironmentPool(make_environment_factory(env, tools, environment_factory))
