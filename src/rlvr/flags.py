@@ -67,6 +67,7 @@ TRAIN_EVAL_KEYS = {
     "--template": "data.template",
     "--reward": "training.eval_reward",
     "--temperature": "generation.temperature",
+    "rewards.functions": "training.eval_reward",
 }
 COMMAND_FLAGS = {"eval": EVAL_FLAGS, "generate": GENERATE_FLAGS, "serve-rollouts": SERVE_ROLLOUTS_FLAGS}
 

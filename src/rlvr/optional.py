@@ -12,13 +12,8 @@ from typing import Any
 
 from rlvr.config import ConfigError
 
-# package -> how to install it
-INSTALL = {
-    "tensorboard": "pip install tensorboard",
-    "wandb": "pip install wandb",
-    "peft": "pip install peft",
-    "reasoning_gym": 'pip install -e ".[tasks]"',
-}
+# package -> how to install it (reasoning-gym: its pinned version, from `rlvr.rewards.reasoning_gym`)
+INSTALL = {"tensorboard": "pip install tensorboard", "wandb": "pip install wandb", "peft": "pip install peft"}
 
 
 def installed(package: str) -> bool:
@@ -35,10 +30,13 @@ def installed(package: str) -> bool:
 
 def require(package: str, needed_by: str, instead: str) -> None:
     """ConfigError unless `package` is installed: `needed_by` names the setting, `instead` the way around it."""
-    if not installed(package):
-        raise ConfigError(
-            f"{needed_by} needs {package}, which is not installed: {INSTALL[package]}, or {instead}"
-        )
+    if installed(package):
+        return
+    if package == "reasoning_gym":
+        from rlvr.rewards.reasoning_gym import INSTALL_HINT as how
+    else:
+        how = INSTALL[package]
+    raise ConfigError(f"{needed_by} needs {package}, which is not installed: {how}, or {instead}")
 
 
 def check_optional_packages(config: Any) -> None:

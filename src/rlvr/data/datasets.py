@@ -8,6 +8,7 @@ import json
 import math
 import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -108,7 +109,15 @@ def load_raw(
 
 
 def _load_dir(path: Path, split: str) -> datasets.Dataset:
-    if (path / "dataset_dict.json").exists() or (path / "state.json").exists():
+    saved = (path / "dataset_dict.json").exists() or (path / "state.json").exists()
+    files = [path / f"{split}{ext}" for ext in FILE_FORMATS if (path / f"{split}{ext}").is_file()]
+    if len(files) + saved > 1:  # two copies of the split: which one is meant is not for rlvr to guess
+        found = [*(["a saved dataset (save_to_disk)"] if saved else []), *(f.name for f in files)]
+        raise DataError(
+            f"{path} holds the {split!r} split more than once ({', '.join(found)}): point data.dataset at the "
+            "file to use, or move the others away"
+        )
+    if saved:
         loaded = datasets.load_from_disk(str(path))
         if isinstance(loaded, datasets.DatasetDict):
             if split not in loaded:
@@ -266,6 +275,18 @@ def load_problems(
     )[0]
     if answer_format == "auto" and known:
         answer_format = known.answer_format
+    for chosen, explicit, guesses, key, what in (
+        (q_fields, question_field, QUESTION_FIELDS, field_keys[0], "question"),
+        ((a_field,), answer_field, ANSWER_FIELDS, field_keys[1], "gold answer"),
+    ):
+        others = [c for c in guesses if c in columns and c not in chosen]
+        if not explicit and not known and others:  # a guess among several: say which, so it can be changed
+            change = f"set {key} to read another" if key else f"name the column you mean {chosen[0]!r}"
+            print(
+                f"note: {name_or_path}: the {what} is read from column {chosen[0]!r} (it also has "
+                f"{', '.join(map(repr, others))}); {change}",
+                file=sys.stderr,
+            )
     rows = []
     no_question: list[tuple[int, str]] = []  # (row, what its question is) of rows without a question
     for index, row in enumerate(raw):

@@ -245,6 +245,7 @@ def _run_eval(args: argparse.Namespace) -> int:
         answer_field=args.answer_field,
         limit=args.limit,
         reasoning_gym=task_options,
+        field_keys=("--question-field", "--answer-field"),
     )
     # A problem without a gold answer cannot be right or wrong: it is left out of every figure, and counted.
     skipped = sum(row["answer"] is None for row in problems)
@@ -379,12 +380,13 @@ def read_few_shot(text: str | None) -> list[dict[str, str]]:
     import yaml
 
     from rlvr.config import ConfigError
+    from rlvr.config.loading import load_yaml
 
     if text is None:
         return []
     path = Path(text).expanduser()
     try:
-        loaded = yaml.safe_load(path.read_text() if path.is_file() else text)
+        loaded = load_yaml(path.read_text() if path.is_file() else text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"--few-shot is not valid YAML: {exc}") from None
     if isinstance(loaded, dict) and "data" in loaded:
@@ -409,10 +411,11 @@ def environment_config(args: argparse.Namespace) -> Any:
     import yaml
 
     from rlvr.config import ConfigError, EnvironmentConfig
+    from rlvr.config.loading import load_yaml
     from rlvr.environments import EnvironmentPool, make_environment_factory
 
     try:
-        options = yaml.safe_load(args.environment_args) if args.environment_args else {}
+        options = load_yaml(args.environment_args) if args.environment_args else {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"--environment-args is not valid YAML: {exc}") from None
     if not isinstance(options, dict):

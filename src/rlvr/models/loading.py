@@ -98,7 +98,16 @@ def add_lora(model: Any, config: ModelConfig) -> Any:
     )
     if config.gradient_checkpointing:
         model.enable_input_require_grads()
-    return get_peft_model(model, peft_config)
+    try:
+        return get_peft_model(model, peft_config)
+    except ValueError as exc:  # peft's NoMatchingPeftModuleError and its other refusals of target_modules
+        linear = sorted(
+            {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+        )
+        raise ModelError(
+            f"model.lora.target_modules {lora.target_modules!r} does not fit this model: {exc} Its linear modules "
+            f"are {', '.join(linear)}: name some of them, or use all-linear"
+        ) from None
 
 
 def make_reference(policy: Any, matmul_dtype: torch.dtype | None = None) -> Any | None:

@@ -264,7 +264,7 @@ def run(args: argparse.Namespace) -> int:
     from rlvr.rollout.engine import require_vllm
     from rlvr.rollout.vllm_engine import VLLMEngine
 
-    require_vllm()
+    require_vllm(needed_by="rlvr serve-rollouts")
     path = resolve_model_path(args.model, args.cache_dir)
     tokenizer = load_tokenizer(path)
     import torch

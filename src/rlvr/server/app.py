@@ -156,6 +156,7 @@ class GoldIndex:
         if not rows:
             raise ValueError(f"gold file {str(path)!r} is empty: {_GOLD_SHAPE}")
         pairs = []
+        first: dict[str, tuple[Any, int]] = {}  # question (whitespace normalised) -> its answer and line
         for number, row in rows:
             question = _first_field(row, QUESTION_FIELDS)
             answer = extract_golds(_first_field(row, ANSWER_FIELDS))  # a list: any of them counts
@@ -168,6 +169,12 @@ class GoldIndex:
                         if isinstance(row, dict)
                         else f"a {_JSON_KINDS.get(type(row), 'value')}"
                     )
+                )
+            earlier = first.setdefault(_normalize_space(question), (answer, number))
+            if earlier[0] != answer:  # the first would win every lookup, without a word
+                raise ValueError(
+                    f"{path}:{number}: the question of line {earlier[1]} again, with another answer ({answer!r}, "
+                    f"there {earlier[0]!r}): keep one (a list of answers accepts each)"
                 )
             pairs.append((question, answer))
         return cls(pairs)

@@ -58,7 +58,7 @@ class EvaluationMixin:
         after steps whose work would be lost. The data section's fields apply when it is the training dataset
         (another split); another dataset's are found as `rlvr eval` finds them."""
         from rlvr.evaluation.evaluate import EvaluationError, check_settings
-        from rlvr.rewards import RemoteReward, RewardSpecError, get_reward
+        from rlvr.rewards import RemoteReward, RemoteRewardError, RewardSpecError, get_reward
 
         t, d = self.config.training, self.config.data
         if t.eval_dataset is None or t.eval_steps == 0:
@@ -74,7 +74,10 @@ class EvaluationMixin:
         except RewardSpecError as exc:
             raise RewardSpecError(f"training.eval_reward: {exc}") from None
         if isinstance(reward, RemoteReward):
-            reward.check_reachable()
+            try:
+                reward.check_reachable()
+            except RemoteRewardError as exc:
+                raise RemoteRewardError(in_command_terms(str(exc), TRAIN_EVAL_KEYS)) from None
         same = t.eval_dataset == d.dataset
         try:
             return load_problems(
