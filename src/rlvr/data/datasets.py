@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import difflib
+import itertools
 import json
 import math
 import os
 import re
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -118,7 +120,13 @@ def _load_dir(path: Path, split: str) -> datasets.Dataset:
             "file to use, or move the others away"
         )
     if saved:
-        loaded = datasets.load_from_disk(str(path))
+        try:
+            loaded = datasets.load_from_disk(str(path))
+        except (OSError, ValueError) as exc:  # an arrow file cut short, a damaged state.json
+            raise DataError(
+                f"cannot read the saved dataset in {path} ({type(exc).__name__}: {exc}): its files look damaged "
+                "or incomplete (a copy cut short?): save it again with save_to_disk"
+            ) from None
         if isinstance(loaded, datasets.DatasetDict):
             if split not in loaded:
                 raise DataError(f"{path} has splits {list(loaded)}, not {split!r}; set data.split")
@@ -169,15 +177,18 @@ def _first_bad_json_line(path: Path) -> str | None:
                 f"{path} line {exc.lineno} is not valid JSON ({exc.msg}, column {exc.colno}): fix that line"
             )
         return None
-    for number, line in enumerate(text.splitlines(), 1):
+    lines = text.splitlines()
+    for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
             json.loads(line)
         except json.JSONDecodeError as exc:
+            cut = number == len(lines) and not text.endswith("\n")  # the last line, without its newline
             return (
-                f"{path} line {number} is not valid JSON ({exc.msg}, column {exc.colno}): fix or remove "
-                "that line (JSON Lines: one object per line)"
+                f"{path} line {number} is not valid JSON ({exc.msg}, column {exc.colno})"
+                f"{': the file ends there, cut short?' if cut else ''}: fix or remove that line (JSON Lines: one "
+                "object per line)"
             )
     return None
 
@@ -289,7 +300,7 @@ def load_problems(
             )
     rows = []
     no_question: list[tuple[int, str]] = []  # (row, what its question is) of rows without a question
-    for index, row in enumerate(raw):
+    for index, row in _rows(raw, name_or_path):
         parts = [row[f] for f in q_fields]
         if any(isinstance(part, (list, dict)) for part in parts):
             raise DataError(
@@ -327,6 +338,27 @@ def load_problems(
             f"{others if more else ''}: remove such rows, or {_set(field_keys[0], 'question')}"
         )
     return rows
+
+
+def _rows(raw: datasets.Dataset, name: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(index, row) of each row; a row that cannot be decoded (text that is not UTF-8, a data file cut short
+    under a saved dataset) is a DataError naming it, where the datasets library raises its own error."""
+    iterator = iter(raw)
+    for index in itertools.count():
+        try:
+            row = next(iterator)
+        except StopIteration:
+            return
+        except UnicodeDecodeError as exc:
+            raise DataError(
+                f"row {index} of {name} is not UTF-8 text ({exc.reason}, byte {exc.object[exc.start : exc.end]!r}): "
+                "save the data as UTF-8"
+            ) from None
+        except OSError as exc:
+            raise DataError(
+                f"cannot read row {index} of {name} ({exc}): its files look damaged or incomplete"
+            ) from None
+        yield index, row
 
 
 def _pick_fields(
