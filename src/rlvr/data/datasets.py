@@ -160,10 +160,26 @@ def _load_file(path: Path) -> datasets.Dataset:
             raise empty from exc
         bad_line = _first_bad_json_line(path) if fmt == "json" else None
         cause = exc.__cause__ or exc
+        if isinstance(cause, UnicodeDecodeError) or "codec can't decode" in str(cause):
+            bad_line = _first_non_utf8_line(path) or bad_line
         raise DataError(bad_line or f"cannot read {path} as {fmt}: {cause}") from exc
     if len(data) == 0:
         raise empty
     return data
+
+
+def _first_non_utf8_line(path: Path) -> str | None:
+    """Where a text file stops being UTF-8, as "file line N is not UTF-8 text (...)"."""
+    with open(path, "rb") as f:
+        for number, line in enumerate(f, 1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                return (
+                    f"{path} line {number} is not UTF-8 text ({exc.reason}, byte {line[exc.start : exc.end]!r} at "
+                    f"column {exc.start + 1}): save the data as UTF-8"
+                )
+    return None
 
 
 def _first_bad_json_line(path: Path) -> str | None:
