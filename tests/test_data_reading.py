@@ -10,7 +10,8 @@ from pathlib import Path
 import datasets
 import httpx
 import pytest
-from test_user_errors import inputs, no_model, run_cli  # noqa: F401  (fixtures)
+import test_user_errors
+from test_user_errors import run_cli
 
 from rlvr import GRPOConfig, GRPOTrainer
 from rlvr.cli import main
@@ -19,6 +20,8 @@ from rlvr.evaluation.evaluate import problem_record, score_completions
 from rlvr.evaluation.inspect import analyse_completion
 from rlvr.rewards import RemoteReward, get_reward, math_equal
 from rlvr.server.app import GoldIndex, parse_request
+
+inputs, no_model = test_user_errors.inputs, test_user_errors.no_model  # its fixtures
 
 GOLDS = [
     {"question": "What is 2 + 3?", "answer": ["5", "five"]},
@@ -177,7 +180,7 @@ def test_rows_without_a_question_are_refused(tmp_path, questions, message):
     assert message.format(data=data) in str(info.value)
 
 
-def test_train_refuses_empty_questions_before_the_model(inputs, no_model, capsys):  # noqa: F811
+def test_train_refuses_empty_questions_before_the_model(inputs, no_model, capsys):
     (inputs / "blankq.jsonl").write_text('{"question": " ", "answer": "1"}\n')
     base = str(inputs / "base.yaml")
     code, err = run_cli(["train", "--config", base, f"data.dataset={inputs / 'blankq.jsonl'}"], capsys)
