@@ -121,6 +121,15 @@ def test_a_remote_reward_sends_a_list_of_golds_that_the_server_takes(tmp_path):
     assert GoldIndex.from_file(gold_file).lookup("What is 2 + 3?") == ["5", "five"]
 
 
+def test_a_list_of_test_lines_is_the_code_rewards_tests(tmp_path):
+    from rlvr.rewards.code import row_tests
+
+    rows = [{"question": "Write f.", "answer": ["assert f(1) == 2", "assert f(2) == 3"]}]
+    [row] = load_problems(str(write(tmp_path / "d.jsonl", rows)))
+    [spec] = row_tests(1, answer=[row["answer"]])
+    assert spec is not None and spec.kind == "asserts"  # was: the text "['assert f(1) == 2', ...]", not JSON
+
+
 # ------------------------------------------------------------------------ a dataset's own columns are kept
 def test_a_datasets_own_solution_column_reaches_the_rewards_untouched(tiny_model_dir, tmp_path):
     """TRL passes every dataset column but `prompt` to the reward functions as it is; so does rlvr, apart from
