@@ -200,6 +200,15 @@ def test_damaged_model_files_are_one_message(tiny_model_dir, tmp_path, capsys, n
     assert "cannot load the" in err and "damaged or incomplete" in err and str(model) in err, err
 
 
+def test_a_gguf_file_cut_short_is_one_message(tmp_path, capsys):
+    gguf = tmp_path / "cut.gguf"
+    gguf.write_bytes(b"GGUF\x03\x00\x00\x00")  # the header's first 8 bytes, then nothing
+    argv = ["prepare-model", str(gguf), "--cache-dir", str(tmp_path / "cache")]
+    code, err = run_cli(argv, capsys)  # was: struct.error traceback
+    assert (code, "Traceback" in err) == (2, False), err
+    assert "cannot read the GGUF file" in err and "download it again" in err, err
+
+
 def test_lora_target_modules_that_match_nothing_name_the_models_modules(tiny_model_dir, tmp_path, capsys):
     config = tmp_path / "c.yaml"
     config.write_text(
