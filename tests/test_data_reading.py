@@ -103,6 +103,25 @@ def test_any_gold_of_a_list_counts_in_eval_and_inspect(tmp_path):
     assert report["correct"] is True
 
 
+def test_rlvr_eval_counts_any_gold_of_a_list(tiny_model_dir, tmp_path, monkeypatch):
+    from rlvr.evaluation import evaluate as evaluation
+
+    def five(model, tokenizer, prompt_texts, num_samples=1, *args, **kwargs):  # the model "answers" five
+        n = len(prompt_texts) * num_samples
+        return evaluation.Generations([r"so \boxed{five}"] * n, [5] * n, [False] * n, 0)
+
+    monkeypatch.setattr(evaluation, "generate_completions", five)
+    data, out = write(tmp_path / "d.jsonl", GOLDS), tmp_path / "eval"
+    argv = ["eval", "--model", str(tiny_model_dir), "--dataset", str(data), "--split", "train"]
+    assert (
+        main([*argv, "--num-samples", "2", "--temperature", "1", "--no-progress", "--output", str(out)]) == 0
+    )
+    summary = json.loads((out / "summary.json").read_text())["metrics"]
+    assert (summary["accuracy"], summary["maj@2"]) == (0.5, 0.5)  # right on ["5", "five"], wrong on "2"
+    golds = [json.loads(line)["gold"] for line in (out / "predictions.jsonl").open()]
+    assert golds == [["5", "five"], "2"]
+
+
 def test_a_remote_reward_sends_a_list_of_golds_that_the_server_takes(tmp_path):
     sent = []
 

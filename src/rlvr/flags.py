@@ -41,6 +41,7 @@ EVAL_FLAGS = {
     "environment.max_total_tokens": "--max-total-tokens",
     "vllm.cpu_kv_cache_gb": "--vllm-kv-cache-gb",
     "vllm.enforce_eager": "--vllm-enforce-eager",
+    "num_samples": "--num-samples",  # evaluate_model's own argument, in check_settings' messages
 }
 # `rlvr generate`: the model and the prompt format.
 GENERATE_FLAGS = {

@@ -303,11 +303,12 @@ def _run_eval(args: argparse.Namespace) -> int:
             enforce_eager=args.vllm_enforce_eager,
             seed=args.seed,
         )
-    from rlvr.data.lengths import EVAL_LIMITS, length_warnings, model_context, prompt_lengths
+    from rlvr.data.lengths import EVAL_LIMITS, counted, length_warnings, model_context, prompt_lengths
 
     lengths = prompt_lengths(tokenizer, problems, args.template, args.system_prompt, few_shot)
     context = model_context(model.config if model is not None else model_path, args.trust_remote_code)
-    for line in length_warnings(lengths, args.max_prompt_length, args.max_new_tokens, context, EVAL_LIMITS):
+    limits = (args.max_prompt_length, args.max_new_tokens, context, EVAL_LIMITS)
+    for line in length_warnings(lengths, *limits, what=counted("prompts", len(problems))):
         print(f"rlvr eval: warning: {line}", file=sys.stderr)
     result = evaluate_model(
         model,

@@ -14,7 +14,7 @@ import torch
 
 from rlvr.config import ConfigError
 from rlvr.data import DataError, load_problems
-from rlvr.data.lengths import TRAIN_LIMITS, length_warnings, model_context, prompt_lengths
+from rlvr.data.lengths import TRAIN_LIMITS, counted, length_warnings, model_context, prompt_lengths
 from rlvr.distributed import all_gather_objects
 from rlvr.flags import TRAIN_EVAL_KEYS, in_command_terms
 
@@ -106,7 +106,7 @@ class EvaluationMixin:
             ("held-out prompts", self.eval_problems or []),
         ):
             lengths = prompt_lengths(self.tokenizer, rows, d.template, d.system_prompt, d.few_shot)
-            for line in length_warnings(lengths, *limits, what=what):
+            for line in length_warnings(lengths, *limits, what=counted(what, len(rows))):
                 print(f"warning: {line}", file=sys.stderr, flush=True)
 
     def _evaluate_shard(self, model: Any, problems: list[dict[str, Any]]) -> dict[str, Any]:
