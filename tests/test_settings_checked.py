@@ -290,6 +290,37 @@ def test_numbers_the_libraries_refuse_are_refused_by_the_flag(no_model, capsys, 
     assert code == 2 and "must be" in err, err
 
 
+def test_a_vllm_engine_longer_than_the_model_is_refused_before_vllm_starts(
+    tiny_model_dir, tmp_path, capsys, monkeypatch
+):
+    """The tiny model has 512 positions; 512 + 256 tokens is what vLLM refuses, after a minute of starting."""
+    import importlib.machinery
+    import types
+
+    fake = types.ModuleType("vllm")
+    fake.__spec__ = importlib.machinery.ModuleSpec("vllm", None)
+    fake.LLM = lambda *a, **k: pytest.fail("vLLM was started")
+    monkeypatch.setitem(sys.modules, "vllm", fake)
+    argv = [
+        "eval",
+        "--model",
+        str(tiny_model_dir),
+        "--engine",
+        "vllm",
+        "--dataset",
+        "arithmetic",
+        "--limit",
+        "1",
+    ]
+    code, err = run_cli([*argv, "--max-new-tokens", "256", "--output", str(tmp_path / "e")], capsys)
+    assert (
+        code == 2
+        and "the vLLM engine would hold 768 tokens (--max-prompt-length + --max-new-tokens), more "
+        "than the 512 positions"
+        in err
+    ), err
+
+
 # ------------------------------------------------------------------------------ conflicting inputs
 def test_a_key_given_twice_is_refused(inputs, no_model, capsys):
     config = inputs / "twice.yaml"

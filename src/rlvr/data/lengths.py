@@ -24,6 +24,16 @@ TRAIN_LIMITS = LimitNames("data.max_prompt_length", "generation.max_completion_l
 EVAL_LIMITS = LimitNames("--max-prompt-length", "--max-new-tokens")
 
 
+def load_model_config(path: str, trust_remote_code: bool = False) -> Any | None:
+    """The model config in `path` (a directory or hub id), or None when it cannot be read."""
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError):
+        return None
+
+
 def model_context(config: Any, trust_remote_code: bool = False) -> int | None:
     """The positions a model config (or the model directory or hub id holding it) says the model was built for,
     or None when it says nothing.
@@ -33,12 +43,7 @@ def model_context(config: Any, trust_remote_code: bool = False) -> int | None:
     (2048, None)
     """
     if isinstance(config, str):  # vLLM loads the weights itself: the config alone says the positions
-        from transformers import AutoConfig
-
-        try:
-            config = AutoConfig.from_pretrained(config, trust_remote_code=trust_remote_code)
-        except (OSError, ValueError):
-            return None
+        config = load_model_config(config, trust_remote_code)
     for source in (config, getattr(config, "text_config", None)):  # multimodal configs nest the text model's
         for key in _CONTEXT_KEYS:
             value = getattr(source, key, None)

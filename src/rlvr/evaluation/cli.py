@@ -284,6 +284,9 @@ def _run_eval(args: argparse.Namespace) -> int:
 
         model, device = None, resolve_device(args.device)
         tokenizer = load_tokenizer(model_path, args.trust_remote_code)
+        # an episode's later turns read the whole conversation so far, up to --max-total-tokens
+        one_reply = args.max_prompt_length + args.max_new_tokens
+        longest = max(one_reply, args.max_total_tokens if args.environment else 0)
         try:
             generation = GenerationConfig.from_pretrained(model_path)
         except OSError:  # no generation_config.json: the tokenizer's EOS alone
@@ -294,9 +297,9 @@ def _run_eval(args: argparse.Namespace) -> int:
             args.max_prompt_length,
             eos_token_ids(tokenizer, SimpleNamespace(generation_config=generation)),
             dtype="bfloat16" if bf16 else args.dtype,
-            # an episode's later turns read the whole conversation so far, up to --max-total-tokens
-            max_model_len=max(
-                args.max_prompt_length + args.max_new_tokens, args.max_total_tokens if args.environment else 0
+            max_model_len=longest,
+            length_settings=(
+                "--max-prompt-length + --max-new-tokens" if longest == one_reply else "--max-total-tokens"
             ),
             device=device.type,
             cpu_kv_cache_gb=args.vllm_kv_cache_gb,

@@ -287,6 +287,7 @@ def run(args: argparse.Namespace) -> int:
         tensor_parallel_size=args.tensor_parallel_size,
         weight_transfer="nccl" if device == "cuda" else "gloo",
         seed=args.seed,
+        length_settings="--max-model-len",
     )
     app = create_app(engine, args.model, model_fingerprint(config), args.tensor_parallel_size)
     print(f"rlvr serve-rollouts: {args.model} ready on http://{args.host}:{args.port} ", flush=True)
