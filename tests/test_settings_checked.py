@@ -409,3 +409,22 @@ def test_vllm_missing_is_said_in_the_commands_terms(no_model, capsys, monkeypatc
     code, err = run_cli(argv, capsys)
     message = err.strip().splitlines()[-1]
     assert code == 2 and phrase in message and not CONFIG_KEY.search(message), message
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "rlvr.flags",
+        "rlvr.data.lengths",
+        "rlvr.data.datasets",
+        "rlvr.optional",
+        "rlvr.config.checks",
+        "rlvr.config.training",
+    ],
+)
+def test_docstring_examples(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0

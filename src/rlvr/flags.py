@@ -82,6 +82,8 @@ def in_command_terms(message: str, words: dict[str, str]) -> str:
     '--task-options tasks.chain_sum.weight must be > 0'
     >>> in_command_terms("model.safetensors is damaged", EVAL_FLAGS)  # a file name, not a setting
     'model.safetensors is damaged'
+    >>> in_command_terms("/data/data.split/train.jsonl: set data.split", EVAL_FLAGS)  # nor a path
+    '/data/data.split/train.jsonl: set --split'
     """
     if not words:
         return message
@@ -90,6 +92,6 @@ def in_command_terms(message: str, words: dict[str, str]) -> str:
 
 @lru_cache(maxsize=8)
 def _pattern(keys: tuple[str, ...]) -> re.Pattern[str]:
-    # longest first, so data.reasoning_gym wins over a shorter key; not inside a longer dotted or dashed name
+    # longest first, so data.reasoning_gym wins over a shorter key; not inside a longer name or a path
     alternatives = "|".join(map(re.escape, sorted(keys, key=len, reverse=True)))
-    return re.compile(rf"(?<![\w.-])({alternatives})(?:\.([\w.]+\w))?(?![\w-])")
+    return re.compile(rf"(?<![\w./-])({alternatives})(?:\.([\w.]+\w))?(?![\w/-])")
