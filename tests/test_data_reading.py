@@ -186,6 +186,15 @@ def test_a_datasets_own_solution_column_reaches_the_rewards_untouched(tiny_model
     assert columns["answer"] == [str(row["id"] + 3)] * 2
 
 
+@pytest.mark.parametrize("column", ["completions", "prompts", "completion_ids"])
+def test_a_column_named_as_a_reward_argument_is_refused(tmp_path, column):
+    """Was: `completions` a second value for the reward's argument, a TypeError after the model had generated;
+    `completion_ids` replaced by the trainer's without a word."""
+    rows = [{"question": "q", "answer": "1", column: ["x"]}]
+    with pytest.raises(DataError, match=f"has a column named '{column}', which the reward functions receive"):
+        load_problems(str(write(tmp_path / "d.jsonl", rows)))
+
+
 def test_gsm8k_style_data_without_a_solution_column_gets_the_worked_solution(tmp_path):
     rows = [{"question": "q", "answer": "2 + 3 = 5\n#### 5"}]
     assert load_problems(str(write(tmp_path / "d.jsonl", rows)))[0]["solution"] == "2 + 3 = 5\n#### 5"

@@ -67,6 +67,31 @@ def test_train_settings_are_checked_before_the_model(inputs, no_model, capsys, o
     assert err.strip().splitlines()[-1].startswith("rlvr train: error: ") and phrase in err, err
 
 
+def test_settings_nothing_reads_are_named_at_start(inputs, no_model, capsys):
+    overrides = [
+        "model.lora.merge=true",
+        "vllm.mode=server",
+        "environment.max_turns=8",
+        "training.eval_limit=5",
+    ]
+    overrides += ["rewards.remote_retries=9", "data.reasoning_gym.size=5", "model.name_or_path=/nonexistent"]
+    code, err = run_cli(["train", "--config", str(inputs / "base.yaml"), *overrides], capsys)
+    assert code == 2 and "warning: set, but nothing in this run reads them:" in err, err  # was: nothing said
+    for said in [
+        "model.lora.merge=True (model.lora.enabled is false)",  # no final-merged/ would be written
+        "vllm.mode=server (generation.engine is hf)",
+        "environment.max_turns=8 (environment.name is single_turn)",
+        "training.eval_limit=5 (training.eval_dataset is not set)",
+        "rewards.remote_retries=9 (no reward is remote:)",
+        "data.reasoning_gym.size=5 (no dataset is reasoning_gym)",
+    ]:
+        assert said in err, said
+    code, err = run_cli(
+        ["train", "--config", str(inputs / "base.yaml"), "model.name_or_path=/nonexistent"], capsys
+    )
+    assert "warning" not in err  # the defaults say nothing
+
+
 def test_per_task_figures_can_pick_the_best_checkpoint_of_a_mix():
     mix = {"eval_dataset": "reasoning_gym:chain_sum+leg_counting", "eval_steps": 1}
     GRPOConfig.from_dict({"training": {**mix, "metric_for_best_model": "eval/accuracy/chain_sum"}})

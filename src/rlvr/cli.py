@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -51,7 +52,7 @@ def run_train(args: argparse.Namespace) -> int:
 def check_before_model(config: Any) -> None:
     """What a training run can check without a model, beyond the config's own validation and the output
     directory's (`rundir.check_output_dir`): the model path is not a LoRA adapter, evaluation has its data,
-    and every remote reward server answers. (The rewards and the training data are resolved by the trainer, also before the model.)"""
+    settings that nothing reads are named, and every remote reward server answers. (The rewards and the training data are resolved by the trainer, also before the model.)"""
     from rlvr.config import ConfigError
     from rlvr.models import check_trainable
     from rlvr.rewards import RemoteReward
@@ -62,6 +63,14 @@ def check_before_model(config: Any) -> None:
         raise ConfigError(
             f"training.eval_steps={t.eval_steps} but training.eval_dataset is not set, so nothing would be "
             "evaluated: set training.eval_dataset (e.g. gsm8k, with eval_split test), or eval_steps=0"
+        )
+    from rlvr.config.unused import unused_settings
+
+    unused = unused_settings(config)
+    if unused and os.environ.get("RANK", "0") == "0":  # one process says it for all
+        print(
+            f"rlvr train: warning: set, but nothing in this run reads them: {'; '.join(unused)}",
+            file=sys.stderr,
         )
     r = config.rewards
     for spec in r.functions:

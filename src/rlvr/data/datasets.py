@@ -20,6 +20,9 @@ import datasets
 FILE_FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 QUESTION_FIELDS = ("question", "problem", "prompt", "query", "input")
 ANSWER_FIELDS = ("answer", "ground_truth", "solution", "label", "target", "output")
+# What reward functions get from the trainer rather than the data (TRL's names): a column of one of these names
+# would be a second value for the same argument, or be replaced without a word.
+RESERVED_COLUMNS = ("prompts", "completions", "completion_ids")
 
 
 class DataError(ValueError):
@@ -283,6 +286,12 @@ def load_problems(
     if limit is not None:
         raw = raw.select(range(min(limit, len(raw))))
     columns = list(raw.column_names)
+    taken = [c for c in RESERVED_COLUMNS if c in columns]
+    if taken:  # a reward is called fn(prompts=, completions=, completion_ids=, **columns): these would clash
+        raise DataError(
+            f"{name_or_path} has a column named {taken[0]!r}, which the reward functions receive from the trainer "
+            f"({', '.join(RESERVED_COLUMNS)}): rename that column"
+        )
     known = KNOWN.get(Path(name_or_path).name) or KNOWN.get(name_or_path)
     q_fields = _pick_fields(
         question_field,
