@@ -25,11 +25,8 @@ USER_ERROR = 2
 def _fail(command: str, exc: Exception) -> int:
     from rlvr.flags import COMMAND_FLAGS, in_command_terms
 
-    # shared code names config keys (data.split): said in this command's flags (--split)
-    print(
-        f"rlvr {command}: error: {in_command_terms(str(exc), COMMAND_FLAGS.get(command, {}))}",
-        file=sys.stderr,
-    )
+    message = in_command_terms(str(exc), COMMAND_FLAGS.get(command, {}))  # shared code's data.split: --split
+    print(f"rlvr {command}: error: {message}", file=sys.stderr)
     return USER_ERROR
 
 
@@ -71,16 +68,8 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
         "per task too; needs pip install -e '.[tasks]')",
     )
     parser.add_argument("--split", default="test")
-    parser.add_argument(
-        "--question-field",
-        default=None,
-        help="column holding the question (default: guessed, as data.question_field)",
-    )
-    parser.add_argument(
-        "--answer-field",
-        default=None,
-        help="column holding the gold answer (default: guessed, as data.answer_field)",
-    )
+    parser.add_argument("--question-field", default=None, help="column of the question (default: guessed)")
+    parser.add_argument("--answer-field", default=None, help="column of the gold answer (default: guessed)")
     parser.add_argument("--limit", type=positive_int, default=None, help="the first N problems only")
     parser.add_argument(
         "--data-dir", default=None, help="folder holding <dataset>/<split>.jsonl (default: $RLVR_DATA_DIR)"
@@ -287,6 +276,7 @@ def _run_eval(args: argparse.Namespace) -> int:
         # an episode's later turns read the whole conversation so far, up to --max-total-tokens
         one_reply = args.max_prompt_length + args.max_new_tokens
         longest = max(one_reply, args.max_total_tokens if args.environment else 0)
+        span = "--max-prompt-length + --max-new-tokens" if longest == one_reply else "--max-total-tokens"
         try:
             generation = GenerationConfig.from_pretrained(model_path)
         except OSError:  # no generation_config.json: the tokenizer's EOS alone
@@ -298,9 +288,7 @@ def _run_eval(args: argparse.Namespace) -> int:
             eos_token_ids(tokenizer, SimpleNamespace(generation_config=generation)),
             dtype="bfloat16" if bf16 else args.dtype,
             max_model_len=longest,
-            length_settings=(
-                "--max-prompt-length + --max-new-tokens" if longest == one_reply else "--max-total-tokens"
-            ),
+            length_settings=span,
             device=device.type,
             cpu_kv_cache_gb=args.vllm_kv_cache_gb,
             enforce_eager=args.vllm_enforce_eager,
