@@ -139,6 +139,18 @@ def test_align_anything_request(server):
     }
 
 
+def test_a_list_of_golds_accepts_any_of_them(server):
+    """Several acceptable golds (a list, as RemoteReward sends a dataset's list column): a match with any counts."""
+    body = {
+        "prompts": ["a", "b"],
+        "responses": ["\\boxed{five}", "\\boxed{6}"],
+        "golden_responses": [["5", "five"]] * 2,
+    }
+    answer = post(server, body)
+    assert answer.status_code == 200, answer.text  # was 422: golden_responses[0] must be a string or null
+    assert answer.json()["extra_logs"]["accuracy"] == [1.0, 0.0]
+
+
 def test_openrlhf_request(server):
     prompts = ["<|user|>2+3?<|assistant|>", "<|user|>1+1?<|assistant|>"]
     queries = [prompts[0] + "\\boxed{5}", "not prefixed \\boxed{3}"]
@@ -215,8 +227,14 @@ def test_prompt_without_gold_is_422(server):
         (
             b'{"prompts": ["a"], "responses": ["a"], "golden_responses": [5]}',
             422,
-            "golden_responses[0] must be a string or null",
+            "golden_responses[0] must be a string, a list of strings (several acceptable golds) or null",
         ),
+        (  # a list of golds holds strings only, and at least one
+            b'{"prompts": ["a"], "responses": ["a"], "golden_responses": [[]]}',
+            422,
+            "golden_responses[0] must be a string, a list of strings",
+        ),
+        (b'{"prompts": ["a"], "responses": ["a"], "golden_responses": [["5", 5]]}', 422, "got list"),
         (
             b'{"prompts": ["a", "b"], "responses": ["a"]}',
             422,

@@ -143,7 +143,7 @@ TRAIN_OVERRIDES = [
     ("training.save_total_limit=0", "training.save_total_limit must be at least 1, got 0 (null: keep"),
     ("model.lora.r=0", "model.lora.r must be at least 1"),
     ("rewards.weights=[1.0e400]", "rewards.weights[0] must be a finite number"),
-    ("rewards.remote_timeout=0", "rewards.remote_timeout must be > 0"),
+    ("rewards.remote_timeout=0", "rewards.remote_timeout must be above 0"),
     ("data.limit=0", "data.limit must be at least 1"),
     ("training.max_steps=[1", "override 'training.max_steps=[1': the value is not valid YAML"),
     ("training.eval_steps=5", "training.eval_steps=5 but training.eval_dataset is not set"),  # was: no eval
@@ -320,5 +320,14 @@ def test_a_remote_reward_that_answers_text_is_refused():
         reward(prompts=["q", "q"], completions=["a", "b"])
 
 
-def test_any_answer_of_a_remote_server_is_reachable():
-    remote_reward(httpx.Response(404, text="no /health here")).check_reachable()  # another make of server
+def test_a_reward_server_of_another_make_passes_the_start_up_check():
+    """Only the answer to a scoring request counts: a server without rlvr's /health route is a reward server."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST" and request.url.path == "/get_reward":
+            return httpx.Response(200, json={"rewards": [0.0]})
+        return httpx.Response(404, text="no such route")
+
+    reward = RemoteReward("http://reward-server:6000/get_reward", retries=0)
+    reward._client = httpx.Client(transport=httpx.MockTransport(answer))
+    reward.check_reachable()

@@ -35,6 +35,29 @@ def positive_int(text: str) -> int:
     return value
 
 
+def count(text: str) -> int:
+    """A whole number >= 0.
+
+    >>> count("0")
+    0
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
+    return value
+
+
+def seed(text: str) -> int:
+    """A random seed, 0 to 2**31 - 1 (as training.seed: NumPy refuses negative seeds and those past 32 bits)."""
+    value = count(text)
+    if value > 2**31 - 1:
+        raise argparse.ArgumentTypeError(f"must be from 0 to {2**31 - 1}, got {value}")
+    return value
+
+
 def port(text: str) -> int:
     """A TCP port, 1 to 65535."""
     if not text.strip().isdigit() or not 1 <= int(text) <= 65535:

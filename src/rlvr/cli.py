@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -11,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from rlvr import __version__
-from rlvr.argtypes import add_bf16_argument, positive_int, temperature
+from rlvr.argtypes import add_bf16_argument, positive_int, seed, temperature
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
@@ -68,7 +69,7 @@ def run_train(args: argparse.Namespace) -> int:
 def check_before_model(config: Any) -> None:
     """What a training run can check without a model, beyond the config's own validation and the output
     directory's (`rundir.check_output_dir`): the model path is not a LoRA adapter, evaluation has its data,
-    and every remote reward server answers. (The rewards and the training data are resolved by the trainer, also before the model.)"""
+    settings that nothing reads are named, and every remote reward server answers. (The rewards and the training data are resolved by the trainer, also before the model.)"""
     from rlvr.config import ConfigError
     from rlvr.models import check_trainable
     from rlvr.rewards import RemoteReward
@@ -79,6 +80,14 @@ def check_before_model(config: Any) -> None:
         raise ConfigError(
             f"training.eval_steps={t.eval_steps} but training.eval_dataset is not set, so nothing would be "
             "evaluated: set training.eval_dataset (e.g. gsm8k, with eval_split test), or eval_steps=0"
+        )
+    from rlvr.config.unused import unused_settings
+
+    unused = unused_settings(config)
+    if unused and os.environ.get("RANK", "0") == "0":  # one process says it for all
+        print(
+            f"rlvr train: warning: set, but nothing in this run reads them: {'; '.join(unused)}",
+            file=sys.stderr,
         )
     r = config.rewards
     for spec in r.functions:
@@ -99,7 +108,7 @@ def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--temperature", type=temperature, default=0.0, help="0 for greedy decoding")
     parser.add_argument("--num-samples", type=positive_int, default=1)
     add_bf16_argument(parser)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=seed, default=0)
 
 
 def run_generate(args: argparse.Namespace) -> int:
@@ -119,7 +128,7 @@ def run_generate(args: argparse.Namespace) -> int:
             f"{args.num_samples} times; set a sampling temperature, e.g. --temperature 1.0"
         )
     torch.manual_seed(args.seed)
-    model, tokenizer = load_policy(ModelConfig(name_or_path=args.model))
+    model, tokenizer = load_policy(ModelConfig(name_or_path=args.model), train=False)
     bf16, why = resolve_bf16(args.bf16, next(model.parameters()).device)
     print(why, file=sys.stderr)  # stdout is the completions
     text = render_prompt(tokenizer, build_messages(args.prompt, args.template, args.system_prompt))
@@ -250,11 +259,13 @@ def main(argv: list[str] | None = None) -> int:
     from rlvr.config import ConfigError
     from rlvr.data import DataError
     from rlvr.environments import environment_errors
+    from rlvr.flags import COMMAND_FLAGS, in_command_terms
     from rlvr.models import ModelError
     from rlvr.rewards import RemoteRewardError, RewardError, RewardSpecError
     from rlvr.rollout.engine import EngineError
     from rlvr.trainer.trainer import TrainingError
 
+    command_words = COMMAND_FLAGS.get(args.command, {})
     user_errors = (
         ConfigError,
         DataError,
@@ -268,8 +279,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with sigterm_as_interrupt():
             return args.run(args)
-    except user_errors as exc:
-        print(f"rlvr {args.command}: error: {exc}", file=sys.stderr)
+    except user_errors as exc:  # shared code names config keys: said in the words of the command that ran
+        print(f"rlvr {args.command}: error: {in_command_terms(str(exc), command_words)}", file=sys.stderr)
         return 2
     except TrainingError as exc:  # not the user's input: the run itself failed, its saved work intact
         print(f"rlvr {args.command}: error: {exc}", file=sys.stderr)

@@ -16,6 +16,30 @@ class ConfigError(ValueError):
     """A config that cannot run: the message names the key and what to do."""
 
 
+# Seconds a timeout may be: sockets and thread joins overflow on a few hundred years (httpx refuses 1e10), and
+# nothing rlvr waits for should take longer than a day.
+MAX_SECONDS = 86400.0
+# Seeds NumPy takes are 32-bit; each process adds its rank to the run's seed.
+MAX_SEED = 2**31 - 1
+
+
+def seconds(key: str, value: float | None, off: str = "") -> None:
+    """`value` a timeout above 0 and at most a day; 0 or None only where `off` says what they mean.
+
+    >>> seconds("vllm.server_timeout", 1e300)
+    Traceback (most recent call last):
+    ...
+    rlvr.config.checks.ConfigError: vllm.server_timeout must be above 0 and at most 86400 seconds (a day), got 1e+300
+    """
+    if value is None or (off and value == 0):
+        return
+    if not 0 < value <= MAX_SECONDS:
+        raise ConfigError(
+            f"{key} must be above 0 and at most {MAX_SECONDS:g} seconds (a day), got {value:g}"
+            + (f" ({off})" if off else "")
+        )
+
+
 def at_least(key: str, value: float | None, least: float, hint: str = "") -> None:
     """`value` >= `least`; None turns a setting off and is never out of range.
 

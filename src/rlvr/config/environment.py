@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from rlvr.config.checks import ConfigError
+from rlvr.config.checks import ConfigError, seconds
 
 
 @dataclass
@@ -45,6 +45,8 @@ class EnvironmentConfig:
         for key in ("max_observation_tokens", "tool_timeout", "step_timeout"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"environment.{key} must be >= 0 (0: no limit), got {getattr(self, key)}")
+        for key in ("tool_timeout", "step_timeout"):
+            seconds(f"environment.{key}", getattr(self, key), "0: no limit")
         if self.tool_prompt not in ("auto", "template", "system"):
             raise ConfigError(
                 f"environment.tool_prompt must be auto, template or system, got {self.tool_prompt!r}"

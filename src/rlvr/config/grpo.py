@@ -19,7 +19,7 @@ from rlvr.config.loading import apply_overrides, build, read_yaml
 from rlvr.config.model import ModelConfig
 from rlvr.config.rewards import RewardsConfig
 from rlvr.config.rollout import RolloutConfig
-from rlvr.config.training import TrainingConfig
+from rlvr.config.training import TrainingConfig, check_best_model_metric
 from rlvr.config.vllm import VLLMConfig
 
 
@@ -115,6 +115,7 @@ def validate(config: GRPOConfig) -> None:
     config.rewards.validate()
     config.rollout.validate()
     config.environment.validate()
+    check_evaluation(config)
     if (
         "reasoning_gym" in (*config.rewards.functions, t.eval_reward)
         and config.data.template not in _TAG_TEMPLATES
@@ -124,3 +125,20 @@ def validate(config: GRPOConfig) -> None:
             f"data.template {config.data.template!r} does not ask for them: use data.template=reasoning_gym "
             f"(or {', '.join(_TAG_TEMPLATES[1:])})"
         )
+
+
+def check_evaluation(config: GRPOConfig) -> None:
+    """Evaluation settings that would do nothing without a word: a held-out set that is never evaluated, a best
+    checkpoint chosen by a figure that is never logged."""
+    t = config.training
+    if t.eval_dataset is not None and t.eval_steps == 0:
+        raise ConfigError(
+            f"training.eval_dataset is {t.eval_dataset!r} but training.eval_steps is 0, so it would never be "
+            "evaluated: set training.eval_steps=N to evaluate every N steps, or training.eval_dataset=null"
+        )
+    tasks: list[str] = []
+    if t.eval_dataset is not None and t.eval_dataset.startswith("reasoning_gym:"):
+        tasks = [task for task in t.eval_dataset.partition(":")[2].split("+") if task]
+    elif t.eval_dataset == "reasoning_gym":
+        tasks = list(config.data.reasoning_gym.tasks)
+    check_best_model_metric(t.metric_for_best_model, tasks)

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rlvr.argtypes import MAX_TIMEOUT
-from rlvr.config.checks import ConfigError, above_zero, at_least
+from rlvr.config.checks import ConfigError, at_least, seconds
 
 # Seconds a reward call may take unless told otherwise: a healthy verifier takes milliseconds to a minute on a
 # batch; a judge model behind `remote:` up to remote_timeout x (remote_retries + 1), about two minutes.
@@ -56,7 +56,7 @@ class RewardsConfig:
             check_option_names(self.functions, self.options, "rewards.options")
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
-        above_zero("rewards.remote_timeout", self.remote_timeout)
+        seconds("rewards.remote_timeout", self.remote_timeout)
         at_least("rewards.remote_retries", self.remote_retries, 0)
         if self.num_workers < 0:
             raise ConfigError(f"rewards.num_workers must be >= 0, got {self.num_workers}")

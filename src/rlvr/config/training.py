@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from typing import Literal
 
-from rlvr.config.checks import ConfigError, above_zero, at_least, within
+from rlvr.config.checks import MAX_SEED, ConfigError, above_zero, at_least, within
 
 
 @dataclass
@@ -59,7 +60,8 @@ class TrainingConfig:
     eval_reward: str = "accuracy"
     """Reward that scores held-out answers (1.0 = correct)."""
     metric_for_best_model: str = "eval/accuracy"
-    """Metric that picks the best checkpoint (higher is better)."""
+    """Held-out figure that picks the best checkpoint (higher is better): eval/accuracy, eval/mean_reward or
+    eval/format_rate; with a mix of reasoning-gym tasks also eval/accuracy/<task> and eval/mean_reward/<task>."""
     overwrite_output_dir: bool = False
     """Delete a previous run's checkpoints, logs and final model in output_dir (`rlvr train --overwrite`)."""
     resume_allow_changes: bool = False
@@ -69,6 +71,8 @@ class TrainingConfig:
 
     def validate(self) -> None:
         at_least("training.max_steps", self.max_steps, 1)
+        if not 0 <= self.seed <= MAX_SEED:  # NumPy refuses a negative seed or one past 32 bits
+            raise ConfigError(f"training.seed must be from 0 to {MAX_SEED}, got {self.seed}")
         at_least("training.eval_limit", self.eval_limit, 1, " (null: every held-out problem)")
         at_least("training.save_total_limit", self.save_total_limit, 1, " (null: keep every checkpoint)")
         at_least("training.logging_steps", self.logging_steps, 1)
@@ -90,3 +94,30 @@ class TrainingConfig:
             raise ConfigError(
                 f"training.report_to has unknown loggers {sorted(unknown_report)}; use tensorboard, wandb"
             )
+
+
+# The held-out figures that can pick the best checkpoint, higher being better (`evaluation.summarize` logs them as
+# eval/<figure>); a mix of reasoning-gym tasks adds each task's accuracy and mean reward.
+BEST_MODEL_METRICS = ("eval/accuracy", "eval/mean_reward", "eval/format_rate")
+
+
+def check_best_model_metric(metric: str, tasks: list[str]) -> None:
+    """Refuse a training.metric_for_best_model that the evaluation never logs: its best checkpoint would never
+    be kept, without a word. `tasks`: the reasoning-gym tasks of training.eval_dataset (per-task figures need two).
+
+    >>> check_best_model_metric("eval/acuracy", [])
+    Traceback (most recent call last):
+    ...
+    rlvr.config.checks.ConfigError: training.metric_for_best_model 'eval/acuracy' is not a figure the evaluation logs, so no best checkpoint would ever be kept; did you mean 'eval/accuracy'? (it is one of eval/accuracy, eval/mean_reward, eval/format_rate)
+    """
+    per_task = [f"eval/{figure}/{task}" for task in tasks for figure in ("accuracy", "mean_reward")]
+    choices = [*BEST_MODEL_METRICS, *(per_task if len(tasks) > 1 else [])]
+    if metric in choices:
+        return
+    close = difflib.get_close_matches(metric, choices, n=1) or difflib.get_close_matches(
+        f"eval/{metric}", choices, n=1
+    )
+    raise ConfigError(
+        f"training.metric_for_best_model {metric!r} is not a figure the evaluation logs, so no best checkpoint "
+        f"would ever be kept{f'; did you mean {close[0]!r}?' if close else ''} (it is one of {', '.join(choices)})"
+    )

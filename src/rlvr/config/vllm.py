@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from rlvr.config.checks import ConfigError, above_zero
+from rlvr.config.checks import ConfigError, above_zero, seconds
 
 
 @dataclass
@@ -65,7 +65,7 @@ class VLLMConfig:
                 f"vllm.gpu_memory_utilization must be in (0, 1], got {self.gpu_memory_utilization}"
             )
         above_zero("vllm.cpu_kv_cache_gb", self.cpu_kv_cache_gb)
-        above_zero("vllm.server_timeout", self.server_timeout)
+        seconds("vllm.server_timeout", self.server_timeout)
         above_zero("vllm.tensor_parallel_size", self.tensor_parallel_size)
         above_zero("vllm.max_model_len", self.max_model_len)
         if self.max_model_len is not None and self.max_model_len < max_sequence_length:

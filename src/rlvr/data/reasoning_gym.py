@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from rlvr.config.loading import load_yaml
 from rlvr.data.datasets import DataError
 from rlvr.rewards.reasoning_gym import import_reasoning_gym
 
@@ -124,7 +125,7 @@ def read_task_options(text: str | None) -> dict[str, Any]:
         return _settings(None)
     path = Path(text).expanduser()
     try:
-        loaded = yaml.safe_load(path.read_text() if path.is_file() else text)
+        loaded = load_yaml(path.read_text() if path.is_file() else text)
     except yaml.YAMLError as exc:
         raise DataError(f"reasoning-gym options {text!r} are not valid YAML: {exc}") from None
     if isinstance(loaded, dict) and "data" in loaded:

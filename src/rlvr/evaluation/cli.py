@@ -17,14 +17,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rlvr.argtypes import add_bf16_argument, positive_int, probability, seconds, temperature
+from rlvr.argtypes import add_bf16_argument, count, positive_int, probability, seconds, seed, temperature
 from rlvr.config.rewards import DEFAULT_REWARD_TIMEOUT
 
 USER_ERROR = 2
 
 
 def _fail(command: str, exc: Exception) -> int:
-    print(f"rlvr {command}: error: {exc}", file=sys.stderr)
+    from rlvr.flags import COMMAND_FLAGS, in_command_terms
+
+    message = in_command_terms(str(exc), COMMAND_FLAGS.get(command, {}))  # shared code's data.split: --split
+    print(f"rlvr {command}: error: {message}", file=sys.stderr)
     return USER_ERROR
 
 
@@ -67,6 +70,8 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
         "per task too; needs pip install -e '.[tasks]')",
     )
     parser.add_argument("--split", default="test")
+    parser.add_argument("--question-field", default=None, help="column of the question (default: guessed)")
+    parser.add_argument("--answer-field", default=None, help="column of the gold answer (default: guessed)")
     parser.add_argument("--limit", type=positive_int, default=None, help="the first N problems only")
     parser.add_argument(
         "--data-dir", default=None, help="folder holding <dataset>/<split>.jsonl (default: $RLVR_DATA_DIR)"
@@ -171,7 +176,7 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32", help="weights dtype")
     add_bf16_argument(parser)
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    parser.add_argument("--seed", type=int, default=0, help="sampling seed")
+    parser.add_argument("--seed", type=seed, default=0, help="sampling seed")
     parser.add_argument(
         "--cache-dir",
         default=None,
@@ -236,11 +241,23 @@ def _run_eval(args: argparse.Namespace) -> int:
     few_shot = read_few_shot(args.few_shot)
     environment = environment_config(args)  # a bad environment fails here too
     reward_fn = get_reward(args.reward)  # an unknown reward fails here, not after the model has loaded
+    if tasks or args.reward == "reasoning_gym":
+        from rlvr.optional import require
+
+        needed_by = f"--dataset {args.dataset}" if tasks else "--reward reasoning_gym"
+        require("reasoning_gym", needed_by, "choose another --dataset" if tasks else "name another --reward")
     if isinstance(reward_fn, RemoteReward):
         reward_fn.check_reachable()
     torch.manual_seed(args.seed)
     problems = load_problems(
-        args.dataset, args.split, data_dir=args.data_dir, limit=args.limit, reasoning_gym=task_options
+        args.dataset,
+        args.split,
+        data_dir=args.data_dir,
+        question_field=args.question_field,
+        answer_field=args.answer_field,
+        limit=args.limit,
+        reasoning_gym=task_options,
+        field_keys=("--question-field", "--answer-field"),
     )
     # A problem without a gold answer cannot be right or wrong: it is left out of every figure, and counted.
     skipped = sum(row["answer"] is None for row in problems)
@@ -266,7 +283,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     print(why, flush=True)
     engine = None
     if args.engine == "hf":
-        model, tokenizer = load_policy(config)
+        model, tokenizer = load_policy(config, train=False)
         device = next(model.parameters()).device
     else:  # vLLM loads the weights itself: only the tokenizer and the EOS ids are read here
         from types import SimpleNamespace
@@ -279,6 +296,10 @@ def _run_eval(args: argparse.Namespace) -> int:
 
         model, device = None, resolve_device(args.device)
         tokenizer = load_tokenizer(model_path, args.trust_remote_code)
+        # an episode's later turns read the whole conversation so far, up to --max-total-tokens
+        one_reply = args.max_prompt_length + args.max_new_tokens
+        longest = max(one_reply, args.max_total_tokens if args.environment else 0)
+        span = "--max-prompt-length + --max-new-tokens" if longest == one_reply else "--max-total-tokens"
         try:
             generation = GenerationConfig.from_pretrained(model_path)
         except OSError:  # no generation_config.json: the tokenizer's EOS alone
@@ -289,15 +310,20 @@ def _run_eval(args: argparse.Namespace) -> int:
             args.max_prompt_length,
             eos_token_ids(tokenizer, SimpleNamespace(generation_config=generation)),
             dtype="bfloat16" if bf16 else args.dtype,
-            # an episode's later turns read the whole conversation so far, up to --max-total-tokens
-            max_model_len=max(
-                args.max_prompt_length + args.max_new_tokens, args.max_total_tokens if args.environment else 0
-            ),
+            max_model_len=longest,
+            length_settings=span,
             device=device.type,
             cpu_kv_cache_gb=args.vllm_kv_cache_gb,
             enforce_eager=args.vllm_enforce_eager,
             seed=args.seed,
         )
+    from rlvr.data.lengths import EVAL_LIMITS, counted, length_warnings, model_context, prompt_lengths
+
+    lengths = prompt_lengths(tokenizer, problems, args.template, args.system_prompt, few_shot)
+    context = model_context(model.config if model is not None else model_path, args.trust_remote_code)
+    limits = (args.max_prompt_length, args.max_new_tokens, context, EVAL_LIMITS)
+    for line in length_warnings(lengths, *limits, what=counted("prompts", len(problems))):
+        print(f"rlvr eval: warning: {line}", file=sys.stderr)
     result = evaluate_model(
         model,
         tokenizer,
@@ -380,12 +406,13 @@ def read_few_shot(text: str | None) -> list[dict[str, str]]:
     import yaml
 
     from rlvr.config import ConfigError
+    from rlvr.config.loading import load_yaml
 
     if text is None:
         return []
     path = Path(text).expanduser()
     try:
-        loaded = yaml.safe_load(path.read_text() if path.is_file() else text)
+        loaded = load_yaml(path.read_text() if path.is_file() else text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"--few-shot is not valid YAML: {exc}") from None
     if isinstance(loaded, dict) and "data" in loaded:
@@ -410,10 +437,11 @@ def environment_config(args: argparse.Namespace) -> Any:
     import yaml
 
     from rlvr.config import ConfigError, EnvironmentConfig
+    from rlvr.config.loading import load_yaml
     from rlvr.environments import EnvironmentPool, make_environment_factory
 
     try:
-        options = yaml.safe_load(args.environment_args) if args.environment_args else {}
+        options = load_yaml(args.environment_args) if args.environment_args else {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"--environment-args is not valid YAML: {exc}") from None
     if not isinstance(options, dict):
@@ -488,15 +516,15 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
         "before", help="eval output directory of the baseline (summary.json, predictions.jsonl)"
     )
     parser.add_argument("after", help="eval output directory of the candidate")
-    parser.add_argument("--show", type=int, default=5, help="flipped problems shown in each direction")
+    parser.add_argument("--show", type=count, default=5, help="flipped problems shown in each direction")
     parser.add_argument(
         "--bootstrap",
-        type=int,
+        type=count,
         default=0,
         metavar="N",
         help="also a paired bootstrap with N resamples (e.g. 10000)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    parser.add_argument("--seed", type=seed, default=0, help="bootstrap seed")
     parser.add_argument("--json", default=None, metavar="PATH", help="also write the comparison as JSON")
 
 
@@ -545,11 +573,13 @@ def add_inspect_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "run_dir", help="training output directory holding completions.jsonl (and metrics.jsonl)"
     )
-    parser.add_argument("--step", type=int, default=None, help="only this step")
-    parser.add_argument("--last", type=int, default=5, help="steps shown when --step is not given (0: all)")
-    parser.add_argument("--top", type=int, default=2, help="best and worst completions shown per step")
-    parser.add_argument("--examples", type=int, default=3, help="flagged completions shown per flag")
-    parser.add_argument("--max-chars", type=int, default=300, help="completion text shown, in characters")
+    parser.add_argument("--step", type=positive_int, default=None, help="only this step")
+    parser.add_argument("--last", type=count, default=5, help="steps shown when --step is not given (0: all)")
+    parser.add_argument("--top", type=count, default=2, help="best and worst completions shown per step")
+    parser.add_argument("--examples", type=count, default=3, help="flagged completions shown per flag")
+    parser.add_argument(
+        "--max-chars", type=positive_int, default=300, help="completion text shown, in characters"
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
 
 

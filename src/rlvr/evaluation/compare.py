@@ -21,19 +21,53 @@ class CompareError(EvaluationError):
 
 
 def load_run(directory: str | Path) -> dict[str, Any]:
-    """An eval output directory: {"dir", "summary", "predictions"}."""
+    """An eval output directory: {"dir", "summary", "predictions"}; a file that is not what `rlvr eval` writes
+    (cut short, edited, another tool's) is a CompareError naming the file and line."""
     directory = Path(directory)
     summary_path, predictions_path = directory / "summary.json", directory / "predictions.jsonl"
     for path in (summary_path, predictions_path):
         if not path.is_file():
             raise CompareError(f"{path} does not exist: give directories written by `rlvr eval --output DIR`")
-    with open(predictions_path, encoding="utf-8") as f:
-        predictions = [json.loads(line) for line in f if line.strip()]
-    return {
-        "dir": str(directory),
-        "summary": json.loads(summary_path.read_text(encoding="utf-8")),
-        "predictions": predictions,
-    }
+    again = f"run `rlvr eval ... --output {directory}` again"
+    summary = _json(summary_path, _text(summary_path, again), again)
+    if not isinstance(summary, dict) or not all(
+        isinstance(summary.get(key, {}), dict) for key in ("metrics", "sampling")
+    ):
+        raise CompareError(f"{summary_path} is not an eval summary (a JSON object with metrics): {again}")
+    predictions = []
+    for number, line in enumerate(_text(predictions_path, again).splitlines(), 1):
+        if not line.strip():
+            continue
+        record = _json(predictions_path, line, again, number)
+        if not isinstance(record, dict) or not all(key in record for key in ("question", "gold", "correct")):
+            raise CompareError(
+                f"{predictions_path} line {number} is not an eval prediction (an object with question, gold and "
+                f"correct): {again}"
+            )
+        predictions.append(record)
+    if not predictions:
+        raise CompareError(f"{predictions_path} holds no predictions: {again}")
+    return {"dir": str(directory), "summary": summary, "predictions": predictions}
+
+
+def _text(path: Path, again: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CompareError(f"cannot read {path} ({exc}): {again}") from None
+
+
+def _json(path: Path, text: str, again: str, line: int | None = None) -> Any:
+    """`text` parsed, or a CompareError saying where in `path` it stops being JSON (a file cut short?)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        where = f"line {line if line is not None else exc.lineno}, column {exc.colno}"
+        raise CompareError(
+            f"{path} is not valid JSON at {where}: {exc.msg} (a file cut short?); {again}"
+        ) from None
+    except RecursionError:
+        raise CompareError(f"{path} is nested too deeply to be an eval output: {again}") from None
 
 
 def question_key(question: str) -> str:

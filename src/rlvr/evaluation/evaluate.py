@@ -207,6 +207,9 @@ def problem_record(
         for text, reward, length, cut in zip(completions, rewards, lengths, truncated, strict=True)
     ]
     record = {"index": index, "question": row["question"], "gold": row["answer"], **samples[0]}
+    golds = (
+        row["answer"] if isinstance(row["answer"], list) else [row["answer"]]
+    )  # a list: any of them counts
     if "task" in row:  # reasoning-gym rows: the figures are also given per task
         record["task"] = row["task"]
     if len(samples) > 1:
@@ -216,7 +219,7 @@ def problem_record(
             num_correct=sum(s["correct"] for s in samples),
             majority=majority,
             majority_votes=votes,
-            maj_correct=majority is not None and equal(majority, row["answer"]),
+            maj_correct=majority is not None and any(equal(majority, gold) for gold in golds),
         )
     return record
 

@@ -99,7 +99,8 @@ def analyse_completion(record: dict[str, Any]) -> dict[str, Any]:
     text = str(record.get("completion") or "")
     gold = record.get("answer")
     extracted = extract_answer(text, "auto")
-    correct = None if gold is None else extracted is not None and math_equal(extracted, gold)
+    golds = gold if isinstance(gold, list) else [gold]  # several acceptable golds: any of them counts
+    correct = None if gold is None else extracted is not None and any(math_equal(extracted, g) for g in golds)
     flags: dict[str, str] = {}
     paid = {k: v for k, v in (record.get("rewards") or {}).items() if isinstance(v, (int, float)) and v > 0}
     if correct is False and paid:

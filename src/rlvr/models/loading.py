@@ -34,8 +34,11 @@ def load_tokenizer(path: str, trust_remote_code: bool = False) -> Any:
     return tokenizer
 
 
-def load_policy(config: ModelConfig, device: torch.device | None = None) -> tuple[Any, Any]:
-    """Load (model, tokenizer) for training; LoRA adapters are added when config.lora.enabled."""
+def load_policy(
+    config: ModelConfig, device: torch.device | None = None, train: bool = True
+) -> tuple[Any, Any]:
+    """Load (model, tokenizer) for training; LoRA adapters are added when config.lora.enabled. `train=False`
+    (eval, generate) also takes a quantized model, which rlvr does not train."""
     from transformers import AutoModelForCausalLM
 
     if config.lora.enabled:
@@ -46,10 +49,11 @@ def load_policy(config: ModelConfig, device: torch.device | None = None) -> tupl
     model = _from_pretrained(
         AutoModelForCausalLM, path, dtype=DTYPES[config.dtype], trust_remote_code=config.trust_remote_code
     )
-    if getattr(model, "is_quantized", False) or getattr(model.config, "quantization_config", None):
+    quantized = getattr(model, "is_quantized", False) or getattr(model.config, "quantization_config", None)
+    if train and quantized:
         raise ModelError(
-            f"{path} loads as a quantized model, which cannot be trained in full; "
-            "enable model.lora or give an unquantized copy"
+            f"{path} loads as a quantized model, which rlvr does not train (in full or with model.lora): give "
+            "an unquantized copy (rlvr eval and rlvr generate take the quantized one)"
         )
     if model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
@@ -94,7 +98,16 @@ def add_lora(model: Any, config: ModelConfig) -> Any:
     )
     if config.gradient_checkpointing:
         model.enable_input_require_grads()
-    return get_peft_model(model, peft_config)
+    try:
+        return get_peft_model(model, peft_config)
+    except ValueError as exc:  # peft's NoMatchingPeftModuleError and its other refusals of target_modules
+        linear = sorted(
+            {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+        )
+        raise ModelError(
+            f"model.lora.target_modules {lora.target_modules!r} does not fit this model: {exc} Its linear modules "
+            f"are {', '.join(linear)}: name some of them, or use all-linear"
+        ) from None
 
 
 def make_reference(policy: Any, matmul_dtype: torch.dtype | None = None) -> Any | None:
@@ -125,10 +138,20 @@ def is_peft(model: Any) -> bool:
 
 
 def _from_pretrained(cls: Any, path: str, **kwargs: Any) -> Any:
+    from safetensors import SafetensorError
+
     try:
         return cls.from_pretrained(path, **kwargs)
-    except OSError as exc:
+    except (OSError, ValueError, RuntimeError, EOFError, SafetensorError) as exc:
+        if not Path(path).expanduser().is_dir():
+            raise ModelError(
+                f"could not load {path!r}: {exc}\nIf the hub is unreachable, give a local Hugging Face "
+                "directory, a .gguf file, or run `rlvr prepare-model smollm2-135m-instruct` and use the "
+                "directory it prints."
+            ) from exc
+        # a local directory that does not load: a file cut short (an interrupted copy or download) or damaged
+        what = "tokenizer" if "Tokenizer" in getattr(cls, "__name__", "") else "model"
         raise ModelError(
-            f"could not load {path!r}: {exc}\nIf the hub is unreachable, give a local Hugging Face directory, "
-            "a .gguf file, or run `rlvr prepare-model smollm2-135m-instruct` and use the directory it prints."
+            f"cannot load the {what} in {path}: {type(exc).__name__}: {str(exc).strip().rstrip('.')[:300]}. Its files look "
+            "damaged or incomplete (a copy or download cut short?): copy the model directory again"
         ) from exc

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import struct
 import subprocess
 import sys
 import tempfile
@@ -52,8 +53,15 @@ def convert_gguf(gguf_path: str | Path, out_dir: str | Path) -> Path:
         raise ModelError(f"GGUF file {gguf_path} does not exist")
     out_dir = Path(out_dir)
     kwargs = {"gguf_file": gguf_path.name}
-    tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, **kwargs)
-    loaded = AutoModelForCausalLM.from_pretrained(gguf_path.parent, dtype=torch.float32, **kwargs)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, **kwargs)
+        loaded = AutoModelForCausalLM.from_pretrained(gguf_path.parent, dtype=torch.float32, **kwargs)
+    except (OSError, ValueError, KeyError, EOFError, struct.error) as exc:  # the gguf reader's own errors
+        raise ModelError(
+            f"cannot read the GGUF file {gguf_path} ({'struct.error' if isinstance(exc, struct.error) else type(exc).__name__}: "
+            f"{str(exc)[:200]}): it looks damaged, "
+            "cut short, or of an architecture transformers cannot convert; download it again"
+        ) from None
     config = loaded.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config

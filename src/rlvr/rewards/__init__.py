@@ -12,6 +12,8 @@ from rlvr.rewards.extraction import (
     extract_answer_tag,
     extract_boxed,
     extract_gold,
+    extract_golds,
+    gold_choices,
     prompt_text,
 )
 from rlvr.rewards.functions import (
@@ -59,7 +61,9 @@ __all__ = [
     "extract_answer_tag",
     "extract_boxed",
     "extract_gold",
+    "extract_golds",
     "get_reward",
+    "gold_choices",
     "gsm8k_correctness",
     "length_penalty",
     "list_rewards",

@@ -189,6 +189,8 @@ def _spec(test: Any, entry_point: Any, asserts: Any, gold: Any) -> TestSpec | No
         if isinstance(asserts, str):  # a list stored as JSON text
             asserts = json.loads(asserts) if asserts.lstrip().startswith("[") else [asserts]
         return TestSpec.from_asserts(list(asserts))
+    if isinstance(gold, (list, tuple)) and gold:  # a list column of test lines (rlvr's data keeps it a list)
+        return TestSpec.from_asserts([str(line) for line in gold])
     if not isinstance(gold, str) or not gold.strip():
         return None
     text = gold.strip()

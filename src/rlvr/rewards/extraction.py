@@ -500,21 +500,57 @@ def extract_gold(text: Any) -> str | None:
     return text or None
 
 
+def extract_golds(value: Any) -> str | list[str] | None:
+    """`extract_gold` of one row's answer field, where a list (or tuple) holds several acceptable golds: the
+    list of each one's gold, repeats and missing ones dropped (None when none is left).
+
+    >>> extract_golds(["5", "five", None]), extract_golds("#### 7"), extract_golds([])
+    (['5', 'five'], '7', None)
+    """
+    if isinstance(value, (list, tuple)):
+        golds = list(dict.fromkeys(g for g in map(extract_gold, value) if g is not None))
+        return golds or None
+    return extract_gold(value)
+
+
+def gold_choices(
+    count: int, answer: Any = None, ground_truth: Any = None, raw: bool = False
+) -> list[list[str] | None]:
+    """Every acceptable gold answer of each row: a row whose `answer` is a list (`["5", "five"]`) accepts any of
+    them, a single gold is a list of one; `ground_truth` stands in row by row where `answer` has none, and a row
+    without either is None. Each is passed through `extract_gold` unless `raw` (then its text).
+
+    >>> gold_choices(2, answer=[["5", "five"], "#### 7"])
+    [['5', 'five'], ['7']]
+    """
+    first, second = _column(answer, count), _column(ground_truth, count)
+    read = _raw_golds if raw else extract_golds
+    choices: list[list[str] | None] = []
+    for a, g in zip(first, second, strict=True):
+        golds = read(a)
+        golds = golds if golds is not None else read(g)
+        choices.append(None if golds is None else [golds] if isinstance(golds, str) else golds)
+    return choices
+
+
+def _raw_golds(value: Any) -> str | list[str] | None:
+    if isinstance(value, (list, tuple)):
+        return [str(v) for v in value if v is not None] or None
+    return None if value is None else str(value)
+
+
 def gold_answers(
     count: int, answer: Any = None, ground_truth: Any = None, raw: bool = False
 ) -> list[str | None]:
     """One gold answer per completion from the `answer` column, falling back to `ground_truth` row by row.
 
-    Each is passed through `extract_gold` unless `raw`; a missing one is None.
+    Each is passed through `extract_gold` unless `raw`; a missing one is None. A row with several acceptable
+    golds gives its first: rewards that accept any of them read `gold_choices`.
 
     >>> gold_answers(2, answer=["#### 72", None], ground_truth=["72", "5"])
     ['72', '5']
     """
-    first, second = _column(answer, count), _column(ground_truth, count)
-    golds = [a if a is not None else g for a, g in zip(first, second, strict=True)]
-    if raw:
-        return [None if g is None else str(g) for g in golds]
-    return [extract_gold(g) for g in golds]
+    return [None if golds is None else golds[0] for golds in gold_choices(count, answer, ground_truth, raw)]
 
 
 def _column(values: Any, count: int) -> list[Any]:

@@ -21,6 +21,7 @@ from rlvr.rewards.extraction import (
     extract_boxed,
     find_numbers,
     gold_answers,
+    gold_choices,
 )
 from rlvr.rewards.registry import register_reward
 
@@ -31,14 +32,15 @@ def _texts(completions: Sequence[Any]) -> list[str]:
 
 @register_reward("boxed_exact")
 def boxed_exact(prompts, completions, answer=None, ground_truth=None, **kwargs) -> list[float | None]:
-    """1.0 when the last `\\boxed{}` holds exactly the gold answer, else 0.0 (seed 002, GSM8K online RL).
+    """1.0 when the last `\\boxed{}` holds exactly the gold answer (one of them, for a row with several), else 0.0
+    (seed 002, GSM8K online RL).
 
     >>> boxed_exact(prompts=["q", "q"], completions=[r"so \\boxed{72}", r"so \\boxed{71}"], ground_truth=["72", "72"])
     [1.0, 0.0]
     """
-    golds = gold_answers(len(completions), answer, ground_truth)
+    golds = gold_choices(len(completions), answer, ground_truth)
     return [
-        None if gold is None else float(extract_boxed(text) == gold)
+        None if gold is None else float(extract_boxed(text) in gold)
         for text, gold in zip(_texts(completions), golds, strict=True)
     ]
 
@@ -89,15 +91,15 @@ def answer_content(prompts, completions, answer=None, ground_truth=None, tag: An
     ...                answer=["a reference"] * 2)
     [5.0, 0.0]
     """
-    golds = gold_answers(len(completions), answer, ground_truth, raw=True)
+    golds = gold_choices(len(completions), answer, ground_truth, raw=True)
     tags = _tags(tag, len(completions))
     rewards: list[float | None] = []
     for text, gold, t in zip(_texts(completions), golds, tags, strict=True):
         content = extract_answer_tag(text, t)
         if gold is None:
             rewards.append(None)
-        else:
-            rewards.append(5.0 if content is not None and len(content) < len(gold) else 0.0)
+        else:  # several references: shorter than any of them
+            rewards.append(5.0 if content is not None and len(content) < max(map(len, gold)) else 0.0)
     return rewards
 
 
@@ -119,7 +121,7 @@ def gsm8k_correctness(prompts, completions, answer=None, ground_truth=None, **kw
     ...                   completions=["<answer>72</answer>", "<answer>72 clips</answer>", "<answer>71</answer>"])
     [2.0, 1.5, 0.0]
     """
-    golds = gold_answers(len(completions), answer, ground_truth)
+    golds = gold_choices(len(completions), answer, ground_truth)
     rewards: list[float | None] = []
     for text, gold in zip(_texts(completions), golds, strict=True):
         pred = extract_answer_tag(text)
@@ -127,10 +129,10 @@ def gsm8k_correctness(prompts, completions, answer=None, ground_truth=None, **kw
             rewards.append(None)
         elif pred is None:
             rewards.append(0.0)
-        elif pred == gold:
+        elif pred in gold:
             rewards.append(2.0)
         else:
-            rewards.append(1.5 if _single_number_equal(pred, gold) else 0.0)
+            rewards.append(1.5 if any(_single_number_equal(pred, g) for g in gold) else 0.0)
     return rewards
 
 
@@ -175,7 +177,7 @@ def math_verifier(prompts, completions, answer=None, ground_truth=None, **kwargs
     ...     "<think>hmm</think><answer>20</answer>"])
     [1.5, 1.0, 0.5]
     """
-    golds = gold_answers(len(completions), answer, ground_truth)
+    golds = gold_choices(len(completions), answer, ground_truth)
     texts = _texts(completions)
     contents = [extract_answer_tag(text) for text in texts]
     preds = [None if content is None else extract_answer_content(content) for content in contents]
@@ -188,14 +190,15 @@ def math_verifier(prompts, completions, answer=None, ground_truth=None, **kwargs
 
 @register_reward("accuracy")
 def accuracy(prompts, completions, answer=None, ground_truth=None, **kwargs) -> list[float | None]:
-    """1.0 when `extract_answer(style="auto")` finds an answer that `math_equal`s the gold, else 0.0.
+    """1.0 when `extract_answer(style="auto")` finds an answer that `math_equal`s the gold, else 0.0. A row with
+    several acceptable golds (`answer` a list, `["5", "five"]`) counts a match with any of them.
 
     >>> accuracy(prompts=["q"] * 3, answer=["0.5"] * 3,
     ...          completions=[r"so \\boxed{\\frac{1}{2}}", "<answer>1/2</answer>", r"\\boxed{2}"])
     [1.0, 1.0, 0.0]
     """
     preds = [extract_answer(text, style="auto") for text in _texts(completions)]
-    return _accuracy_rewards(preds, gold_answers(len(completions), answer, ground_truth))
+    return _accuracy_rewards(preds, gold_choices(len(completions), answer, ground_truth))
 
 
 @register_reward("answer_tag_accuracy")
@@ -210,22 +213,28 @@ def answer_tag_accuracy(prompts, completions, answer=None, ground_truth=None, **
     """
     contents = [extract_answer_tag(text) for text in _texts(completions)]
     preds = [None if c is None else extract_answer_content(c) for c in contents]
-    return _accuracy_rewards(preds, gold_answers(len(completions), answer, ground_truth))
+    return _accuracy_rewards(preds, gold_choices(len(completions), answer, ground_truth))
 
 
-def _accuracy_rewards(preds: Sequence[str | None], golds: Sequence[str | None]) -> list[float | None]:
-    """1.0 / 0.0 for each prediction against its gold; None (not applicable) where there is no gold."""
+def _accuracy_rewards(preds: Sequence[str | None], golds: Sequence[list[str] | None]) -> list[float | None]:
+    """1.0 / 0.0 for each prediction against its golds; None (not applicable) where there is no gold."""
     correct = _correct(preds, golds)
     return [None if gold is None else float(right) for gold, right in zip(golds, correct, strict=True)]
 
 
-def _correct(preds: Sequence[str | None], golds: Sequence[str | None]) -> list[bool]:
-    """Whether each extracted answer equals its gold; a missing answer or gold is not correct."""
-    scored = [i for i, (pred, gold) in enumerate(zip(preds, golds, strict=True)) if pred is not None and gold]
-    verdicts = math_equal_many([(preds[i], golds[i]) for i in scored])
+def _correct(preds: Sequence[str | None], golds: Sequence[list[str] | None]) -> list[bool]:
+    """Whether each extracted answer equals one of its golds; a missing answer or gold is not correct."""
+    scored = [
+        (i, gold)
+        for i, (pred, row_golds) in enumerate(zip(preds, golds, strict=True))
+        if pred is not None
+        for gold in row_golds or ()
+        if gold
+    ]
+    verdicts = math_equal_many([(preds[i], gold) for i, gold in scored])
     correct = [False] * len(preds)
-    for i, verdict in zip(scored, verdicts, strict=True):
-        correct[i] = verdict
+    for (i, _), verdict in zip(scored, verdicts, strict=True):
+        correct[i] = correct[i] or verdict
     return correct
 
 
@@ -288,7 +297,7 @@ def length_penalty(
     ...                answer=["4"] * 3)
     [0.5, 0.0, -0.5]
     """
-    golds = gold_answers(len(completions), answer, ground_truth)
+    golds = gold_choices(len(completions), answer, ground_truth)
     lengths = _lengths(completions, completion_ids, completion_length)
     texts = _texts(completions)
     correct = _correct([extract_answer(text, style="auto") for text in texts], golds)

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from rlvr.rewards.extraction import completion_text, gold_answers, prompt_text
+from rlvr.rewards.extraction import completion_text, gold_choices, prompt_text
 from rlvr.rewards.registry import RewardCallError, check_reward_values
 
 
@@ -17,13 +17,18 @@ class RemoteRewardError(RuntimeError):
     """The reward server could not be reached, refused the request, or answered something unusable."""
 
 
+# The start-up check's request: one scorable completion with its gold, as training sends them.
+PROBE = {"prompts": ["What is 1 + 1?"], "responses": ["1 + 1 = 2, so \\boxed{2}"], "golden_responses": ["2"]}
+
+
 class RemoteReward:
     """Reward callable that POSTs to a reward server's `/get_reward` (align-anything request shape).
 
     Sends `{"prompts", "responses", "golden_responses"}`: the question (a chat prompt's last user message), the
     completion text, and the gold from the `answer` column (else `ground_truth`; omitted when there is none, so the
-    server looks it up in its `--gold` file). Connection errors, timeouts and 5xx answers are retried `retries`
-    times, waiting `backoff * 2**attempt` seconds; a 4xx answer raises at once with the server's message.
+    server looks it up in its `--gold` file; a list where a row has several acceptable golds). Connection errors,
+    timeouts and 5xx answers are retried `retries` times, waiting `backoff * 2**attempt` seconds; a 4xx answer
+    raises at once with the server's message.
 
     >>> reward = RemoteReward("http://127.0.0.1:6000/get_reward", timeout=30)
     >>> reward.__name__
@@ -53,7 +58,11 @@ class RemoteReward:
             "prompts": [prompt_text(p) for p in prompts],
             "responses": [completion_text(c) for c in completions],
         }
-        golds = gold_answers(len(completions), answer, ground_truth)
+        # a row with several acceptable golds sends the list of them (rlvr's server accepts any), one gold its text
+        golds = [
+            g if g is None or len(g) > 1 else g[0]
+            for g in gold_choices(len(completions), answer, ground_truth)
+        ]
         if any(gold is not None for gold in golds):
             payload["golden_responses"] = golds
         rewards = self._post(payload).get("rewards")
@@ -69,32 +78,50 @@ class RemoteReward:
             ) from None
 
     def check_reachable(self) -> None:
-        """Raise RemoteRewardError unless the server answers a GET of its `/health` (any HTTP status counts:
-        a server of another make may not have that route), retried as a scoring request is. Run at start-up,
-        so a wrong URL shows before a model is loaded rather than after the first generation."""
-        url = httpx.URL(self.url).copy_with(path="/health", query=None)
+        """Raise RemoteRewardError unless the URL answers as a reward server: one request of the shape training
+        sends (`PROBE`, retried as a scoring request is), whose answer must be `{"rewards": [one value]}` or a
+        reward server's own error. Run at start-up, so a wrong URL, a server of another kind (a web page, a
+        vLLM server, a reward server at another path) or a wrong API key shows before a model is loaded rather
+        than after the first generation."""
         failure: Exception | None = None
         for attempt in range(self.retries + 1):
             if attempt:
                 time.sleep(self.backoff * 2 ** (attempt - 1))
             try:
-                self._http().get(url, timeout=min(self.timeout, 10.0))
-                return
+                response = self._http().post(self.url, json=PROBE, headers=self._headers())
+                break
             except httpx.TransportError as exc:
                 failure = exc
-        raise RemoteRewardError(
-            f"cannot reach the reward server of remote:{self.url} ({type(failure).__name__}: {failure}); start "
-            "it first with 'rlvr serve-rewards --reward NAME --port PORT', or correct the URL in rewards.functions"
-        ) from failure
+        else:
+            raise RemoteRewardError(
+                f"cannot reach the reward server of remote:{self.url} ({type(failure).__name__}: {failure}); "
+                "start it first with 'rlvr serve-rewards --reward NAME --port PORT', or correct the URL in "
+                "rewards.functions"
+            ) from failure
+        if response.status_code in (401, 403):
+            raise RemoteRewardError(
+                f"the reward server at remote:{self.url} refused the request ({response.status_code} "
+                f"{_error_text(response)}): set the RLVR_API_KEY environment variable to the key it was started "
+                "with (rlvr serve-rewards --api-key)"
+            )
+        problem = _not_a_reward_answer(response)
+        if problem is not None:
+            raise RemoteRewardError(
+                f"remote:{self.url} answers, but not as a reward server: {problem}. Give the URL of "
+                "'rlvr serve-rewards' (or another server of its request shape) with its path, e.g. "
+                "http://HOST:PORT/get_reward, in rewards.functions"
+            )
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
 
     def _post(self, payload: dict[str, Any]) -> dict[str, Any]:
-        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         failure: Exception | None = None
         for attempt in range(self.retries + 1):
             if attempt:
                 time.sleep(self.backoff * 2 ** (attempt - 1))
             try:
-                response = self._http().post(self.url, json=payload, headers=headers)
+                response = self._http().post(self.url, json=payload, headers=self._headers())
             except httpx.TransportError as exc:  # refused connection, timeout, dropped connection
                 failure = exc
                 continue
@@ -150,3 +177,26 @@ def _error_text(response: httpx.Response) -> str:
     if isinstance(body, dict):
         return str(body.get("error") or body.get("detail") or body)[:300]
     return str(body)[:300]
+
+
+def _not_a_reward_answer(response: httpx.Response) -> str | None:
+    """Why `response` to `PROBE` is not a reward server's answer, or None when it is one.
+
+    A 2xx must be JSON with a list of one reward; 404 and 405 say the URL is not a scoring route. Other errors
+    with a JSON body are a reward server refusing this one probe (a reward that needs columns it lacks), which
+    real requests may not share.
+    """
+    status = response.status_code
+    if status in (404, 405):
+        return f"{status} {_error_text(response)} (no scoring route at this path)"
+    try:
+        body = response.json()
+    except ValueError:
+        kind = response.headers.get("content-type", "no content type")
+        return f"{status} with a body that is not JSON ({kind}: {' '.join(response.text.split())[:60]!r})"
+    if status >= 300:
+        return None if isinstance(body, dict) else f"{status} {str(body)[:200]}"
+    rewards = body.get("rewards") if isinstance(body, dict) else None
+    if not isinstance(rewards, list) or len(rewards) != 1:
+        return f"{status} {str(body)[:200]}, where a reward server answers {{'rewards': [...]}} with one per response"
+    return None

@@ -291,10 +291,13 @@ def assemble(
     )
 
 
-def require_vllm(for_transfer: bool = False) -> None:
+def require_vllm(for_transfer: bool = False, needed_by: str | None = None) -> None:
     """Fail before any model is loaded when vLLM is not importable here (`for_transfer`: a trainer that
-    broadcasts weights to a rollout server, through vLLM's weight-transfer engines)."""
+    broadcasts weights to a rollout server, through vLLM's weight-transfer engines; `needed_by`: a command that
+    has no other engine)."""
     if importlib.util.find_spec("vllm") is None:
+        if needed_by:
+            raise EngineError(f"{needed_by} needs vLLM, which is not installed: {VLLM_INSTALL}")
         if for_transfer:
             raise EngineError(
                 "vllm.weight_transfer=collective needs vLLM in the training processes too, which is not "

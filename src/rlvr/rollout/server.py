@@ -33,7 +33,7 @@ from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
 
-from rlvr.argtypes import port, positive_int
+from rlvr.argtypes import port, positive_int, probability, seed
 from rlvr.config import ConfigError, GenerationConfig
 
 JOIN_WAIT = 60.0  # seconds a trainer joining waits for the request before it
@@ -244,13 +244,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-model-len", type=positive_int, default=2048, help="longest prompt + completion, tokens"
     )
     parser.add_argument(
-        "--gpu-memory-utilization", type=float, default=0.9, help="share of each GPU's memory for the engine"
+        "--gpu-memory-utilization",
+        type=probability,
+        default=0.9,
+        help="share of each GPU's memory for the engine",
     )
     parser.add_argument("--kv-cache-gb", type=positive_int, default=2, help="KV cache on a CPU, GiB")
     parser.add_argument(
         "--enforce-eager", action="store_true", help="no torch.compile / CUDA graphs: quick start, slower"
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=seed, default=0)
     parser.add_argument("--cache-dir", default=None, help="for converted GGUF and shipped models")
 
 
@@ -261,7 +264,7 @@ def run(args: argparse.Namespace) -> int:
     from rlvr.rollout.engine import require_vllm
     from rlvr.rollout.vllm_engine import VLLMEngine
 
-    require_vllm()
+    require_vllm(needed_by="rlvr serve-rollouts")
     path = resolve_model_path(args.model, args.cache_dir)
     tokenizer = load_tokenizer(path)
     import torch
@@ -284,6 +287,7 @@ def run(args: argparse.Namespace) -> int:
         tensor_parallel_size=args.tensor_parallel_size,
         weight_transfer="nccl" if device == "cuda" else "gloo",
         seed=args.seed,
+        length_settings="--max-model-len",
     )
     app = create_app(engine, args.model, model_fingerprint(config), args.tensor_parallel_size)
     print(f"rlvr serve-rollouts: {args.model} ready on http://{args.host}:{args.port} ", flush=True)

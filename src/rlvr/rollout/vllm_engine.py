@@ -53,10 +53,16 @@ class VLLMEngine(TokenEngine):
         weight_transfer: str | None = None,
         seed: int = 0,
         source: Any = None,
+        length_settings: str = "max_model_len",
     ) -> None:
+        """`length_settings`: what sets `max_model_len`, in the caller's words, for the error when it is longer
+        than the model's positions (`check_model_len`)."""
         super().__init__(tokenizer, max_prompt_length, eos_ids)
         if enable_sleep_mode and device != "cuda":
             raise EngineError("vllm.enable_sleep_mode needs GPUs; on a CPU set it to false")
+        from rlvr.data.lengths import load_model_config
+
+        check_model_len(load_model_config(model_path), max_model_len, length_settings)
         # The engine core in this process, so its model can be given tensors in place (no pickling).
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
         # vLLM 0.32's ahead-of-time compile cache fails to load back ("'function' object has no attribute
@@ -126,6 +132,13 @@ class VLLMEngine(TokenEngine):
                 f"vllm.tensor_parallel_size ({v.tensor_parallel_size}) must divide the number of "
                 f"training processes ({world})"
             )
+        longest = "data.max_prompt_length + generation.max_completion_length"
+        if (
+            v.max_model_len
+            or config.max_sequence_length
+            > config.data.max_prompt_length + config.generation.max_completion_length
+        ):
+            longest = "vllm.max_model_len" if v.max_model_len else "environment.max_total_tokens"
         device = next(model.parameters()).device.type
         engine = cls(
             model_path,
@@ -143,6 +156,7 @@ class VLLMEngine(TokenEngine):
             external_launcher=world > 1,
             seed=config.training.seed + (dist.rank if dist is not None else 0),
             source=model,
+            length_settings=longest,
         )
         engine.sync_weights()
         return engine
@@ -242,6 +256,38 @@ def _repack_tied_head(worker: Any) -> None:
         from vllm.model_executor.layers.utils import dispatch_cpu_unquantized_gemm
 
         dispatch_cpu_unquantized_gemm(head, remove_weight=False)
+
+
+def check_model_len(model_config: Any, max_model_len: int, settings: str) -> None:
+    """EngineError, before vLLM starts (a minute or more), when the engine would hold more tokens than the positions
+    the model was built for: vLLM refuses that (unless VLLM_ALLOW_LONG_MAX_MODEL_LEN=1). Models whose RoPE is
+    scaled are left to vLLM, which reckons their length from the scaling."""
+    from rlvr.data.lengths import model_context
+
+    if os.environ.get("VLLM_ALLOW_LONG_MAX_MODEL_LEN") or _scaled_rope(model_config):
+        return
+    context = model_context(model_config)
+    context = max(context or 0, getattr(model_config, "model_max_length", 0) or 0) or None
+    if context is not None and max_model_len > context:
+        raise EngineError(
+            f"the vLLM engine would hold {max_model_len} tokens ({settings}), more than the {context} positions the "
+            f"model was built for (max_position_embeddings), which vLLM refuses: lower {settings} to {context} "
+            "or less"
+        )
+
+
+def _scaled_rope(model_config: Any) -> bool:
+    """Whether the config scales its rotary positions (a rope_type other than default, per layer type or not)."""
+    found = [getattr(model_config, key, None) for key in ("rope_scaling", "rope_parameters")]
+    for params in found:
+        if not isinstance(params, dict):
+            continue
+        layers = params.values() if all(isinstance(v, dict) for v in params.values()) and params else [params]
+        if any(
+            layer.get("rope_type", layer.get("type", "default")) not in (None, "default") for layer in layers
+        ):
+            return True
+    return False
 
 
 def engine_dtype(config: GRPOConfig) -> str:

@@ -31,7 +31,7 @@ from starlette.exceptions import HTTPException
 
 from rlvr.argtypes import MAX_TIMEOUT
 from rlvr.rewards.adapters import split_response
-from rlvr.rewards.extraction import extract_gold
+from rlvr.rewards.extraction import extract_golds
 from rlvr.rewards.options import bind_options
 from rlvr.rewards.pool import RewardPool, RewardPoolBusy, RewardTimeout
 from rlvr.rewards.registry import needs_gold, resolve_rewards, weighted_sum
@@ -159,9 +159,10 @@ class GoldIndex:
         if not rows:
             raise ValueError(f"gold file {str(path)!r} is empty: {_GOLD_SHAPE}")
         pairs = []
+        first: dict[str, tuple[Any, int]] = {}  # question (whitespace normalised) -> its answer and line
         for number, row in rows:
             question = _first_field(row, QUESTION_FIELDS)
-            answer = extract_gold(_first_field(row, ANSWER_FIELDS))
+            answer = extract_golds(_first_field(row, ANSWER_FIELDS))  # a list: any of them counts
             if not isinstance(question, str) or answer is None:
                 raise ValueError(
                     f"{path}:{number}: need a question field ({', '.join(QUESTION_FIELDS)}) and an answer field "
@@ -171,6 +172,12 @@ class GoldIndex:
                         if isinstance(row, dict)
                         else f"a {_JSON_KINDS.get(type(row), 'value')}"
                     )
+                )
+            earlier = first.setdefault(_normalize_space(question), (answer, number))
+            if earlier[0] != answer:  # the first would win every lookup, without a word
+                raise ValueError(
+                    f"{path}:{number}: the question of line {earlier[1]} again, with another answer ({answer!r}, "
+                    f"there {earlier[0]!r}): keep one (a list of answers accepts each)"
                 )
             pairs.append((question, answer))
         return cls(pairs)
@@ -202,8 +209,8 @@ class GoldIndex:
         if not found:
             return None
         longest = max(len(q) for q in found)
-        answers = {self._normalized[q] for q in found if len(q) == longest}
-        return answers.pop() if len(answers) == 1 else None
+        answers = [self._normalized[q] for q in found if len(q) == longest]
+        return answers[0] if all(a == answers[0] for a in answers) else None
 
 
 _GOLD_SHAPE = "give a JSONL file with one object per line, each with a question field and an answer field"
@@ -274,8 +281,13 @@ def _optional_strings(body: dict, key: str) -> list[str | None] | None:
             422, f"field {key!r} must be a list of strings (null where unknown), got {type(values).__name__}"
         )
     for i, value in enumerate(values):
-        if value is not None and not isinstance(value, str):
-            raise Problem(422, f"{key}[{i}] must be a string or null, got {type(value).__name__}")
+        several = isinstance(value, list) and value and all(isinstance(v, str) for v in value)
+        if value is not None and not isinstance(value, str) and not several:
+            raise Problem(
+                422,
+                f"{key}[{i}] must be a string, a list of strings (several acceptable golds) or null, got "
+                f"{type(value).__name__}",
+            )
     return values
 
 

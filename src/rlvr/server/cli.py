@@ -153,6 +153,10 @@ def run(args: argparse.Namespace) -> int:
     from rlvr.server.app import ServerConfig, create_app
 
     try:
+        if "reasoning_gym" in args.rewards:  # its scorers import the package: say so now, not on each request
+            from rlvr.optional import require
+
+            require("reasoning_gym", "--reward reasoning_gym", "serve another --reward")
         config = ServerConfig(
             rewards=args.rewards,
             weights=args.weights,

@@ -58,11 +58,12 @@ from rlvr.distributed import (
 from rlvr.environments import EnvironmentPool, make_environment_factory
 from rlvr.models import is_peft, load_policy, make_reference, resolve_device, resolve_model_path
 from rlvr.models.precision import resolve_bf16
+from rlvr.optional import check_optional_packages
 from rlvr.rewards import get_reward
 from rlvr.rewards.pool import RewardPool, load_rewards
 from rlvr.rollout import Rollout, autocast, eos_token_ids
 from rlvr.rollout.chat_tokens import ChatFormat
-from rlvr.rollout.engine import EngineError, make_engine, require_vllm
+from rlvr.rollout.engine import EngineError, make_engine
 from rlvr.rollout.episodes import episode_rollout, run_episodes, sum_turn_gaps, turn_logp_gaps
 from rlvr.trainer import TrainingError
 from rlvr.trainer import checkpoint_files as ckpt
@@ -122,9 +123,7 @@ class GRPOTrainer(CheckpointingMixin, EvaluationMixin, DynamicSamplingMixin, Ref
         a = config.algorithm
 
         # Cheap checks first, so bad input fails before a model is loaded.
-        v = config.vllm
-        if config.generation.engine == "vllm" and (v.mode == "colocate" or v.weight_transfer == "collective"):
-            require_vllm(v.mode == "server")
+        check_optional_packages(config)  # vLLM, loggers, peft, reasoning-gym
         # Every sample is an episode of an environment; the default, single_turn, is one reply: today's GRPO.
         env = config.environment
         self.environments = EnvironmentPool(make_environment_factory(env, tools, environment_factory))
@@ -146,7 +145,7 @@ class GRPOTrainer(CheckpointingMixin, EvaluationMixin, DynamicSamplingMixin, Ref
         self.reward_names = self.rewards.names
         self.reward_weights = torch.tensor(weights)
         self.problems = train_dataset if train_dataset is not None else self._load_problems()
-        self.eval_problems = eval_dataset
+        self.eval_problems = eval_dataset if eval_dataset is not None else self.load_eval_problems()
 
         if model is None:
             model, tokenizer = load_policy(config.model, device)
@@ -182,6 +181,8 @@ class GRPOTrainer(CheckpointingMixin, EvaluationMixin, DynamicSamplingMixin, Ref
             config, self.model, tokenizer, model_path, self.autocast_dtype, self.policy.run, self.dist
         )
         self.eos_ids = eos_token_ids(tokenizer, self.model)
+        if self.dist.is_main:
+            self.warn_prompt_lengths()
         self.chat = ChatFormat(tokenizer, self.eos_ids, env.tool_prompt, env.tool_role)
 
         self.prompts_per_step = config.training.batch_size // config.generation.num_generations
