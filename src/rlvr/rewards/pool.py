@@ -199,7 +199,10 @@ class RewardPool:
         except BaseException as exc:
             # Hung, dead, or interrupted mid-call (its answer would reach the next caller): never reused.
             self._stop(worker)
-            threading.Thread(target=self._replace, args=(generation,), daemon=True).start()
+            if isinstance(exc, Exception):
+                threading.Thread(target=self._replace, args=(generation,), daemon=True).start()
+            else:  # Ctrl-C or SIGTERM: the process is stopping, and a worker spawned now would die half-started
+                self._give_back(None, generation)
             if isinstance(exc, _Lost):
                 raise self._lost_error(exc, worker.process.exitcode, lo, hi) from None
             raise
