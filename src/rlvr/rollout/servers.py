@@ -84,9 +84,8 @@ class ServerPool(TokenEngine):
     ) -> list[tuple[list[int], list[float] | None]]:
         answers: list[Any] = [None] * len(prompts)  # each prompt's num_samples rows
         todo = list(range(len(prompts)))
-        while (
-            todo
-        ):  # a prompt whose server failed goes again to the servers left (vllm.server_failure=continue)
+        # a prompt whose server failed goes again to the servers left (vllm.server_failure=continue)
+        while todo:
             runs = [
                 (server, todo[lo:hi])
                 for server, (lo, hi) in zip(self.servers, spread(len(todo), len(self.servers)))
