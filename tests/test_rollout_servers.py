@@ -267,3 +267,21 @@ def test_two_training_processes_sample_ahead_on_two_servers(two_servers, tiny_mo
         assert m["async/staleness/lag_0"] + m["async/staleness/lag_1"] == 16
         assert m["async/staleness_max"] <= 1
     assert metrics[0]["async/staleness_max"] == 0
+
+
+def test_a_server_another_rank_dropped_leaves_this_rank_before_the_push(
+    two_servers, tiny_model_dir, tmp_path, monkeypatch, capsys
+):
+    """Rank 0 pushes weights only to the servers it still has: a server that failed on another rank while it
+    generated must leave every rank at the next push, or they would go on sampling from an old policy."""
+    import rlvr.rollout.servers as servers_module
+
+    urls = [url for _, url, _ in two_servers]
+    trainer = server_trainer(tiny_model_dir, tmp_path / "run", urls, 0, vllm={"server_failure": "continue"})
+    pool = trainer.engine
+    other_rank = {urls[1]}  # what all_gather_object returns when another rank dropped server 1
+    monkeypatch.setattr(servers_module, "_union_over_ranks", lambda own: own | other_rank)
+    pool.sync_weights()
+    assert [s.url for s in pool.servers] == [urls[0]]
+    assert f"rollout server {urls[1]} left the run" in capsys.readouterr().out
+    trainer.engine.close()

@@ -15,6 +15,8 @@ import concurrent.futures
 from collections.abc import Callable
 from typing import Any
 
+import torch
+
 from rlvr.config import GenerationConfig, GRPOConfig
 from rlvr.rollout.client import ServerEngine, _agreed
 from rlvr.rollout.engine import EngineError, TokenEngine
@@ -51,6 +53,7 @@ class ServerPool(TokenEngine):
         self.keep_going = keep_going  # vllm.server_failure=continue: a failed server leaves, the others go on
         self.threads = concurrent.futures.ThreadPoolExecutor(len(servers), "rlvr-rollout-server")
         self.weight_versions = 0
+        self.dropped: list[ServerEngine] = []  # servers that left while this process generated
 
     @classmethod
     def for_training(cls, config: GRPOConfig, model: Any, tokenizer: Any) -> ServerPool:
@@ -118,6 +121,14 @@ class ServerPool(TokenEngine):
         first = self.servers[0]
         if first.source is None:
             return
+        # A server one rank dropped while generating leaves every rank before the push: else rank 0 would stop
+        # sending it weights while other ranks still sample from it, from an old policy.
+        gone = _union_over_ranks({s.url for s in self.dropped})
+        for server in [s for s in self.servers if s.url in gone]:
+            self._drop(
+                [(server, EngineError(f"rollout server {server.url} failed on another training process"))]
+            )
+        first = self.servers[0]
         outcome: tuple[str, Any] | None = None
         sharded = any(hasattr(p, "full_tensor") for p in first.source.parameters())
         if first.rank == 0 or sharded:
@@ -165,6 +176,7 @@ class ServerPool(TokenEngine):
                 + f" ({len(failed)} of {len(self.servers)} rollout servers failed)"
             )
         gone = {id(server) for server, _ in failed}
+        self.dropped += [server for server, _ in failed]
         self.servers = [s for s in self.servers if id(s) not in gone]
         for server, error in failed:
             server.close()
@@ -178,3 +190,12 @@ class ServerPool(TokenEngine):
         for server in self.servers:
             server.close()
         self.threads.shutdown(wait=False, cancel_futures=True)
+
+
+def _union_over_ranks(urls: set[str]) -> set[str]:
+    """The union of every training process's `urls` (this process's own when it runs alone)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        gathered: list[Any] = [None] * torch.distributed.get_world_size()
+        torch.distributed.all_gather_object(gathered, urls)
+        return set().union(*gathered)
+    return urls
