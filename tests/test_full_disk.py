@@ -300,3 +300,27 @@ def test_prepare_model_refuses_a_cache_it_cannot_write_before_converting(tmp_pat
     message = capsys.readouterr().err
     assert f"rlvr prepare-model: error: the model cache {tmp_path / 'cache' / 'gguf'}" in message
     assert "cannot be written: No space left on device" in message
+
+
+def test_a_result_rewritten_on_a_filling_disk_keeps_its_old_files_together(tmp_path, elsewhere, monkeypatch):
+    """`rlvr eval --overwrite` on a disk that fills between its two files: the old predictions.jsonl and
+    summary.json stay a pair (before: the new predictions beside the old summary, which scripts read as whole)."""
+    from rlvr.outputs import ResultNotWritten, write_files_or_rescue
+
+    output = tmp_path / "base"
+    output.mkdir()
+    (output / "predictions.jsonl").write_text("old predictions\n")
+    (output / "summary.json").write_text("old summary\n")
+    write_text = Path.write_text
+
+    def full_at_summary(self, *args, **kwargs):
+        if self.name == ".summary.json.tmp":
+            raise ENOSPC
+        return write_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", full_at_summary)
+    with pytest.raises(ResultNotWritten):
+        write_files_or_rescue(output, {"predictions.jsonl": "new\n", "summary.json": "new\n"}, "eval")
+    assert (output / "predictions.jsonl").read_text() == "old predictions\n"
+    assert (output / "summary.json").read_text() == "old summary\n"
+    assert sorted(p.name for p in output.iterdir()) == ["predictions.jsonl", "summary.json"]

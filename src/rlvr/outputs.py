@@ -107,17 +107,20 @@ def write_or_rescue(target: Path, write: Callable[[Path], None], label: str) -> 
 
 
 def write_files_or_rescue(directory: Path, files: dict[str, str], label: str) -> None:
-    """Write each text file into `directory` (which may hold other files), each whole: a temporary name, then
-    a rename. When one fails no temporary file is left, and all of them go to a rescue directory as in
+    """Write each text file into `directory` (which may hold other files), each whole: every one to a temporary
+    name first, then renamed in order, so a full disk never leaves a new file beside an old one of the same
+    result. When one fails no temporary file is left, and all of them go to a rescue directory as in
     `write_or_rescue`."""
+    tmps = [(directory / f".{name}.tmp", directory / name, text) for name, text in files.items()]
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        for name, text in files.items():
-            tmp = directory / f".{name}.tmp"
-            try:
+        try:
+            for tmp, _, text in tmps:
                 tmp.write_text(text, encoding="utf-8")
-                tmp.replace(directory / name)
-            finally:
+            for tmp, final, _ in tmps:
+                tmp.replace(final)
+        finally:
+            for tmp, _, _ in tmps:
                 with contextlib.suppress(OSError):
                     tmp.unlink(missing_ok=True)
         return

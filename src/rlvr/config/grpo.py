@@ -77,7 +77,7 @@ class GRPOConfig:
 
 _NON_FINITE_HINTS = {
     "training.max_grad_norm": " (null: no clipping)",
-    "rewards.timeout": " (null: no time limit)",
+    "rewards.timeout": " (at most 86400 s, a day; raise it for a slow verifier)",
 }
 _TAG_TEMPLATES = ("reasoning_gym", "answer_tag", "xml_reasoning", "think_answer")
 
