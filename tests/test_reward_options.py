@@ -122,3 +122,34 @@ def test_behind_the_reward_server() -> None:
     )  # needs_gold seen through
     with pytest.raises(RewardSpecError, match="--reward-options.code_tests has no option 'sandboxes'"):
         create_app(ServerConfig(rewards=["code_tests"], reward_options={"code_tests": {"sandboxes": "none"}}))
+
+
+def test_the_held_out_evaluation_scores_with_the_rewards_options(tiny_model_dir, tmp_path):
+    """training.eval_reward that has rewards.options is called with them, as in training (before: the bare
+    function, so eval figures and the best checkpoint came from its defaults)."""
+    from rlvr import GRPOTrainer
+    from rlvr.utils import read_jsonl
+
+    (tmp_path / "scaled.py").write_text(
+        "def scaled(prompts, completions, scale=1.0, **kwargs):\n    return [scale] * len(completions)\n"
+    )
+    spec = f"{tmp_path / 'scaled.py'}:scaled"
+    rows = [{"question": f"What is {i} + {i}?", "answer": str(2 * i)} for i in range(4)]
+    raw = {
+        "model": {"name_or_path": str(tiny_model_dir)},
+        "generation": {"num_generations": 2, "max_completion_length": 4},
+        "rewards": {"functions": [spec], "options": {"scaled": {"scale": 0.25}}},
+        "algorithm": {"beta": 0.0},
+        "training": {
+            "output_dir": str(tmp_path / "run"),
+            "max_steps": 1,
+            "batch_size": 2,
+            "save_steps": 0,
+            "eval_steps": 1,
+            "eval_reward": spec,
+            "eval_limit": 2,
+        },
+    }
+    GRPOTrainer(GRPOConfig.from_dict(raw), train_dataset=rows, eval_dataset=rows[:2]).train()
+    evaluated = [m for m in read_jsonl(tmp_path / "run" / "metrics.jsonl") if "eval/mean_reward" in m]
+    assert [m["eval/mean_reward"] for m in evaluated] == [0.25]

@@ -110,6 +110,19 @@ class EvaluationMixin:
             for line in length_warnings(lengths, *limits, what=counted(what, len(rows))):
                 print(f"warning: {line}", file=sys.stderr, flush=True)
 
+    def eval_reward_function(self) -> Any:
+        """training.eval_reward, bound to its rewards.options when it is one of the rewards that has some (so
+        held-out figures use the settings training does)."""
+        from rlvr.rewards.options import bind_options
+        from rlvr.rewards.registry import get_reward, reward_name
+
+        spec = self.config.training.eval_reward
+        options = {k: v for k, v in self.config.rewards.options.items() if k in (spec, reward_name(spec))}
+        if not options:
+            return spec
+        _, fns = bind_options([spec], [spec], [get_reward(spec)], options, "rewards.options")
+        return fns[0]
+
     def _evaluate_shard(self, model: Any, problems: list[dict[str, Any]]) -> dict[str, Any]:
         """Evaluate `problems` with the run's engine (`model`: the whole policy, inside `policy.run`)."""
         from rlvr.evaluation import evaluate_model
@@ -122,7 +135,7 @@ class EvaluationMixin:
             self.tokenizer,
             problems,
             template=self.config.data.template,
-            reward=self.config.training.eval_reward,
+            reward=self.eval_reward_function(),
             max_new_tokens=self.config.generation.max_completion_length,
             system_prompt=self.config.data.system_prompt,
             few_shot=self.config.data.few_shot,
