@@ -358,3 +358,14 @@ def test_dynamic_sampling_and_reward_workers_work_ahead(tiny_model_dir, tmp_path
         versions = rollout.policy_version[rollout.loss_mask.bool()]
         assert ((versions >= step - 2) & (versions <= step)).all()
     assert producer_threads() == [] and multiprocessing.active_children() == []
+
+
+@pytest.mark.parametrize(("workers", "warned"), [(0, True), (1, False)])
+def test_sampling_ahead_with_rewards_in_the_producer_thread_says_they_cannot_be_interrupted(
+    tiny_model_dir, tmp_path, capsys, workers, warned
+):
+    trainer = make_trainer(tiny_model_dir, tmp_path, 1, rewards={"num_workers": workers})
+    assert trainer.overlaps_training()
+    said = "rollout.max_staleness=1 with rewards.num_workers=0" in capsys.readouterr().out
+    assert said == warned
+    trainer.rewards.close()

@@ -93,6 +93,15 @@ class RolloutsMixin:
                 "(docs/rollouts.md)",
                 flush=True,
             )
+        if self.config.rewards.num_workers == 0 and self.dist.is_main:
+            # the producer thread scores, and only the main thread can be interrupted at rewards.timeout
+            print(
+                f"rollout.max_staleness={staleness} with rewards.num_workers=0: rewards run in the producer thread, "
+                "where a call past rewards.timeout cannot be interrupted; the process then ends 30-60 s later "
+                "with every thread's stack. Set rewards.num_workers >= 1 to have a stuck reward's worker killed "
+                "and the run stop with a message instead",
+                flush=True,
+            )
         return True
 
     def start_pipeline(self) -> None:
