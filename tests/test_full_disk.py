@@ -324,3 +324,20 @@ def test_a_result_rewritten_on_a_filling_disk_keeps_its_old_files_together(tmp_p
     assert (output / "predictions.jsonl").read_text() == "old predictions\n"
     assert (output / "summary.json").read_text() == "old summary\n"
     assert sorted(p.name for p in output.iterdir()) == ["predictions.jsonl", "summary.json"]
+
+
+@pytest.mark.parametrize("rescued", [None, "/elsewhere/final-merged"])
+def test_a_merged_copy_that_cannot_be_written_says_the_adapter_is_whole(tmp_path, rescued):
+    """final/ (the adapter) is written before final-merged/: when only the merged copy fails the message must
+    not call the trained model lost nor advise --resume, which now finds a finished run and does nothing."""
+    from types import SimpleNamespace
+
+    from rlvr.outputs import ResultNotWritten
+    from rlvr.trainer.saving import CheckpointingMixin
+
+    run = SimpleNamespace(output_dir=tmp_path, step=3)
+    rescue = Path(rescued) if rescued else None
+    exc = ResultNotWritten(tmp_path / "final-merged", "No space left on device", rescue, [])
+    message = CheckpointingMixin.not_written(run, exc)
+    assert f"The adapter in {tmp_path / 'final'} is whole; only the merged copy is missing" in message
+    assert "lost" not in message and "--resume" not in message

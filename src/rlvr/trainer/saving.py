@@ -178,6 +178,15 @@ class CheckpointingMixin:
                     f"in {self.output_dir} (or make it writable), move it there and continue with --resume"
                 )
             return f"{head}. {exc.outcome()}: the steps since {last} are lost. Free space and continue with --resume"
+        if name == "final-merged":  # final/ (the adapter) was written before it
+            where = (
+                f"it was written to {exc.rescued} instead" if exc.rescued is not None else "it is not saved"
+            )
+            return (
+                f"{head}. The adapter in {self.output_dir / 'final'} is whole; only the merged copy is missing: "
+                f"{where}. Merge the adapter yourself (peft: PeftModel.from_pretrained(base, final)"
+                ".merge_and_unload().save_pretrained(...)) once there is space"
+            )
         if exc.rescued is not None:
             return f"{head}. The trained model was written to {exc.rescued} instead: move it to {exc.target}"
         again = f"continue with --resume from {last}" if last != "none" else "train again"
