@@ -153,3 +153,11 @@ def test_the_held_out_evaluation_scores_with_the_rewards_options(tiny_model_dir,
     GRPOTrainer(GRPOConfig.from_dict(raw), train_dataset=rows, eval_dataset=rows[:2]).train()
     evaluated = [m for m in read_jsonl(tmp_path / "run" / "metrics.jsonl") if "eval/mean_reward" in m]
     assert [m["eval/mean_reward"] for m in evaluated] == [0.25]
+
+
+def test_serve_rewards_refuses_reward_options_that_give_a_key_twice():
+    from rlvr.server.cli import UsageError, _reward_options
+
+    with pytest.raises(UsageError, match="--reward-options is not valid YAML"):
+        _reward_options("{code_tests: {timeout: 5, timeout: 9}}")  # before: 9, silently
+    assert _reward_options("{code_tests: {timeout: 5}}") == {"code_tests": {"timeout": 5}}

@@ -100,8 +100,10 @@ def _reward_options(text: str | None) -> dict | None:
         return None
     import yaml
 
+    from rlvr.config.loading import load_yaml
+
     try:
-        options = yaml.safe_load(text)
+        options = load_yaml(text)  # a key given twice is refused, as in configs
     except yaml.YAMLError as exc:
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise UsageError(f"--reward-options is not valid YAML ({problem}): {text!r}") from None
