@@ -161,3 +161,11 @@ def test_serve_rewards_refuses_reward_options_that_give_a_key_twice():
     with pytest.raises(UsageError, match="--reward-options is not valid YAML"):
         _reward_options("{code_tests: {timeout: 5, timeout: 9}}")  # before: 9, silently
     assert _reward_options("{code_tests: {timeout: 5}}") == {"code_tests": {"timeout": 5}}
+
+
+def test_a_program_timeout_at_or_above_the_reward_call_limit_is_refused():
+    with pytest.raises(
+        ConfigError, match=r"rewards.options.code_tests.timeout=900 s per program is not below"
+    ):
+        config({"code_tests": {"timeout": 900}})  # rewards.timeout is 600 by default
+    assert config({"code_tests": {"timeout": 5}}).rewards.options == {"code_tests": {"timeout": 5}}

@@ -69,3 +69,11 @@ class RewardsConfig:
             raise ConfigError(
                 f"rewards.timeout must be above 0 and at most {MAX_TIMEOUT:g} seconds (a day), got {self.timeout}"
             )
+        for name, options in self.options.items():
+            per_program = options.get("timeout")
+            if isinstance(per_program, (int, float)) and per_program >= self.timeout:
+                # one program that loops for ever would use up the whole call's limit and stop the run
+                raise ConfigError(
+                    f"rewards.options.{name}.timeout={per_program:g} s per program is not below rewards.timeout="
+                    f"{self.timeout:g} s per reward call: lower it, or raise rewards.timeout"
+                )
