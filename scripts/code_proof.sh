@@ -11,7 +11,7 @@
 # Evaluations run on vLLM (--engine vllm --vllm-enforce-eager); training samples with vLLM colocated and updates
 # in rlvr, in float32.
 # Runtime, estimated from the smoke run (Intel Xeon with AMX, 2 cores shared with other jobs, OMP_NUM_THREADS=1):
-# a training step took 181 s (sampling 44 s, scoring 8 s, update 127 s), so 25 steps about 75 min; evaluations at
+# a training step took 181 s (sampling 44 s, scoring 8 s, update 127 s), so 25 steps would take about 75 min (the config has 12, see docs/results/code/); evaluations at
 # the smoke run's rate 2 x 23 min (HumanEval) and 2 x 10 min (held-out): at most about 2.5 hours, less on a free CPU.
 # Each part is skipped when its output exists, so a stopped run picks up where it stopped. A smoke run of every
 # part in 10-11 minutes (measured): LIMIT=8 STEPS=1 bash scripts/code_proof.sh runs/code_smoke
