@@ -5,6 +5,8 @@
 # Trains configs/demo.yaml with training.seed=SEED training.bf16=BF16 and the overrides into OUT/train, evaluates
 # the result greedily on the 150 held-out problems in the same dtype (OUT/after), measures the base model once
 # per dtype (OUT/../before_BF16) and prints `rlvr compare`'s verdict line.
+# The table's rows for the earlier recipe (10 steps, `accuracy` alone) add
+#   'rewards.functions=[accuracy]' 'rewards.options={}' training.max_steps=10
 set -euo pipefail
 out=${1:?usage: scripts/demo_variant.sh OUT SEED BF16 [overrides...]} seed=${2:?seed} bf16=${3:?true or false}
 shift 3
@@ -17,3 +19,17 @@ $rlvr train --config configs/demo.yaml training.output_dir="$out/train" training
   training.bf16="$bf16" "$@"
 $rlvr eval --model "$out/train/final" "${eval_args[@]}" --output "$out/after"
 $rlvr compare "$before" "$out/after" | grep -i 'right answers'
+# Right answers by kind of problem (the generator writes "buys ... more" for a sum, "gave ... to a friend" for a
+# difference), before -> after.
+.venv/bin/python - "$before/predictions.jsonl" "$out/after/predictions.jsonl" <<'PY'
+import json, sys
+def right(path):
+    counts = {"sums": [0, 0], "differences": [0, 0]}
+    for row in map(json.loads, open(path)):
+        kind = counts["differences" if " gave " in row["question"] else "sums"]
+        kind[0] += row["correct"]
+        kind[1] += 1
+    return counts
+before, after = right(sys.argv[1]), right(sys.argv[2])
+print(", ".join(f"{k}: {before[k][0]} -> {after[k][0]} of {after[k][1]}" for k in before))
+PY
