@@ -21,6 +21,7 @@ import json
 import os
 import platform
 import shlex
+import signal
 import socket
 import statistics
 import subprocess
@@ -117,6 +118,8 @@ def main() -> None:
     )
     parser.add_argument("overrides", nargs="*", help="more key=value config overrides for every run")
     args = parser.parse_args()
+    # SIGTERM unwinds like Ctrl-C, so the `finally` below stops the rollout server (Python's default just exits).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     args.out.mkdir(parents=True, exist_ok=True)
     py = sys.executable
     port = free_port()

@@ -376,6 +376,18 @@ def test_sampling_stats_by_hand():
     ].item() == pytest.approx(0.8)
 
 
+def test_sampling_stats_count_the_ratios_outside_the_bounds():
+    # token ratios [1, 4, 0.2], sequence ratio 0.8: what *_mask modes drop and *_truncate modes cap
+    count = lambda sequence, low, high: sampling_stats(  # noqa: E731
+        OLD, SAMPLED, torch.ones(1, 3), sequence, low, high
+    )["is_ratio_outside"].item()
+    assert count(False, None, None) == 0
+    assert count(False, None, 3.0) == 1  # 4
+    assert count(False, 0.5, 3.0) == 2  # 4 and 0.2
+    assert count(False, 0.1, 5.0) == 0
+    assert count(True, None, 3.0) == 0 and count(True, 0.9, None) == 1
+
+
 def test_is_weights_multiply_the_policy_loss_only():
     # ratio 1, A = 1 per token: surrogate -1; weights [[3, 0.5]] -> [-3, -0.5]; KL (k3 0.193147, beta 0.1) is
     # added unweighted: grpo mean (-3 - 0.5 + 2 * 0.0193147) / 2 = -1.730685

@@ -72,6 +72,7 @@ def test_sampler_logps_are_the_trainers_in_float32(tiny_model_dir, tmp_path):
         <= m["sampling/is_ratio/max"]
         < 1.0001
     )
+    assert m["sampling/is_ratio/outside"] == 0  # nothing masked by the default bound of 3
 
 
 def test_unscorable_completions_get_zero_advantage_and_are_counted(tiny_model_dir, tmp_path):

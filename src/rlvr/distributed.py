@@ -183,12 +183,18 @@ def moments(total: dict[str, float]) -> tuple[float, float]:
 
 
 def sampling_metrics(parts: list[dict[str, torch.Tensor]], state: DistState) -> dict[str, float]:
-    """`sampling/logp_diff/mean|max` and `sampling/is_ratio/min|mean|max` from `sampling_stats` of every
-    micro-batch on every rank."""
+    """`sampling/logp_diff/mean|max`, `sampling/is_ratio/min|mean|max` and `sampling/is_ratio/outside` (the
+    share outside the correction's bounds) from `sampling_stats` of every micro-batch on every rank."""
     sums = sum_over_ranks(
         {
             key: sum(p[key].item() for p in parts)
-            for key in ("logp_diff_sum", "logp_diff_count", "is_ratio_sum", "is_ratio_count")
+            for key in (
+                "logp_diff_sum",
+                "logp_diff_count",
+                "is_ratio_sum",
+                "is_ratio_count",
+                "is_ratio_outside",
+            )
         },
         state,
     )
@@ -206,6 +212,7 @@ def sampling_metrics(parts: list[dict[str, torch.Tensor]], state: DistState) -> 
         "sampling/is_ratio/min": -top["neg_is_ratio_min"],
         "sampling/is_ratio/mean": sums["is_ratio_sum"] / max(sums["is_ratio_count"], 1.0),
         "sampling/is_ratio/max": top["is_ratio_max"],
+        "sampling/is_ratio/outside": sums["is_ratio_outside"] / max(sums["is_ratio_count"], 1.0),
     }
 
 

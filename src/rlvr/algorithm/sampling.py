@@ -57,18 +57,26 @@ def sampling_importance_weights(
 
 
 def sampling_stats(
-    old_logps: torch.Tensor, sampling_logps: torch.Tensor, mask: torch.Tensor, sequence: bool
+    old_logps: torch.Tensor,
+    sampling_logps: torch.Tensor,
+    mask: torch.Tensor,
+    sequence: bool,
+    clip_min: float | None = None,
+    clip_max: float | None = None,
 ) -> dict[str, torch.Tensor]:
     """Sums and extremes for the `sampling/*` metrics over the scored loss tokens (or sequences).
 
     Returns logp_diff_sum, logp_diff_max, logp_diff_count (|pi_old - pi_sampler| in log space, per token) and
     is_ratio_sum, is_ratio_min, is_ratio_max, is_ratio_count: the untruncated ratio per token, or per
-    sequence with `sequence`, so a metric shows how far the sampler drifted before any cap.
+    sequence with `sequence`, so a metric shows how far the sampler drifted before any cap; is_ratio_outside:
+    how many of those ratios lie outside [clip_min, clip_max] (masked or truncated, as the mode says).
     """
     valid = mask.bool() & ~torch.isnan(sampling_logps)
     diff = (old_logps.detach() - sampling_logps).abs()[valid]
     ratio = torch.exp(sampling_log_ratio(old_logps.detach(), sampling_logps, mask, sequence))
     ratio = ratio.flatten() if sequence else ratio[valid]
+    low = -math.inf if clip_min is None else clip_min
+    high = math.inf if clip_max is None else clip_max
     return {
         "logp_diff_sum": diff.sum(),
         "logp_diff_max": diff.max() if diff.numel() else torch.tensor(0.0),
@@ -77,4 +85,5 @@ def sampling_stats(
         "is_ratio_min": ratio.min() if ratio.numel() else torch.tensor(math.inf),
         "is_ratio_max": ratio.max() if ratio.numel() else torch.tensor(-math.inf),
         "is_ratio_count": torch.tensor(float(ratio.numel())),
+        "is_ratio_outside": ((ratio < low) | (ratio > high)).sum().float(),
     }

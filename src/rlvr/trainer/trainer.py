@@ -485,7 +485,8 @@ class GRPOTrainer(CheckpointingMixin, EvaluationMixin, DynamicSamplingMixin, Ref
                         sampled = rollout.sampling_logps[part]
                         if update == 0:  # pi_old is the same in every update of this batch
                             sequence = a.importance_sampling_mode.startswith("sequence")
-                            drift.append(sampling_stats(old, sampled, mask, sequence))
+                            bounds = (a.importance_sampling_clip_min, a.importance_sampling_clip_max)
+                            drift.append(sampling_stats(old, sampled, mask, sequence, *bounds))
                             if rollout.turn_index is not None:
                                 turn_gaps.append(turn_logp_gaps(old, sampled, mask, rollout.turn_index[part]))
                         if a.importance_sampling_correction:
