@@ -51,9 +51,14 @@ def sampling_importance_weights(
     ratio = torch.exp(sampling_log_ratio(old_logps.detach(), sampling_logps, mask, sequence))
     if mode.endswith("truncate"):
         return torch.clamp(ratio, min=clip_min, max=clip_max)
+    return ratio.masked_fill(_outside(ratio, clip_min, clip_max), 0.0)
+
+
+def _outside(ratio: torch.Tensor, clip_min: float | None, clip_max: float | None) -> torch.Tensor:
+    """Where `ratio` lies outside [clip_min, clip_max] (a bound of None is no bound): masked, or truncated."""
     low = -math.inf if clip_min is None else clip_min
     high = math.inf if clip_max is None else clip_max
-    return ratio.masked_fill((ratio < low) | (ratio > high), 0.0)
+    return (ratio < low) | (ratio > high)
 
 
 def sampling_stats(
@@ -75,8 +80,6 @@ def sampling_stats(
     diff = (old_logps.detach() - sampling_logps).abs()[valid]
     ratio = torch.exp(sampling_log_ratio(old_logps.detach(), sampling_logps, mask, sequence))
     ratio = ratio.flatten() if sequence else ratio[valid]
-    low = -math.inf if clip_min is None else clip_min
-    high = math.inf if clip_max is None else clip_max
     return {
         "logp_diff_sum": diff.sum(),
         "logp_diff_max": diff.max() if diff.numel() else torch.tensor(0.0),
@@ -85,5 +88,5 @@ def sampling_stats(
         "is_ratio_min": ratio.min() if ratio.numel() else torch.tensor(math.inf),
         "is_ratio_max": ratio.max() if ratio.numel() else torch.tensor(-math.inf),
         "is_ratio_count": torch.tensor(float(ratio.numel())),
-        "is_ratio_outside": ((ratio < low) | (ratio > high)).sum().float(),
+        "is_ratio_outside": _outside(ratio, clip_min, clip_max).sum().float(),
     }
