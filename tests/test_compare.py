@@ -11,6 +11,7 @@ import pytest
 
 from rlvr.evaluation import cli as ev
 from rlvr.evaluation.compare import CompareError, compare_runs, load_run
+from rlvr.evaluation.output import write_run
 
 
 def write_eval_dir(
@@ -52,7 +53,7 @@ def write_eval_dir(
         "reward": "accuracy",
         "sampling": {"num_samples": 1, "temperature": 0.0, "max_new_tokens": 256},
     }
-    ev.write_run(path, summary, predictions)
+    write_run(path, summary, predictions)
     return path
 
 

@@ -149,6 +149,27 @@ def test_limit_one_with_evaluation_keeps_the_newest_and_resume_goes_on_from_it(
     assert names(run) == ["checkpoint-1", "checkpoint-5"]
 
 
+@pytest.mark.parametrize(("save_steps", "written"), [(1, [1, 2]), (2, [1, 2]), (0, [1])])
+def test_a_step_that_is_both_best_and_a_save_step_is_written_once(
+    tiny_model_dir, tmp_path, never_right, monkeypatch, save_steps, written
+):
+    """Step 1 is the best (held-out accuracy stays 0); with save_steps 1 it is also a save step. Each
+    checkpoint is written once, with the step's training figures and its evaluation."""
+    saved = []
+    original = ckpt.save_checkpoint
+
+    def counting(path, *args, **kwargs):
+        saved.append(int(Path(path).name.split("-")[1]))
+        return original(path, *args, **kwargs)
+
+    monkeypatch.setattr(ckpt, "save_checkpoint", counting)
+    run = tmp_path / "run"
+    trainer_for(tiny_model_dir, run, never_right, max_steps=2, save_steps=save_steps).train()
+    assert saved == written  # before: [1, 1, 2] with save_steps 1, step 1 written twice
+    metrics = json.loads((run / "checkpoint-1" / "trainer_state.json").read_text())["metrics"]
+    assert "eval/accuracy" in metrics and "reward" in metrics
+
+
 # ------------------------------------------------------------- 2. the best checkpoint, from anywhere
 @pytest.mark.parametrize(
     ("recorded", "name"),
@@ -360,6 +381,38 @@ def test_eval_refuses_an_output_holding_a_result_before_the_model_loads(
     assert json.loads((out / "summary.json").read_text())["metrics"]["num_problems"] == 1
     assert len(read_jsonl(out / "predictions.jsonl")) == 1
     assert (out / "notes.txt").read_text() == "mine"  # other files stay
+
+
+def test_a_result_written_by_another_eval_meanwhile_is_kept_and_this_one_rescued(
+    tiny_model_dir, tmp_path, rows_file, capsys, monkeypatch
+):
+    """Two `rlvr eval --output X` started together both pass the check at the start; the one that finishes
+    second keeps the first one's result and writes its own to the rescue directory (before: replaced it)."""
+    import rlvr.evaluation.evaluate as evaluate_module
+    import rlvr.outputs
+
+    out, rescue = tmp_path / "eval", tmp_path / "rescue"
+    monkeypatch.setattr(rlvr.outputs, "rescue_directories", lambda: [rescue])
+    original = evaluate_module.evaluate_model
+
+    def another_eval_finishes_first(*args, **kwargs):
+        out.mkdir(exist_ok=True)
+        (out / "summary.json").write_text('{"the other": "result"}')
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(evaluate_module, "evaluate_model", another_eval_finishes_first)
+    assert main(eval_argv(tiny_model_dir, rows_file, out, "--limit", "2")) == 1
+    err = capsys.readouterr().err
+    assert (out / "summary.json").read_text() == '{"the other": "result"}'
+    assert not (out / "predictions.jsonl").exists()
+    assert "summary.json appeared there while this ran" in err and "It was written to" in err
+    (rescued,) = rescue.glob("rlvr-rescued/eval-*/eval")
+    assert json.loads((rescued / "summary.json").read_text())["metrics"]["num_problems"] == 2
+    assert len(read_jsonl(rescued / "predictions.jsonl")) == 2
+
+    # told to replace (--overwrite), the one that finishes last replaces it
+    assert main(eval_argv(tiny_model_dir, rows_file, out, "--limit", "1", "--overwrite")) == 0
+    assert json.loads((out / "summary.json").read_text())["metrics"]["num_problems"] == 1
 
 
 @pytest.mark.parametrize(

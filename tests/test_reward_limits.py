@@ -94,6 +94,63 @@ def test_a_call_off_the_main_thread_fails_when_it_returns_late():
     assert errors and "returned after its limit of 0.3s" in errors[0]
 
 
+SPINS_IN_A_THREAD = """
+import threading
+import time
+from rlvr.rewards import deadline
+from rlvr.rewards.scoring import RewardTimeout, call_rewards
+
+deadline.GRACE = 2.0  # before: the process ended here 2-4 s past the limit, with every thread's stack
+
+
+def spins(prompts, completions, **kwargs):
+    while True:
+        try:
+            sum(range(1000))
+        except Exception:
+            pass
+
+
+def healthy(prompts, completions, **kwargs):
+    return [1.0] * len(completions)
+
+
+def score():  # as the producer of rollout.max_staleness does, off the main thread
+    try:
+        call_rewards([spins], ["spins"], ["q", "q"], ["a", "b"], {}, timeout=0.5)
+    except RewardTimeout as exc:
+        print(exc, flush=True)
+    for _ in range(20):  # no interruption is left to hit the calls after it
+        assert call_rewards([healthy], ["healthy"], ["q"], ["a"], {}, timeout=0.5) == [[1.0]]
+
+
+thread = threading.Thread(target=score)
+started = time.monotonic()
+thread.start()
+thread.join()
+time.sleep(6.0)  # past 2 x GRACE: no timer is left to end the process
+print(f"done in {time.monotonic() - started:.1f}s", flush=True)
+"""
+
+
+def test_a_call_busy_in_python_off_the_main_thread_is_interrupted_at_its_limit():
+    env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(SPINS_IN_A_THREAD)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    first, last = done.stdout.splitlines()
+    assert first == (
+        "reward function 'spins' took longer than rewards.timeout=0.5s on completions 0..1 (interrupted after "
+        "0.5s): raise rewards.timeout if it is only slow"
+    )
+    assert float(last.split()[2].rstrip("s")) < 6.0 + 5  # the limit, the sleep, and slack for a busy machine
+
+
 STUCK_IN_C = """
 import time
 from rlvr.rewards import deadline

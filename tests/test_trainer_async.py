@@ -19,6 +19,7 @@ from test_trainer import make_config as trainer_config
 from rlvr import GRPOTrainer
 from rlvr.environments import Step
 from rlvr.environments.registry import register_environment
+from rlvr.rewards.scoring import RewardTimeout
 from rlvr.rollout.engine import EngineError, HFEngine
 from rlvr.trainer import TrainingError
 from rlvr.trainer.checkpoint_files import list_checkpoints
@@ -83,7 +84,16 @@ class CopyEngine:
         self.closed = True
 
 
-def make_trainer(model_dir, output_dir, staleness, engine=True, model=None, tokenizer=None, **sections):
+def make_trainer(
+    model_dir,
+    output_dir,
+    staleness,
+    engine=True,
+    model=None,
+    tokenizer=None,
+    reward=length_reward,
+    **sections,
+):
     sections = {
         "generation": {"num_generations": 4, "max_completion_length": 8},
         "rollout": {"max_staleness": staleness},
@@ -91,9 +101,7 @@ def make_trainer(model_dir, output_dir, staleness, engine=True, model=None, toke
     }
     sections["training"] = {"max_steps": 4, **sections.get("training", {})}
     config = trainer_config(model_dir, output_dir, **sections)
-    trainer = GRPOTrainer(
-        config, model=model, tokenizer=tokenizer, reward_funcs=[length_reward], train_dataset=ROWS
-    )
+    trainer = GRPOTrainer(config, model=model, tokenizer=tokenizer, reward_funcs=[reward], train_dataset=ROWS)
     if engine:
         trainer.engine.close()
         trainer.engine = CopyEngine(trainer, **(engine if isinstance(engine, dict) else {}))
@@ -309,6 +317,35 @@ def test_a_failure_anywhere_stops_everything_and_keeps_the_checkpoints(tiny_mode
     assert names == ["checkpoint-2", "checkpoint-4"]
 
 
+def test_a_reward_busy_in_python_in_the_producer_thread_stops_the_run_at_its_limit(tiny_model_dir, tmp_path):
+    calls = []
+
+    def spins_on_the_sixth_batch(prompts, completions, **kwargs):
+        calls.append(len(completions))
+        while len(calls) == 6:  # busy in Python, and deaf to errors
+            try:
+                sum(range(1000))
+            except Exception:
+                pass
+        return length_reward(prompts, completions)
+
+    trainer = make_trainer(
+        tiny_model_dir,
+        tmp_path / "run",
+        2,
+        reward=spins_on_the_sixth_batch,
+        training={"max_steps": 8, "save_steps": 2},
+        rewards={"num_workers": 0, "timeout": 1.0},
+    )
+    started = time.monotonic()
+    with pytest.raises(RewardTimeout, match="took longer than rewards.timeout=1s on completions 0..7"):
+        trainer.train()  # before: the process ended 30-60 s later with every thread's stack
+    assert time.monotonic() - started < 60
+    assert producer_threads() == []
+    names = [p.name for p in list_checkpoints(tmp_path / "run")]
+    assert names == ["checkpoint-2", "checkpoint-4"]
+
+
 # ------------------------------------------------------------------------------- checkpoints and resume
 def trained_prompts(output_dir):
     """{step: the prompts it trained on, in order}, from completions.jsonl."""
@@ -361,7 +398,7 @@ def test_dynamic_sampling_and_reward_workers_work_ahead(tiny_model_dir, tmp_path
 
 
 @pytest.mark.parametrize(("workers", "warned"), [(0, True), (1, False)])
-def test_sampling_ahead_with_rewards_in_the_producer_thread_says_they_cannot_be_interrupted(
+def test_sampling_ahead_with_rewards_in_the_producer_thread_says_how_they_are_bounded(
     tiny_model_dir, tmp_path, capsys, workers, warned
 ):
     trainer = make_trainer(tiny_model_dir, tmp_path, 1, rewards={"num_workers": workers})

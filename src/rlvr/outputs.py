@@ -14,7 +14,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NoReturn
 
@@ -106,24 +106,30 @@ def write_or_rescue(target: Path, write: Callable[[Path], None], label: str) -> 
         _rescue(target, write, label, _with_free_space(describe(exc), target))
 
 
-def write_files_or_rescue(directory: Path, files: dict[str, str], label: str) -> None:
+def write_files_or_rescue(directory: Path, files: dict[str, str], label: str, replace: bool = True) -> None:
     """Write each text file into `directory` (which may hold other files), each whole: every one to a temporary
     name first, then renamed in order, so a full disk never leaves a new file beside an old one of the same
     result. When one fails no temporary file is left, and all of them go to a rescue directory as in
-    `write_or_rescue`."""
+    `write_or_rescue`. With `replace` false, a file of the same name that appeared in `directory` meanwhile
+    (another process's result) is kept and these go to the rescue directory. The check and the renames hold
+    a lock on `directory`, so two writers never mix their files."""
     tmps = [(directory / f".{name}.tmp", directory / name, text) for name, text in files.items()]
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        try:
-            for tmp, _, text in tmps:
-                tmp.write_text(text, encoding="utf-8")
-            for tmp, final, _ in tmps:
-                tmp.replace(final)
-        finally:
-            for tmp, _, _ in tmps:
-                with contextlib.suppress(OSError):
-                    tmp.unlink(missing_ok=True)
-        return
+        with _locked(directory):
+            found = [] if replace else [name for name in files if (directory / name).exists()]
+            if not found:
+                try:
+                    for tmp, _, text in tmps:
+                        tmp.write_text(text, encoding="utf-8")
+                    for tmp, final, _ in tmps:
+                        tmp.replace(final)
+                finally:
+                    for tmp, _, _ in tmps:
+                        with contextlib.suppress(OSError):
+                            tmp.unlink(missing_ok=True)
+                return
+        reason = f"{', '.join(found)} appeared there while this ran, written by another process; that result is kept"
     except Exception as exc:
         reason = _with_free_space(describe(exc), directory)
 
@@ -132,6 +138,22 @@ def write_files_or_rescue(directory: Path, files: dict[str, str], label: str) ->
             (tmp / name).write_text(text, encoding="utf-8")
 
     _rescue(directory, write, label, reason)
+
+
+@contextlib.contextmanager
+def _locked(directory: Path) -> Iterator[None]:
+    """Hold an flock on `directory` itself (no lock file is left); where there is no flock, no lock."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        yield
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # another writer holds it for a few renames
+        yield
+    finally:
+        os.close(fd)  # closing releases it
 
 
 def _with_free_space(reason: str, target: Path) -> str:

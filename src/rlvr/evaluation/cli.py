@@ -9,9 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -19,6 +17,7 @@ from typing import Any
 
 from rlvr.argtypes import add_bf16_argument, count, positive_int, probability, seconds, seed, temperature
 from rlvr.config.rewards import DEFAULT_REWARD_TIMEOUT
+from rlvr.evaluation.output import json_safe, package_versions, write_run
 
 USER_ERROR = 2
 
@@ -383,7 +382,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     }
     print(format_summary(summary))  # first: the figures are on the screen even when the disk fails below
     try:
-        write_run(output, summary, predictions)
+        write_run(output, summary, predictions, replace=args.overwrite)
     except ResultNotWritten as exc:
         lost = "" if exc.rescued is not None else ": the results are lost; free space and evaluate again"
         print(
@@ -454,45 +453,6 @@ def environment_config(args: argparse.Namespace) -> Any:
     config.validate()
     EnvironmentPool(make_environment_factory(config))  # makes one: an unknown name or bad args fail now
     return config
-
-
-def package_versions() -> dict[str, str]:
-    import torch
-    import transformers
-
-    import rlvr
-
-    return {
-        "rlvr": rlvr.__version__,
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "python": platform.python_version(),
-    }
-
-
-def json_safe(value: Any) -> Any:
-    """NaN and infinities as null: JSON has no NaN, and a missing figure reads as null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    return value
-
-
-def write_run(output: Path, summary: dict[str, Any], predictions: list[dict[str, Any]]) -> None:
-    """predictions.jsonl, then summary.json (what scripts test to skip an evaluation: it means both are whole),
-    each written whole to a temporary name and then renamed; on a full or read-only disk both go to a rescue directory and `ResultNotWritten` says where (`outputs`)."""
-    from rlvr.outputs import write_files_or_rescue
-
-    files = {
-        "predictions.jsonl": "".join(
-            json.dumps(json_safe(p), ensure_ascii=False) + "\n" for p in predictions
-        ),
-        "summary.json": json.dumps(json_safe(summary), indent=2, ensure_ascii=False) + "\n",
-    }
-    write_files_or_rescue(output, files, "eval")
 
 
 def format_summary(summary: dict[str, Any]) -> str:

@@ -12,12 +12,18 @@ A thread cannot be killed, so the limit has two levels:
   under `Timeout (h:mm:ss)!` and ends the process with exit status 1. faulthandler has one such timer per
   process: one the program set itself (`faulthandler.dump_traceback_later`) is replaced.
 
-Off the main thread no handler can run, so a call there has the second level only. Reward worker processes
-(`rewards.num_workers >= 1`) need neither: `RewardPool` kills a worker whose call runs past the limit.
+Off the main thread no signal handler runs (the asynchronous producer of `rollout.max_staleness` scores
+there). At the limit such a call gets one interruption through `PyThreadState_SetAsyncExc`, the same
+`_Expired`, raised when the thread next runs Python code: a reward busy in Python stops, one waiting in a system
+call or C code (`time.sleep`, a socket, a regex) is met by the second level. One only, so that a second cannot
+arrive after the clean-up has begun; one not yet delivered when the call ends is withdrawn. Reward worker
+processes (`rewards.num_workers >= 1`) need neither level: `RewardPool` kills a worker whose call runs past
+the limit.
 """
 
 from __future__ import annotations
 
+import ctypes
 import faulthandler
 import signal
 import threading
@@ -30,7 +36,10 @@ T = TypeVar("T")
 GRACE = 30.0  # seconds past the limit, at least, before a call that could not be interrupted ends the process
 _RESEND = 1.0  # seconds between interruptions of a call that swallowed the last one
 _IDLE = 1.0  # seconds without a call before the watcher stops faulthandler's timer
+_PROMPT = 0.25  # seconds: an interruption taken later than this off the main thread came when a wait ended
 _SIGNAL = getattr(signal, "SIGURG", None)  # None on Windows: the hard limit only
+# CPython's way to raise in another thread; None elsewhere (PyPy): the hard limit only off the main thread
+_SET_ASYNC_EXC = getattr(getattr(ctypes, "pythonapi", None), "PyThreadState_SetAsyncExc", None)
 
 
 class TimeLimitExceeded(Exception):
@@ -48,6 +57,8 @@ class _Call:
         self.thread = thread
         self.expired = False
         self.done = False  # the call has returned or raised: no interruption any more
+        self.sent = False  # off the main thread: its one interruption was sent
+        self.sent_at = 0.0  # when, time.monotonic()
 
 
 class _Watcher:
@@ -82,8 +93,10 @@ class _Watcher:
                 self.changed.notify()
 
     def remove(self, call: _Call) -> None:
-        # Under the lock: once it returns no interruption of this call is sent any more.
+        # Under the lock: once it returns no interruption of this call is sent any more, and none is pending.
         with self.changed:
+            if call.sent:
+                _raise_in(call.thread, None)  # withdrawn, if not delivered yet
             self.calls.discard(call)
             if not self.calls:
                 self.idle_since = time.monotonic()
@@ -98,9 +111,11 @@ class _Watcher:
                     if now >= call.next_signal:
                         call.expired = True
                         call.next_signal = now + _RESEND
-                        if call.thread == threading.main_thread().ident and _SIGNAL is not None:
-                            if signal.getsignal(_SIGNAL) is _interrupt:
-                                signal.pthread_kill(call.thread, _SIGNAL)
+                        if call.thread != threading.main_thread().ident:
+                            call.next_signal = float("inf")  # one interruption only (module docstring)
+                            call.sent, call.sent_at = _raise_in(call.thread, _Expired), now
+                        elif _SIGNAL is not None and signal.getsignal(_SIGNAL) is _interrupt:
+                            signal.pthread_kill(call.thread, _SIGNAL)
                 wakes = [call.next_signal for call in self.calls]
                 if self.hard_until is not None and not self.calls:
                     if now >= self.idle_since + _IDLE:
@@ -110,6 +125,14 @@ class _Watcher:
                         wakes.append(self.idle_since + _IDLE)
                 self.wake_at = min(wakes, default=float("inf"))
                 self.changed.wait(None if self.wake_at == float("inf") else self.wake_at - now)
+
+
+def _raise_in(thread: int, exc: type[BaseException] | None) -> bool:
+    """Raise `exc` in thread `thread` when it next runs Python code (None: withdraw one not yet raised);
+    whether it could be sent."""
+    if _SET_ASYNC_EXC is None:
+        return False
+    return _SET_ASYNC_EXC(ctypes.c_ulong(thread), None if exc is None else ctypes.py_object(exc)) == 1
 
 
 _watcher = _Watcher()
@@ -136,19 +159,28 @@ def call_with_limit(call: Callable[[], T], seconds: float | None) -> T:
     if main:
         _current.append(entry)
     _watcher.add(entry)
+    interrupted = False
     try:
         try:
             result = call()
         finally:
-            entry.done = True  # an interruption after this line would cut the clean-up below short
+            entry.done = True  # the main thread's handler raises nothing after this line
     except _Expired:
-        raise TimeLimitExceeded(f"interrupted after {seconds:g}s") from None
+        interrupted = True
     finally:
-        _watcher.remove(entry)
+        while True:  # off the main thread the one interruption may arrive until remove() withdraws it
+            try:
+                _watcher.remove(entry)
+                break
+            except _Expired:
+                interrupted = True
         if main:
             _current.remove(entry)
             # None: a handler set outside Python, which cannot be put back; the default then
             signal.signal(_SIGNAL, signal.SIG_DFL if previous is None else previous)
+    # off the main thread a call waiting in C at its limit takes the interruption only when the wait ends
+    if interrupted and (main or time.monotonic() - entry.sent_at < _PROMPT):
+        raise TimeLimitExceeded(f"interrupted after {seconds:g}s")
     if entry.expired:
         raise TimeLimitExceeded(f"returned after its limit of {seconds:g}s")
     return result

@@ -23,7 +23,8 @@ class EvaluationMixin:
     """`GRPOTrainer`'s evaluation on training.eval_dataset (or the eval_dataset it was given)."""
 
     def evaluate(self) -> dict[str, float]:
-        """Held-out accuracy with the evaluation module; keeps the best checkpoint by metric_for_best_model.
+        """Held-out accuracy with the evaluation module; names this step's checkpoint the best when
+        metric_for_best_model improved (the loop then writes it, once, with the step's training figures).
 
         Each rank evaluates every world_size-th problem; the records are gathered to all ranks, so every rank
         computes the same figures and takes the same best-checkpoint decision (saving is collective).
@@ -50,7 +51,6 @@ class EvaluationMixin:
             # set first: rotation keeps it. A name, relative to output_dir: a run resumed from another
             # working directory finds it still
             self.best_checkpoint = f"checkpoint-{self.step}"
-            self.save_checkpoint(metrics)
         return metrics
 
     def load_eval_problems(self) -> list[dict[str, Any]] | None:

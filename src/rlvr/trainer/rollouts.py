@@ -94,12 +94,13 @@ class RolloutsMixin:
                 flush=True,
             )
         if self.config.rewards.num_workers == 0 and self.dist.is_main:
-            # the producer thread scores, and only the main thread can be interrupted at rewards.timeout
+            # the producer thread scores: no signal reaches it (rlvr.rewards.deadline)
             print(
                 f"rollout.max_staleness={staleness} with rewards.num_workers=0: rewards run in the producer thread, "
-                "where a call past rewards.timeout cannot be interrupted; the process then ends 30-60 s later "
-                "with every thread's stack. Set rewards.num_workers >= 1 to have a stuck reward's worker killed "
-                "and the run stop with a message instead",
+                "where a call past rewards.timeout stops only once it runs Python code; one waiting in C code or "
+                "a system call for ever ends the process 30-60 s later with every thread's stack. Set "
+                "rewards.num_workers >= 1 to have a stuck reward's worker killed and the run stop with a message "
+                "instead",
                 flush=True,
             )
         return True

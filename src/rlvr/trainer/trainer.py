@@ -292,7 +292,8 @@ class GRPOTrainer(CheckpointingMixin, EvaluationMixin, DynamicSamplingMixin, Ref
                     )
                     for part in gather_objects(records, self.dist) or []:  # the whole batch, in prompt order
                         self.logger.log_completions(part)
-                if t.save_steps and self.step % t.save_steps == 0:
+                new_best = evaluated and self.best_checkpoint == f"checkpoint-{self.step}"
+                if new_best or (t.save_steps and self.step % t.save_steps == 0):
                     self.save_checkpoint(stats)
                 progress.update(1)
                 progress.set_postfix(
