@@ -7,6 +7,7 @@ import json
 import os
 import re
 import textwrap
+import threading
 import time
 
 import pytest
@@ -231,6 +232,31 @@ def test_run_calls_abandons_overruns_and_refuses_when_too_many_run_on(monkeypatc
     monkeypatch.setattr(tools_module, "MAX_ABANDONED", 0)
     with pytest.raises(RuntimeError, match="still running after their timeout"):
         tools_module.run_calls([lambda: 1], timeout=1.0)
+
+
+def test_an_overrun_tool_busy_in_python_is_stopped_not_left_running():
+    stopped = []
+
+    def spins():  # busy in Python for 10 s (a loop that forgot its exit), deaf to errors
+        started = time.monotonic()
+        try:
+            while time.monotonic() - started < 10:
+                try:
+                    sum(range(1000))
+                except Exception:
+                    pass
+        finally:
+            stopped.append(time.monotonic() - started)
+
+    (outcome,) = tools_module.run_calls([spins], timeout=0.2)
+    assert outcome.timed_out
+    waited = time.monotonic()
+    while not stopped and time.monotonic() - waited < 10:
+        time.sleep(0.05)
+    assert stopped and stopped[0] < 3  # before: it ran its 10 s, abandoned
+    assert tools_module.run_calls([lambda: 7], timeout=1.0)[0].value == 7  # nothing left to hit the next call
+    time.sleep(0.2)
+    assert not [t for t in threading.enumerate() if t.name == "rlvr-tool-call"]
 
 
 # ----------------------------------------------------------------------------- the loader

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import shutil
@@ -52,3 +53,16 @@ def _json_default(value: Any) -> Any:
     if hasattr(value, "tolist"):
         return value.tolist()
     return str(value)
+
+
+# CPython's way to raise in another thread; None elsewhere (PyPy)
+_SET_ASYNC_EXC = getattr(getattr(ctypes, "pythonapi", None), "PyThreadState_SetAsyncExc", None)
+
+
+def raise_in_thread(thread: int, exc: type[BaseException] | None) -> bool:
+    """Raise `exc` in thread `thread` (an ident) when it next runs Python code; None withdraws one not raised
+    yet. A thread waiting in C code or a system call takes it only when the wait ends. Returns whether it was
+    sent (False: no such thread, or not CPython)."""
+    if _SET_ASYNC_EXC is None:
+        return False
+    return _SET_ASYNC_EXC(ctypes.c_ulong(thread), None if exc is None else ctypes.py_object(exc)) == 1

@@ -24,7 +24,7 @@ class EnvironmentConfig:
     max_total_tokens: int = 2048
     """Tokens per episode at most (prompt, replies, environment messages): sampling stops there (truncation `max_total_tokens`)."""
     tool_timeout: float = 10.0
-    """Seconds one tool call may run; past it the model reads an error as the tool's reply (the call is abandoned)."""
+    """Seconds one tool call may run; past it the model reads an error as the tool's reply (the call is abandoned, and interrupted once)."""
     step_timeout: float = 60.0
     """Seconds one environment step may take; past it the episode ends (truncation `step_timeout`)."""
     step_workers: int = 1

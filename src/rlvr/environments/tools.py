@@ -12,8 +12,10 @@ call (malformed JSON, an unknown tool, arguments that do not fit the schema, an 
 that call's reply, `Error: ...`, so the model reads it and the episode goes on; `Step.info` counts them.
 
 Timeouts: a tool runs in a daemon thread that the step waits for `tool_timeout` seconds. Python cannot kill a
-thread, so a tool that overruns is abandoned, not stopped: it runs on until it returns, its result discarded
-(and, for an environment's method, it may still change the environment's state). A process would be killable,
+thread, so a tool that overruns is abandoned and interrupted once (an exception raised in its thread, as
+`rlvr.rewards.deadline` does off the main thread): one busy in Python stops at once; one waiting in C code or
+a system call (a socket, `time.sleep`) runs on until the wait ends, its result discarded (and, for an
+environment's method, it may have changed the environment's state half-way). A process would be killable,
 but it would run the tool on a copy of the environment's state, and a bound method's changes would be lost;
 tools are the user's own trusted code, and model-written code goes to the sandbox (`python` environment)
 instead. More than `MAX_ABANDONED` overrunning calls alive at once is an error, so a tool that hangs cannot
@@ -32,10 +34,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from rlvr.environments.base import Environment, Message, Step
+from rlvr.utils import raise_in_thread
 
 # overrunning calls still running (see the module docstring); past this many, `run_calls` raises
 MAX_ABANDONED = 32
 _abandoned: list[threading.Thread] = []
+
+
+class _Overrun(BaseException):
+    """Raised in a tool's thread past its timeout: a BaseException, so a tool's `except Exception` lets it by."""
 
 
 class ToolSpecError(ValueError):
@@ -222,7 +229,7 @@ class Outcome:
 def run_calls(calls: Sequence[Callable[[], Any]], timeout: float | None, workers: int = 1) -> list[Outcome]:
     """Run each of `calls` (no arguments), at most `workers` at a time, each given `timeout` seconds from its
     start (None or <= 0: no limit, run here). A coroutine function's coroutine is run to completion in its
-    thread. An overrun call is abandoned (see the module docstring).
+    thread. An overrun call is abandoned and interrupted once (see the module docstring).
 
     >>> [o.value for o in run_calls([lambda: 1, lambda: 2], timeout=1.0)]
     [1, 2]
@@ -237,7 +244,17 @@ def run_calls(calls: Sequence[Callable[[], Any]], timeout: float | None, workers
         for index in chunk:
 
             def target(index: int = index) -> None:
-                outcomes[index] = _outcome(calls[index])
+                try:
+                    outcomes[index] = _outcome(calls[index])
+                except _Overrun:  # its outcome is already "timed out"
+                    pass
+                finally:
+                    while True:  # the one interruption may arrive until it is withdrawn
+                        try:
+                            raise_in_thread(threading.get_ident(), None)
+                            break
+                        except _Overrun:
+                            pass
 
             thread = threading.Thread(target=target, daemon=True, name="rlvr-tool-call")
             thread.start()
@@ -247,6 +264,7 @@ def run_calls(calls: Sequence[Callable[[], Any]], timeout: float | None, workers
             if thread.is_alive():
                 outcomes[index] = Outcome(timed_out=True)
                 _abandoned.append(thread)
+                raise_in_thread(thread.ident, _Overrun)
     return outcomes
 
 

@@ -23,13 +23,14 @@ the limit.
 
 from __future__ import annotations
 
-import ctypes
 import faulthandler
 import signal
 import threading
 import time
 from collections.abc import Callable
 from typing import TypeVar
+
+from rlvr.utils import raise_in_thread
 
 T = TypeVar("T")
 
@@ -38,8 +39,6 @@ _RESEND = 1.0  # seconds between interruptions of a call that swallowed the last
 _IDLE = 1.0  # seconds without a call before the watcher stops faulthandler's timer
 _PROMPT = 0.25  # seconds: an interruption taken later than this off the main thread came when a wait ended
 _SIGNAL = getattr(signal, "SIGURG", None)  # None on Windows: the hard limit only
-# CPython's way to raise in another thread; None elsewhere (PyPy): the hard limit only off the main thread
-_SET_ASYNC_EXC = getattr(getattr(ctypes, "pythonapi", None), "PyThreadState_SetAsyncExc", None)
 
 
 class TimeLimitExceeded(Exception):
@@ -96,7 +95,7 @@ class _Watcher:
         # Under the lock: once it returns no interruption of this call is sent any more, and none is pending.
         with self.changed:
             if call.sent:
-                _raise_in(call.thread, None)  # withdrawn, if not delivered yet
+                raise_in_thread(call.thread, None)  # withdrawn, if not delivered yet
             self.calls.discard(call)
             if not self.calls:
                 self.idle_since = time.monotonic()
@@ -113,7 +112,7 @@ class _Watcher:
                         call.next_signal = now + _RESEND
                         if call.thread != threading.main_thread().ident:
                             call.next_signal = float("inf")  # one interruption only (module docstring)
-                            call.sent, call.sent_at = _raise_in(call.thread, _Expired), now
+                            call.sent, call.sent_at = raise_in_thread(call.thread, _Expired), now
                         elif _SIGNAL is not None and signal.getsignal(_SIGNAL) is _interrupt:
                             signal.pthread_kill(call.thread, _SIGNAL)
                 wakes = [call.next_signal for call in self.calls]
@@ -125,14 +124,6 @@ class _Watcher:
                         wakes.append(self.idle_since + _IDLE)
                 self.wake_at = min(wakes, default=float("inf"))
                 self.changed.wait(None if self.wake_at == float("inf") else self.wake_at - now)
-
-
-def _raise_in(thread: int, exc: type[BaseException] | None) -> bool:
-    """Raise `exc` in thread `thread` when it next runs Python code (None: withdraw one not yet raised);
-    whether it could be sent."""
-    if _SET_ASYNC_EXC is None:
-        return False
-    return _SET_ASYNC_EXC(ctypes.c_ulong(thread), None if exc is None else ctypes.py_object(exc)) == 1
 
 
 _watcher = _Watcher()
