@@ -94,6 +94,14 @@ def test_a_call_off_the_main_thread_fails_when_it_returns_late():
     assert errors and "returned after its limit of 0.3s" in errors[0]
 
 
+def run_script(text):
+    """Run a Python script with this checkout's rlvr: a process the hard time limit may end."""
+    env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(text)], capture_output=True, text=True, env=env, timeout=120
+    )
+
+
 SPINS_IN_A_THREAD = """
 import threading
 import time
@@ -134,14 +142,7 @@ print(f"done in {time.monotonic() - started:.1f}s", flush=True)
 
 
 def test_a_call_busy_in_python_off_the_main_thread_is_interrupted_at_its_limit():
-    env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(SPINS_IN_A_THREAD)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
+    done = run_script(SPINS_IN_A_THREAD)
     assert done.returncode == 0, done.stderr
     first, last = done.stdout.splitlines()
     assert first == (
@@ -177,15 +178,8 @@ print("not reached", flush=True)
 
 
 def test_a_call_that_cannot_be_interrupted_ends_the_process_after_the_grace():
-    env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
     started = time.monotonic()
-    done = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(STUCK_IN_C)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
+    done = run_script(STUCK_IN_C)
     assert done.returncode == 1 and done.stdout == "still here\n", done.stderr
     # faulthandler's header, then every thread's stack: GRACE to 2 x GRACE past the limit of 1 s
     assert re.match(r"Timeout \(0:00:0[23][.\d]*\)!\n", done.stderr), done.stderr
