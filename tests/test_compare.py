@@ -191,3 +191,44 @@ def test_compare_warns_when_settings_differ(tmp_path, capsys):
 def test_compare_needs_eval_directories(tmp_path, capsys):
     assert ev.run_compare(compare_args(str(tmp_path), str(tmp_path))) == 2
     assert "summary.json does not exist" in capsys.readouterr().err
+
+
+# ------------------------------------------------ benchmarks/async_curve_seeds.py: S = 0 vs S = 2 over seeds
+def async_curve_seeds():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "async_curve_seeds.py"
+    spec = importlib.util.spec_from_file_location("async_curve_seeds", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(
+    ("differences", "p"),
+    [
+        ([-0.1, -0.2, -0.3, -0.05, -0.1], 2 / 32),  # lower on every seed: the two all-one-sign patterns
+        ([-0.1, 0.1], 1.0),
+        ([-0.3, -0.1, 0.1], 6 / 8),  # |mean| >= 0.1 in 6 of the 8 sign patterns (not +-+ nor -++)
+    ],
+)
+def test_the_sign_flip_test_counts_every_sign_pattern(differences, p):
+    assert async_curve_seeds().sign_flip_p(differences) == pytest.approx(p)
+
+
+def test_the_seeds_table_pairs_each_seed_and_measures_run_to_run_noise(tmp_path, capsys):
+    n = 100
+    for seed, (right0, right2) in enumerate([(60, 30), (50, 48), (55, 54)]):
+        run = tmp_path / f"seed{seed}"
+        write_eval_dir(run / "eval_S0_final", [i < right0 for i in range(n)])
+        write_eval_dir(run / "eval_S2_final", [i < right2 for i in range(n)])
+    (tmp_path / "seed9").mkdir()  # a seed still running: left out
+    assert async_curve_seeds().main([str(tmp_path)]) == 0
+    text = (tmp_path / "seeds.md").read_text()
+    assert text == capsys.readouterr().out
+    assert "over 3 seeds" in text
+    assert "| 0 | 60.0% | 30.0% | -30.0% | p = 1.9e-09 |" in text  # 30 lost, none gained: 2 / 2**30
+    assert "| 1 | 50.0% | 48.0% | -2.0% | p = 0.5 |" in text
+    assert "lower on 3 of 3 seeds" in text and "p = 0.25 (the smallest possible with 3 seeds: 0.25)" in text
+    assert "run-to-run noise at S = 0: 1 of 3 seed pairs differ at p < 0.05" in text  # 60 vs 50 (p = 0.002)
+    assert "at S = 2: 3 of 3 seed pairs" in text and "mean |difference| 16.0%" in text

@@ -1,0 +1,110 @@
+"""Is the held-out accuracy at rollout.max_staleness S = 2 within the run-to-run noise of S = 0? Over seeds.
+
+`scripts/async_learning_curve.sh OUT SEED...` leaves, per seed, the final models of S = 0 and S = 2 evaluated
+on the same held-out problems (OUT/seedN/eval_S0_final, eval_S2_final). One seed's paired test (McNemar,
+`rlvr compare`) says whether those two models differ; it cannot say whether they differ more than two runs of
+the same S with other seeds do. This script puts the two side by side:
+
+- per seed: accuracy at S = 0 and S = 2, and the paired test between them;
+- run-to-run noise: the same paired test between S = 0 runs of different seeds (and between S = 2 runs), and
+  the spread of the seeds' accuracies;
+- the lag's effect: the mean over seeds of S = 2 minus S = 0 (same seed), with an exact sign-flip permutation
+  test over the seeds (is S = 2 lower on more seeds, by more, than chance would make it?).
+
+    python benchmarks/async_curve_seeds.py runs/async_curve        # writes runs/async_curve/seeds.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import statistics
+import sys
+from pathlib import Path
+
+from rlvr.evaluation.compare import compare_runs, load_run
+
+ALPHA = 0.05
+
+
+def sign_flip_p(differences: list[float]) -> float:
+    """Two-sided exact permutation p-value of the mean of paired `differences`: every sign pattern counted."""
+    observed = abs(statistics.fmean(differences))
+    means = [
+        abs(statistics.fmean(d * s for d, s in zip(differences, signs, strict=True)))
+        for signs in itertools.product((1, -1), repeat=len(differences))
+    ]
+    return sum(m >= observed - 1e-12 for m in means) / len(means)
+
+
+def paired_p(before: dict, after: dict) -> tuple[float, float]:
+    """(McNemar p, accuracy difference after - before) of two evaluations of the same problems."""
+    comparison = compare_runs(before, after)
+    return comparison["mcnemar_p"], comparison["accuracy"]["difference"]
+
+
+def noise_line(runs: dict[int, dict], label: str) -> str:
+    """The paired test between every two seeds' runs of one S: how often run-to-run noise alone 'differs'."""
+    pairs = [(i, j, *paired_p(runs[i], runs[j])) for i, j in itertools.combinations(sorted(runs), 2)]
+    if not pairs:
+        return f"- {label}: one seed, no pair"
+    significant = sum(p < ALPHA for *_, p, _ in pairs)
+    gaps = [abs(d) for *_, d in pairs]
+    detail = ", ".join(f"{i} vs {j}: {d:+.1%} (p = {p:.2g})" for i, j, p, d in pairs)
+    return (
+        f"- {label}: {significant} of {len(pairs)} seed pairs differ at p < {ALPHA} by the paired test; "
+        f"mean |difference| {statistics.fmean(gaps):.1%} ({detail})"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("out", type=Path, help="the OUT of scripts/async_learning_curve.sh")
+    args = parser.parse_args(argv)
+    seeds = sorted(
+        int(d.name.removeprefix("seed"))
+        for d in args.out.glob("seed*")
+        if (d / "eval_S0_final" / "summary.json").exists() and (d / "eval_S2_final" / "summary.json").exists()
+    )
+    if not seeds:
+        print(f"no seed in {args.out} has both eval_S0_final and eval_S2_final", file=sys.stderr)
+        return 2
+    s0 = {seed: load_run(args.out / f"seed{seed}" / "eval_S0_final") for seed in seeds}
+    s2 = {seed: load_run(args.out / f"seed{seed}" / "eval_S2_final") for seed in seeds}
+    accuracy = {
+        s: {seed: run["summary"]["metrics"]["accuracy"] for seed, run in runs.items()}
+        for s, runs in ((0, s0), (2, s2))
+    }
+    lines = [
+        f"# S = 0 vs S = 2 over {len(seeds)} seeds: held-out accuracy at the last step",
+        "",
+        "| seed | S = 0 | S = 2 | S = 2 - S = 0 | paired test (McNemar) |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    differences = []
+    for seed in seeds:
+        p, difference = paired_p(s0[seed], s2[seed])
+        differences.append(difference)
+        lines.append(
+            f"| {seed} | {accuracy[0][seed]:.1%} | {accuracy[2][seed]:.1%} | {difference:+.1%} | p = {p:.2g} |"
+        )
+    spread = {s: statistics.stdev(v.values()) if len(v) > 1 else float("nan") for s, v in accuracy.items()}
+    lines += [
+        "",
+        f"- S = 0: mean {statistics.fmean(accuracy[0].values()):.1%}, standard deviation over seeds {spread[0]:.1%}",
+        f"- S = 2: mean {statistics.fmean(accuracy[2].values()):.1%}, standard deviation over seeds {spread[2]:.1%}",
+        f"- S = 2 - S = 0, same seed: mean {statistics.fmean(differences):+.1%}, lower on "
+        f"{sum(d < 0 for d in differences)} of {len(seeds)} seeds; exact sign-flip permutation test over the "
+        f"seeds: p = {sign_flip_p(differences):.3g} (the smallest possible with {len(seeds)} seeds: "
+        f"{2 / 2 ** len(seeds):.3g})",
+        noise_line(s0, "run-to-run noise at S = 0"),
+        noise_line(s2, "run-to-run noise at S = 2"),
+    ]
+    text = "\n".join(lines) + "\n"
+    (args.out / "seeds.md").write_text(text)
+    print(text, end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
