@@ -415,6 +415,23 @@ def test_a_result_written_by_another_eval_meanwhile_is_kept_and_this_one_rescued
     assert json.loads((out / "summary.json").read_text())["metrics"]["num_problems"] == 1
 
 
+def test_a_filesystem_that_refuses_flock_still_takes_the_result(tmp_path, monkeypatch):
+    """NFS emulates flock with fcntl locks, which need a file open for writing: EBADF on a directory. The
+    result is written there all the same (before the fallback: every result went to the rescue directory)."""
+    import errno
+
+    fcntl = pytest.importorskip("fcntl")
+    from rlvr.outputs import write_files_or_rescue
+
+    def refuses(fd, operation):
+        raise OSError(errno.EBADF, "Bad file descriptor")
+
+    monkeypatch.setattr(fcntl, "flock", refuses)
+    for replace in (False, True):
+        write_files_or_rescue(tmp_path / "eval", {"summary.json": f"{replace}\n"}, "eval", replace=replace)
+        assert (tmp_path / "eval" / "summary.json").read_text() == f"{replace}\n"
+
+
 @pytest.mark.parametrize(
     ("output", "phrase"),
     [

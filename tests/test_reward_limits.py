@@ -77,7 +77,7 @@ def test_a_call_in_this_process_is_stopped_at_its_limit(reward, how):
 def test_a_call_off_the_main_thread_fails_when_it_returns_late():
     # no signal reaches another thread: the call cannot be cut short, but its late answer is refused
     def late(prompts, completions, **kwargs):
-        time.sleep(1.0)
+        time.sleep(2.5)  # the interruption sent at 0.3 s is taken when the sleep ends, 2.2 s later
         return [1.0]
 
     errors = []
@@ -150,6 +150,42 @@ def test_a_call_busy_in_python_off_the_main_thread_is_interrupted_at_its_limit()
         "0.5s): raise rewards.timeout if it is only slow"
     )
     assert float(last.split()[2].rstrip("s")) < 6.0 + 5  # the limit, the sleep, and slack for a busy machine
+
+
+def test_an_interruption_that_arrives_as_the_call_ends_leaves_the_watcher_free():
+    """The watcher sends a thread's interruption while that thread waits for the watcher's lock in remove():
+    it is taken as the lock is, and the lock must not stay held (before: an RLock held by a dead thread, the
+    watcher stuck, every later call under a limit blocked, the process ended by faulthandler)."""
+    from rlvr.rewards import deadline
+    from rlvr.utils import raise_in_thread
+
+    began, results = threading.Event(), []
+
+    def reward():
+        began.set()
+        time.sleep(0.3)  # returns well inside its limit
+        return 1.0
+
+    def worker():
+        try:
+            results.append(deadline.call_with_limit(reward, 30.0))
+        except deadline.TimeLimitExceeded as exc:
+            results.append(str(exc))
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    began.wait()
+    with deadline._watcher.changed:  # what the watcher holds as it sends
+        time.sleep(0.6)  # the reward has returned: the worker waits for this lock in remove()
+        (entry,) = [call for call in deadline._watcher.calls if call.thread == thread.ident]
+        entry.expired, entry.next_signal = True, float("inf")
+        entry.sent, entry.sent_at = raise_in_thread(thread.ident, deadline._Expired), time.monotonic()
+    thread.join(10)
+    assert not thread.is_alive() and results == ["returned after its limit of 30s"]  # expired, as forced
+    lock = deadline._watcher.changed._lock
+    assert lock.acquire(timeout=1)
+    lock.release()
+    assert deadline.call_with_limit(lambda: 2, 5.0) == 2
 
 
 STUCK_IN_C = """

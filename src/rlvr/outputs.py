@@ -142,15 +142,18 @@ def write_files_or_rescue(directory: Path, files: dict[str, str], label: str, re
 
 @contextlib.contextmanager
 def _locked(directory: Path) -> Iterator[None]:
-    """Hold an flock on `directory` itself (no lock file is left); where there is no flock, no lock."""
+    """Hold an flock on `directory` itself (no lock file is left). Where there is none (Windows) or it is
+    refused (NFS emulates flock with fcntl locks, which need a file open for writing), no lock."""
     try:
         import fcntl
-    except ImportError:  # Windows
+
+        fd = os.open(directory, os.O_RDONLY)
+    except (ImportError, OSError):
         yield
         return
-    fd = os.open(directory, os.O_RDONLY)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)  # another writer holds it for a few renames
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_EX)  # another writer holds it for a few renames
         yield
     finally:
         os.close(fd)  # closing releases it

@@ -237,35 +237,59 @@ def run_calls(calls: Sequence[Callable[[], Any]], timeout: float | None, workers
     if not timeout or timeout <= 0:
         return [_outcome(call) for call in calls]
     _check_abandoned()
-    outcomes: list[Outcome] = [Outcome() for _ in calls]
+    runs = [_TimedCall(call) for call in calls]
     for first in range(0, len(calls), max(1, workers)):
-        chunk = range(first, min(first + max(1, workers), len(calls)))
-        threads = []
-        for index in chunk:
-
-            def target(index: int = index) -> None:
-                try:
-                    outcomes[index] = _outcome(calls[index])
-                except _Overrun:  # its outcome is already "timed out"
-                    pass
-                finally:
-                    while True:  # the one interruption may arrive until it is withdrawn
-                        try:
-                            raise_in_thread(threading.get_ident(), None)
-                            break
-                        except _Overrun:
-                            pass
-
-            thread = threading.Thread(target=target, daemon=True, name="rlvr-tool-call")
+        chunk = []
+        for run in runs[first : first + max(1, workers)]:
+            thread = threading.Thread(target=run.run, daemon=True, name="rlvr-tool-call")
             thread.start()
-            threads.append((index, thread, time.monotonic()))
-        for index, thread, started in threads:
+            chunk.append((run, thread, time.monotonic()))
+        for run, thread, started in chunk:
             thread.join(max(0.0, started + timeout - time.monotonic()))
             if thread.is_alive():
-                outcomes[index] = Outcome(timed_out=True)
+                run.overran(thread)
                 _abandoned.append(thread)
+    return [run.outcome for run in runs]
+
+
+class _TimedCall:
+    """One call in a thread of its own, and what that thread and the waiting step agree on under `lock`: the
+    interruption is sent only while the thread is inside the `try` that takes it, and a call past its
+    timeout keeps the outcome "timed out" whatever it returns later."""
+
+    def __init__(self, call: Callable[[], Any]) -> None:
+        self.call = call
+        self.lock = threading.Lock()  # a C lock: taking it runs no Python code an interruption could cut
+        self.outcome = Outcome(timed_out=True)  # until the call returns in time
+        self.running = False  # the thread is inside the try below
+        self.finished = False  # the thread is past it: nothing may be sent any more
+        self.late = False  # past the timeout
+
+    def run(self) -> None:  # the thread's target
+        try:
+            self.running = True
+            outcome = _outcome(self.call)
+            with self.lock:
+                if not self.late:
+                    self.outcome = outcome
+        except _Overrun:
+            pass
+        finally:
+            while True:  # the one interruption may still arrive until it is withdrawn
+                try:
+                    with self.lock:
+                        self.finished = True
+                    raise_in_thread(threading.get_ident(), None)
+                    break
+                except _Overrun:
+                    pass
+
+    def overran(self, thread: threading.Thread) -> None:
+        """The step's side, past the timeout: interrupt the call, if its thread is still in it."""
+        with self.lock:
+            self.late = True
+            if self.running and not self.finished and thread.ident is not None:
                 raise_in_thread(thread.ident, _Overrun)
-    return outcomes
 
 
 def _outcome(call: Callable[[], Any]) -> Outcome:

@@ -37,7 +37,7 @@ T = TypeVar("T")
 GRACE = 30.0  # seconds past the limit, at least, before a call that could not be interrupted ends the process
 _RESEND = 1.0  # seconds between interruptions of a call that swallowed the last one
 _IDLE = 1.0  # seconds without a call before the watcher stops faulthandler's timer
-_PROMPT = 0.25  # seconds: an interruption taken later than this off the main thread came when a wait ended
+_PROMPT = 1.0  # seconds: an interruption taken later than this off the main thread came when a wait ended
 _SIGNAL = getattr(signal, "SIGURG", None)  # None on Windows: the hard limit only
 
 
@@ -71,7 +71,10 @@ class _Watcher:
     """
 
     def __init__(self) -> None:
-        self.changed = threading.Condition()
+        # `with self.lock`, not `with self.changed`: a C lock's __enter__ runs no Python code, so an interruption
+        # raised in a reward's thread as it takes the lock cannot leave the lock taken and the block not begun
+        self.lock = threading.RLock()
+        self.changed = threading.Condition(self.lock)
         self.calls: set[_Call] = set()
         self.wake_at = float("inf")  # when the thread next looks, so a later deadline need not wake it
         self.thread: threading.Thread | None = None
@@ -79,7 +82,7 @@ class _Watcher:
         self.idle_since = 0.0
 
     def add(self, call: _Call) -> None:
-        with self.changed:
+        with self.lock:
             self.calls.add(call)
             if self.hard_until is None or self.hard_until < call.end + GRACE:
                 # to fd 2: sys.stderr may be a stream without a file descriptor (a notebook, pytest's capture)
@@ -93,7 +96,7 @@ class _Watcher:
 
     def remove(self, call: _Call) -> None:
         # Under the lock: once it returns no interruption of this call is sent any more, and none is pending.
-        with self.changed:
+        with self.lock:
             if call.sent:
                 raise_in_thread(call.thread, None)  # withdrawn, if not delivered yet
             self.calls.discard(call)
@@ -103,7 +106,7 @@ class _Watcher:
                     self.changed.notify()
 
     def _run(self) -> None:
-        with self.changed:
+        with self.lock:
             while True:
                 now = time.monotonic()
                 for call in self.calls:
@@ -149,10 +152,10 @@ def call_with_limit(call: Callable[[], T], seconds: float | None) -> T:
     previous = signal.signal(_SIGNAL, _interrupt) if main else None
     if main:
         _current.append(entry)
-    _watcher.add(entry)
     interrupted = False
     try:
         try:
+            _watcher.add(entry)  # in the try: a call whose limit passed before add() returned is met here
             result = call()
         finally:
             entry.done = True  # the main thread's handler raises nothing after this line
@@ -163,8 +166,8 @@ def call_with_limit(call: Callable[[], T], seconds: float | None) -> T:
             try:
                 _watcher.remove(entry)
                 break
-            except _Expired:
-                interrupted = True
+            except _Expired:  # after the call: it came back late, if at all (entry.expired below)
+                pass
         if main:
             _current.remove(entry)
             # None: a handler set outside Python, which cannot be put back; the default then
