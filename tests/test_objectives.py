@@ -397,3 +397,18 @@ def test_is_weights_multiply_the_policy_loss_only():
         beta=0.1, ref_logps=torch.log(torch.full((1, 2), 0.25)), is_weights=torch.tensor([[3.0, 0.5]]),
     )  # fmt: skip
     assert out.loss.item() == pytest.approx((-3.5 + 2 * 0.0193147) / 2, abs=1e-6)
+
+
+def test_sampler_terms_anchor_at_the_sampler_or_weight_by_it():
+    from rlvr.algorithm import sampler_terms, sampling_importance_weights
+
+    old = torch.tensor([[-1.0, -2.0, -0.5]])
+    sampled = torch.tensor([[-1.5, float("nan"), -0.4]])  # the sampler could not score token 1
+    mask = torch.ones(1, 3)
+    anchor, weights = sampler_terms(old, sampled, mask, "sampler")
+    assert torch.equal(anchor, torch.tensor([[-1.5, -2.0, -0.4]])) and weights is None
+    anchor, weights = sampler_terms(old, sampled, mask, "trainer")
+    assert anchor is old and weights is None
+    anchor, weights = sampler_terms(old, sampled, mask, "trainer", True, "token_truncate", None, 1.2)
+    assert anchor is old
+    assert torch.equal(weights, sampling_importance_weights(old, sampled, mask, "token_truncate", None, 1.2))

@@ -33,6 +33,7 @@ OPTIONS = {
     },
     "is-sequence-mask": {"importance_sampling_correction": True, "importance_sampling_clip_min": 0.5},
     "gdpo": {"multi_objective_aggregation": "normalize_then_sum"},
+    "old-logps-from-the-sampler": {"old_logps_source": "sampler", "mu": 2},
 }
 
 
@@ -100,8 +101,42 @@ def test_unscorable_completions_get_zero_advantage_and_are_counted(tiny_model_di
         ({"use_bias_correction_kl": True, "kl_in": "reward"}, "algorithm.use_bias_correction_kl"),
         ({"kl_estimator": "k4"}, "algorithm.kl_estimator"),
         ({"importance_sampling_mode": "token_clip"}, "algorithm.importance_sampling_mode"),
+        ({"old_logps_source": "sampler", "importance_sampling_correction": True}, "algorithm.old_logps_source"),
+        ({"old_logps_source": "proximal"}, "algorithm.old_logps_source"),
     ],
 )
 def test_bad_objective_options_name_the_key(algorithm, key):
     with pytest.raises(ConfigError, match=key):
         GRPOConfig.from_dict({"algorithm": algorithm})
+
+
+@pytest.mark.parametrize("source", ["trainer", "sampler"])
+def test_with_old_logps_from_the_sampler_the_clip_is_against_the_policy_that_sampled(
+    tiny_model_dir, tmp_path, source
+):
+    """A sampler that gave every drawn token 1 nat less than the trainer does (as a policy some steps behind
+    would): anchored at the sampler, the ratio is e at the first update and the clip holds every token of a
+    positive advantage (clip_ratio/high 1 of those); anchored at the trainer, the ratio is 1 and nothing is
+    clipped (TRL's AsyncGRPO anchors at the sampler)."""
+    config = make_config(
+        tiny_model_dir,
+        tmp_path / "run",
+        algorithm={"old_logps_source": source, "epsilon": 0.2},
+        training={"max_steps": 1},
+    )
+    trainer = GRPOTrainer(config, reward_funcs=[length_reward], train_dataset=ROWS)
+    generate = trainer.generate_rollout
+
+    def behind(*args, **kwargs):
+        rollout, timings = generate(*args, **kwargs)
+        rollout.sampling_logps = rollout.sampling_logps - 1.0
+        return rollout, timings
+
+    trainer.generate_rollout = behind
+    trainer.train()
+    (m,) = read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    assert m["sampling/logp_diff/mean"] == pytest.approx(1.0, abs=1e-3)  # the gap is measured the same way
+    if source == "sampler":
+        assert m["clip_ratio/high"] > 0.2 and m["clip_ratio/low"] == 0.0
+    else:
+        assert m["clip_ratio/high"] == 0.0 and m["clip_ratio/low"] == 0.0

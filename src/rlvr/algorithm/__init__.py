@@ -24,7 +24,12 @@ from rlvr.algorithm.loss import (
     kl_penalized_advantages,
     log_importance_weights,
 )
-from rlvr.algorithm.sampling import sampling_importance_weights, sampling_log_ratio, sampling_stats
+from rlvr.algorithm.sampling import (
+    sampler_terms,
+    sampling_importance_weights,
+    sampling_log_ratio,
+    sampling_stats,
+)
 
 __all__ = [
     "GroupSelection",
@@ -46,6 +51,7 @@ __all__ = [
     "logps_from_hidden",
     "nanstd",
     "normalize_then_sum",
+    "sampler_terms",
     "sampling_importance_weights",
     "sampling_log_ratio",
     "sampling_stats",

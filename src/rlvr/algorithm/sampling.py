@@ -54,6 +54,29 @@ def sampling_importance_weights(
     return ratio.masked_fill(_outside(ratio, clip_min, clip_max), 0.0)
 
 
+def sampler_terms(
+    old_logps: torch.Tensor,
+    sampling_logps: torch.Tensor,
+    mask: torch.Tensor,
+    source: str = "trainer",
+    correction: bool = False,
+    mode: str = "sequence_mask",
+    clip_min: float | None = None,
+    clip_max: float | None = 3.0,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(pi_old for the PPO ratio, importance weights or None) for a batch the sampler scored.
+
+    `source` "trainer": pi_old is `old_logps`, and with `correction` the loss is weighted by pi_old /
+    pi_sampler (`sampling_importance_weights`). "sampler": pi_old is the sampler's log-probs (the trainer's
+    where the sampler gave none, NaN), and no weight: the ratio pi_theta / pi_sampler is the correction.
+    """
+    if source == "sampler":
+        return torch.where(torch.isnan(sampling_logps), old_logps, sampling_logps), None
+    if not correction:
+        return old_logps, None
+    return old_logps, sampling_importance_weights(old_logps, sampling_logps, mask, mode, clip_min, clip_max)
+
+
 def _outside(ratio: torch.Tensor, clip_min: float | None, clip_max: float | None) -> torch.Tensor:
     """Where `ratio` lies outside [clip_min, clip_max] (a bound of None is no bound): masked, or truncated."""
     low = -math.inf if clip_min is None else clip_min

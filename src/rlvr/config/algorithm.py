@@ -59,6 +59,11 @@ class AlgorithmConfig:
     """Train the policy loss on the top rho of loss tokens by entropy ("Beyond the 80/20 rule": 0.2); 1.0: all."""
     importance_sampling_correction: bool = False
     """Weight the policy loss by pi_old / pi_sampler (the sampler's log-probs travel in the Rollout)."""
+    old_logps_source: Literal["trainer", "sampler"] = "trainer"
+    """pi_old of the PPO ratio pi_theta / pi_old: the trainer's log-probs before the update (the sampler's lag
+    is left to importance_sampling_correction: AReaL's decoupled loss), or the sampler's own log-probs (TRL's
+    AsyncGRPO; AReaL without use_decoupled_loss and recompute_logprob): the clip then bounds each update's move
+    away from the policy that sampled, however many steps old it is (rollout.max_staleness)."""
     importance_sampling_mode: Literal[
         "token_truncate", "token_mask", "sequence_truncate", "sequence_mask"
     ] = "sequence_mask"
@@ -122,6 +127,11 @@ class AlgorithmConfig:
             raise ConfigError(
                 f"algorithm.importance_sampling_clip_min ({low}) and algorithm.importance_sampling_clip_max ({top}) "
                 "must satisfy 0 <= min < max"
+            )
+        if self.old_logps_source == "sampler" and self.importance_sampling_correction:
+            raise ConfigError(
+                "algorithm.old_logps_source=sampler makes the PPO ratio pi_theta / pi_sampler already; "
+                "importance_sampling_correction would weight it by pi_sampler / pi_sampler = 1: turn one of them off"
             )
         if self.use_bias_correction_kl and self.kl_in == "reward":
             raise ConfigError(

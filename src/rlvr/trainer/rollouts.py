@@ -15,8 +15,11 @@ from typing import Any
 
 import torch
 
+from rlvr.data import build_messages
 from rlvr.distributed import max_over_ranks, sum_over_ranks
 from rlvr.rollout import Rollout
+from rlvr.rollout.engine import EngineError
+from rlvr.rollout.episodes import episode_rollout, run_episodes
 from rlvr.rollout.pipeline import (
     PipelinedEngine,
     RolloutPipeline,
@@ -25,6 +28,8 @@ from rlvr.rollout.pipeline import (
     token_versions,
 )
 from rlvr.trainer import TrainingError
+from rlvr.trainer import checkpoint_files as ckpt
+from rlvr.trainer.sampler import derived_seed
 
 Batch = tuple[Rollout, torch.Tensor, dict[str, float], dict[str, float]]
 
@@ -86,11 +91,12 @@ class RolloutsMixin:
                 "extra draws agree over all ranks, which the producer thread cannot do beside the trainer's own "
                 "collectives. Drop one of them, or train on one process"
             )
-        if not self.config.algorithm.importance_sampling_correction and self.dist.is_main:
+        a = self.config.algorithm
+        if not a.importance_sampling_correction and a.old_logps_source == "trainer" and self.dist.is_main:
             print(
                 f"rollout.max_staleness={staleness} without algorithm.importance_sampling_correction: samples up to "
-                f"{staleness} steps old train uncorrected; set it to weight them by pi_old / pi_sampler "
-                "(docs/rollouts.md)",
+                f"{staleness} steps old train uncorrected; set it to weight them by pi_old / pi_sampler, or "
+                "algorithm.old_logps_source=sampler to clip against the sampler (docs/rollouts.md)",
                 flush=True,
             )
         if self.config.rewards.num_workers == 0 and self.dist.is_main:
@@ -170,6 +176,58 @@ class RolloutsMixin:
                 "when the call returns",
                 flush=True,
             )
+
+    def generate_rollout(self, draw: int = 0) -> tuple[Rollout, dict[str, float]]:
+        """Sample G completions for each of this rank's next prompts: the step's `draw`-th draw (dynamic
+        sampling draws again while too few groups are informative)."""
+        cfg = self.config
+        started = time.perf_counter()
+        rows = [self.problems[i] for i in self.sampler.next_indices()]
+        messages = [
+            build_messages(r["question"], cfg.data.template, cfg.data.system_prompt, cfg.data.few_shot)
+            for r in rows
+        ]
+        seeds = None
+        if cfg.generation.seed_per_prompt:
+            first = self.sampler.first_position(draw)  # each prompt drawn in the step its own seed
+            seeds = [derived_seed(cfg.training.seed, self.step, first + i) for i in range(len(rows))]
+        g = cfg.generation.num_generations
+        try:
+            episodes = run_episodes(
+                self.engine,
+                self.chat,
+                self.environments.take(len(rows) * g),
+                rows,
+                messages,
+                g,
+                cfg.generation,
+                cfg.environment,
+                self.eos_ids,
+                cfg.data.max_prompt_length,
+                seeds,
+            )
+        except EngineError as exc:
+            raise self.engine_failed("did not generate", exc) from exc
+        rollout = episode_rollout(episodes, rows, messages, g, self.tokenizer.pad_token_id, self.episodic)
+        return rollout, {"timing/generate": time.perf_counter() - started}
+
+    def sync_engine(self, timings: dict[str, float] | None = None) -> None:
+        """Bring the rollout engine's weights up to the policy's (nothing to do for rlvr's own loop). An engine
+        that cannot take them stops the run with the last checkpoint named; nothing saved is touched."""
+        started = time.perf_counter()
+        try:
+            self.engine.sync_weights()
+        except EngineError as exc:
+            raise self.engine_failed("did not take the new weights", exc) from exc
+        if timings is not None:
+            timings["timing/sync_weights"] = time.perf_counter() - started
+
+    def engine_failed(self, what: str, exc: EngineError) -> TrainingError:
+        return TrainingError(
+            f"step {self.step + 1}: the {self.engine.name} rollout engine {what}: {exc}. The run stopped; "
+            f"saved checkpoints are untouched (last: {ckpt.last_checkpoint(self.output_dir)}); fix the engine and "
+            "resume with --resume"
+        )
 
 
 class _EngineFailed(Exception):

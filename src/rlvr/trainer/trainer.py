@@ -30,13 +30,13 @@ from rlvr.algorithm import (
     grpo_loss,
     high_entropy_mask,
     normalize_then_sum,
-    sampling_importance_weights,
+    sampler_terms,
     sampling_stats,
     unscorable,
     zero_range_groups,
 )
 from rlvr.config import ConfigError, GRPOConfig
-from rlvr.data import build_messages, load_problems
+from rlvr.data import load_problems
 from rlvr.distributed import (
     DistState,
     PolicyForward,
@@ -63,8 +63,8 @@ from rlvr.rewards import get_reward
 from rlvr.rewards.pool import RewardPool, load_rewards
 from rlvr.rollout import Rollout, autocast, eos_token_ids
 from rlvr.rollout.chat_tokens import ChatFormat
-from rlvr.rollout.engine import EngineError, make_engine
-from rlvr.rollout.episodes import episode_rollout, run_episodes, sum_turn_gaps, turn_logp_gaps
+from rlvr.rollout.engine import make_engine
+from rlvr.rollout.episodes import sum_turn_gaps, turn_logp_gaps
 from rlvr.trainer import TrainingError
 from rlvr.trainer import checkpoint_files as ckpt
 from rlvr.trainer.checkpoint_files import seed_everything
@@ -73,7 +73,7 @@ from rlvr.trainer.evaluation import EvaluationMixin
 from rlvr.trainer.logging import RunLogger, completion_records, rollout_metrics
 from rlvr.trainer.reference import ReferenceMixin
 from rlvr.trainer.rollouts import RolloutsMixin
-from rlvr.trainer.sampler import PromptSampler, derived_seed
+from rlvr.trainer.sampler import PromptSampler
 from rlvr.trainer.saving import CheckpointingMixin, RunComplete
 
 
@@ -309,58 +309,6 @@ class GRPOTrainer(CheckpointingMixin, EvaluationMixin, DynamicSamplingMixin, Ref
             self.logger.close()
 
     # ------------------------------------------------------------------------------- the steps
-    def generate_rollout(self, draw: int = 0) -> tuple[Rollout, dict[str, float]]:
-        """Sample G completions for each of this rank's next prompts: the step's `draw`-th draw (dynamic
-        sampling draws again while too few groups are informative)."""
-        cfg = self.config
-        started = time.perf_counter()
-        rows = [self.problems[i] for i in self.sampler.next_indices()]
-        messages = [
-            build_messages(r["question"], cfg.data.template, cfg.data.system_prompt, cfg.data.few_shot)
-            for r in rows
-        ]
-        seeds = None
-        if cfg.generation.seed_per_prompt:
-            first = self.sampler.first_position(draw)  # each prompt drawn in the step its own seed
-            seeds = [derived_seed(cfg.training.seed, self.step, first + i) for i in range(len(rows))]
-        g = cfg.generation.num_generations
-        try:
-            episodes = run_episodes(
-                self.engine,
-                self.chat,
-                self.environments.take(len(rows) * g),
-                rows,
-                messages,
-                g,
-                cfg.generation,
-                cfg.environment,
-                self.eos_ids,
-                cfg.data.max_prompt_length,
-                seeds,
-            )
-        except EngineError as exc:
-            raise self.engine_failed("did not generate", exc) from exc
-        rollout = episode_rollout(episodes, rows, messages, g, self.tokenizer.pad_token_id, self.episodic)
-        return rollout, {"timing/generate": time.perf_counter() - started}
-
-    def sync_engine(self, timings: dict[str, float] | None = None) -> None:
-        """Bring the rollout engine's weights up to the policy's (nothing to do for rlvr's own loop). An engine
-        that cannot take them stops the run with the last checkpoint named; nothing saved is touched."""
-        started = time.perf_counter()
-        try:
-            self.engine.sync_weights()
-        except EngineError as exc:
-            raise self.engine_failed("did not take the new weights", exc) from exc
-        if timings is not None:
-            timings["timing/sync_weights"] = time.perf_counter() - started
-
-    def engine_failed(self, what: str, exc: EngineError) -> TrainingError:
-        return TrainingError(
-            f"step {self.step + 1}: the {self.engine.name} rollout engine {what}: {exc}. The run stopped; "
-            f"saved checkpoints are untouched (last: {ckpt.last_checkpoint(self.output_dir)}); fix the engine and "
-            "resume with --resume"
-        )
-
     def score_rollout(self, rollout: Rollout, timings: dict[str, float]) -> torch.Tensor:
         """Rewards [N, F], NaN where a function said "not applicable"."""
         started = time.perf_counter()
@@ -490,15 +438,21 @@ class GRPOTrainer(CheckpointingMixin, EvaluationMixin, DynamicSamplingMixin, Ref
                             drift.append(sampling_stats(old, sampled, mask, sequence, *bounds))
                             if rollout.turn_index is not None:
                                 turn_gaps.append(turn_logp_gaps(old, sampled, mask, rollout.turn_index[part]))
-                        if a.importance_sampling_correction:
-                            is_weights = sampling_importance_weights(
-                                old,
-                                sampled,
-                                mask,
-                                a.importance_sampling_mode,
-                                a.importance_sampling_clip_min,
-                                a.importance_sampling_clip_max,
-                            )
+                        old, is_weights = sampler_terms(
+                            old,
+                            sampled,
+                            mask,
+                            a.old_logps_source,
+                            a.importance_sampling_correction,
+                            a.importance_sampling_mode,
+                            a.importance_sampling_clip_min,
+                            a.importance_sampling_clip_max,
+                        )
+                    elif a.old_logps_source == "sampler":
+                        raise TrainingError(
+                            f"algorithm.old_logps_source=sampler, but the {self.engine.name} engine returned no "
+                            "log-probs of its samples: set it to trainer"
+                        )
                     out = grpo_loss(
                         logps=logps,
                         old_logps=old,
