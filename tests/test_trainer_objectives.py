@@ -101,7 +101,10 @@ def test_unscorable_completions_get_zero_advantage_and_are_counted(tiny_model_di
         ({"use_bias_correction_kl": True, "kl_in": "reward"}, "algorithm.use_bias_correction_kl"),
         ({"kl_estimator": "k4"}, "algorithm.kl_estimator"),
         ({"importance_sampling_mode": "token_clip"}, "algorithm.importance_sampling_mode"),
-        ({"old_logps_source": "sampler", "importance_sampling_correction": True}, "algorithm.old_logps_source"),
+        (
+            {"old_logps_source": "sampler", "importance_sampling_correction": True},
+            "algorithm.old_logps_source",
+        ),
         ({"old_logps_source": "proximal"}, "algorithm.old_logps_source"),
     ],
 )
