@@ -11,8 +11,8 @@ the same S with other seeds do. This script puts the two side by side:
 - the lag's effect: the mean over seeds of S = 2 minus S = 0 (same seed), with an exact sign-flip permutation
   test over the seeds (is S = 2 lower on more seeds, by more, than chance would make it?).
 
-    python benchmarks/async_curve_seeds.py runs/async_curve        # writes runs/async_curve/seeds.md
-    python benchmarks/async_curve_seeds.py runs/async_curve --staleness 1   # eval_S1_final: seeds_S1.md
+    python benchmarks/async_curve_seeds.py runs/async_curve        # writes runs/async_curve/seeds_S2.md
+    python benchmarks/async_curve_seeds.py runs/async_curve --variant S1   # eval_S1_final: seeds_S1.md
 """
 
 from __future__ import annotations
@@ -61,28 +61,34 @@ def noise_line(runs: dict[int, dict], label: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out", type=Path, help="the OUT of scripts/async_learning_curve.sh")
-    parser.add_argument("--staleness", type=int, default=2, help="the S compared with S = 0 (default 2)")
+    parser.add_argument(
+        "--variant",
+        default="S2",
+        help="the runs compared with S = 0: OUT/seedN/eval_VARIANT_final (default S2)",
+    )
+    parser.add_argument("--label", help="their name in the table (default: 'S = 2' for S2)")
     args = parser.parse_args(argv)
-    k = args.staleness
+    name = args.variant
+    label = args.label or f"S = {name.removeprefix('S')}"
     seeds = sorted(
         int(d.name.removeprefix("seed"))
         for d in args.out.glob("seed*")
         if (d / "eval_S0_final" / "summary.json").exists()
-        and (d / f"eval_S{k}_final" / "summary.json").exists()
+        and (d / f"eval_{name}_final" / "summary.json").exists()
     )
     if not seeds:
-        print(f"no seed in {args.out} has both eval_S0_final and eval_S{k}_final", file=sys.stderr)
+        print(f"no seed in {args.out} has both eval_S0_final and eval_{name}_final", file=sys.stderr)
         return 2
     s0 = {seed: load_run(args.out / f"seed{seed}" / "eval_S0_final") for seed in seeds}
-    other = {seed: load_run(args.out / f"seed{seed}" / f"eval_S{k}_final") for seed in seeds}
+    other = {seed: load_run(args.out / f"seed{seed}" / f"eval_{name}_final") for seed in seeds}
     accuracy = {
-        s: {seed: run["summary"]["metrics"]["accuracy"] for seed, run in runs.items()}
-        for s, runs in ((0, s0), (k, other))
+        key: {seed: run["summary"]["metrics"]["accuracy"] for seed, run in runs.items()}
+        for key, runs in (("S0", s0), (name, other))
     }
     lines = [
-        f"# S = 0 vs S = {k} over {len(seeds)} seeds: held-out accuracy at the last step",
+        f"# S = 0 vs {label} over {len(seeds)} seeds: held-out accuracy at the last step",
         "",
-        f"| seed | S = 0 | S = {k} | S = {k} - S = 0 | paired test (McNemar) |",
+        f"| seed | S = 0 | {label} | difference | paired test (McNemar) |",
         "| --- | --- | --- | --- | --- |",
     ]
     differences = []
@@ -90,22 +96,26 @@ def main(argv: list[str] | None = None) -> int:
         p, difference = paired_p(s0[seed], other[seed])
         differences.append(difference)
         lines.append(
-            f"| {seed} | {accuracy[0][seed]:.1%} | {accuracy[k][seed]:.1%} | {difference:+.1%} | p = {p:.2g} |"
+            f"| {seed} | {accuracy['S0'][seed]:.1%} | {accuracy[name][seed]:.1%} | {difference:+.1%} | p = {p:.2g} |"
         )
-    spread = {s: statistics.stdev(v.values()) if len(v) > 1 else float("nan") for s, v in accuracy.items()}
+    spread = {
+        key: statistics.stdev(v.values()) if len(v) > 1 else float("nan") for key, v in accuracy.items()
+    }
     lines += [
         "",
-        f"- S = 0: mean {statistics.fmean(accuracy[0].values()):.1%}, standard deviation over seeds {spread[0]:.1%}",
-        f"- S = {k}: mean {statistics.fmean(accuracy[k].values()):.1%}, standard deviation over seeds {spread[k]:.1%}",
-        f"- S = {k} - S = 0, same seed: mean {statistics.fmean(differences):+.1%}, lower on "
+        f"- S = 0: mean {statistics.fmean(accuracy['S0'].values()):.1%}, standard deviation over seeds "
+        f"{spread['S0']:.1%}",
+        f"- {label}: mean {statistics.fmean(accuracy[name].values()):.1%}, standard deviation over seeds "
+        f"{spread[name]:.1%}",
+        f"- {label} - S = 0, same seed: mean {statistics.fmean(differences):+.1%}, lower on "
         f"{sum(d < 0 for d in differences)} of {len(seeds)} seeds; exact sign-flip permutation test over the "
         f"seeds: p = {sign_flip_p(differences):.3g} (the smallest possible with {len(seeds)} seeds: "
         f"{2 / 2 ** len(seeds):.3g})",
         noise_line(s0, "run-to-run noise at S = 0"),
-        noise_line(other, f"run-to-run noise at S = {k}"),
+        noise_line(other, f"run-to-run noise at {label}"),
     ]
     text = "\n".join(lines) + "\n"
-    (args.out / ("seeds.md" if k == 2 else f"seeds_S{k}.md")).write_text(text)
+    (args.out / f"seeds_{name}.md").write_text(text)
     print(text, end="")
     return 0
 

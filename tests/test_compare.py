@@ -224,7 +224,7 @@ def test_the_seeds_table_pairs_each_seed_and_measures_run_to_run_noise(tmp_path,
         write_eval_dir(run / "eval_S2_final", [i < right2 for i in range(n)])
     (tmp_path / "seed9").mkdir()  # a seed still running: left out
     assert async_curve_seeds().main([str(tmp_path)]) == 0
-    text = (tmp_path / "seeds.md").read_text()
+    text = (tmp_path / "seeds_S2.md").read_text()
     assert text == capsys.readouterr().out
     assert "over 3 seeds" in text
     assert "| 0 | 60.0% | 30.0% | -30.0% | p = 1.9e-09 |" in text  # 30 lost, none gained: 2 / 2**30
