@@ -58,6 +58,27 @@ def noise_line(runs: dict[int, dict], label: str) -> str:
     )
 
 
+def curve_table(out: Path, seeds: list[int], variants: list[tuple[str, str]]) -> list[str]:
+    """Held-out accuracy by step (the base model, checkpoint-5, checkpoint-10, final), a row per seed and
+    variant; a checkpoint not evaluated is left blank."""
+
+    def accuracy(path: Path) -> str:
+        if not (path / "summary.json").exists():
+            return ""
+        return f"{load_run(path)['summary']['metrics']['accuracy']:.1%}"
+
+    rows = ["| seed | run | step 0 | step 5 | step 10 | step 15 |", "| --- | --- | --- | --- | --- | --- |"]
+    for seed in seeds:
+        for name, label in variants:
+            cells = [accuracy(out / "base")]
+            cells += [
+                accuracy(out / f"seed{seed}" / f"eval_{name}_{m}")
+                for m in ("checkpoint-5", "checkpoint-10", "final")
+            ]
+            rows.append(f"| {seed} | {label} | {' | '.join(cells)} |")
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out", type=Path, help="the OUT of scripts/async_learning_curve.sh")
@@ -114,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         noise_line(s0, "run-to-run noise at S = 0"),
         noise_line(other, f"run-to-run noise at {label}"),
     ]
+    lines += ["", *curve_table(args.out, seeds, [("S0", "S = 0"), (name, label)])]
     text = "\n".join(lines) + "\n"
     (args.out / f"seeds_{name}.md").write_text(text)
     print(text, end="")
