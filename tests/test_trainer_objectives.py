@@ -34,6 +34,7 @@ OPTIONS = {
     "is-sequence-mask": {"importance_sampling_correction": True, "importance_sampling_clip_min": 0.5},
     "gdpo": {"multi_objective_aggregation": "normalize_then_sum"},
     "old-logps-from-the-sampler": {"old_logps_source": "sampler", "mu": 2},
+    "off-policy-mask": {"off_policy_mask_threshold": 0.5, "mu": 2},
 }
 
 
@@ -106,6 +107,7 @@ def test_unscorable_completions_get_zero_advantage_and_are_counted(tiny_model_di
             "algorithm.old_logps_source",
         ),
         ({"old_logps_source": "proximal"}, "algorithm.old_logps_source"),
+        ({"off_policy_mask_threshold": -0.1}, "algorithm.off_policy_mask_threshold"),
     ],
 )
 def test_bad_objective_options_name_the_key(algorithm, key):
@@ -143,3 +145,31 @@ def test_with_old_logps_from_the_sampler_the_clip_is_against_the_policy_that_sam
         assert m["clip_ratio/high"] > 0.2 and m["clip_ratio/low"] == 0.0
     else:
         assert m["clip_ratio/high"] == 0.0 and m["clip_ratio/low"] == 0.0
+
+
+@pytest.mark.parametrize("shift", [1.0, -1.0])
+def test_off_policy_mask_drops_negative_sequences_the_policy_has_left(tiny_model_dir, tmp_path, shift):
+    """A sampler that gave every drawn token 1 nat more than the trainer does (the policy has moved away from
+    those tokens since): with off_policy_mask_threshold 0.5 every sequence of negative advantage leaves the loss,
+    and the logged fraction is theirs; 1 nat less (the policy moved towards them) drops nothing."""
+    config = make_config(
+        tiny_model_dir,
+        tmp_path / "run",
+        algorithm={"off_policy_mask_threshold": 0.5},
+        training={"max_steps": 1, "log_completions_steps": 1},
+    )
+    trainer = GRPOTrainer(config, reward_funcs=[length_reward], train_dataset=ROWS)
+    generate = trainer.generate_rollout
+
+    def moved(*args, **kwargs):
+        rollout, timings = generate(*args, **kwargs)
+        rollout.sampling_logps = rollout.sampling_logps + shift
+        return rollout, timings
+
+    trainer.generate_rollout = moved
+    trainer.train()
+    (m,) = read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    negative = [r["advantage"] < 0 for r in read_jsonl(tmp_path / "run" / "completions.jsonl")]
+    assert 0 < sum(negative) < len(negative)
+    expected = sum(negative) / len(negative) if shift > 0 else 0.0
+    assert m["off_policy_masked"] == pytest.approx(expected)

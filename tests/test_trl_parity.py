@@ -45,7 +45,7 @@ class OneProcess:
         return tensor
 
 
-def trl_loss(logps, old, adv, mask, *, ref=None, entropies=None, is_ratio=None, **options):
+def trl_loss(logps, old, adv, mask, *, ref=None, entropies=None, is_ratio=None, sampled=None, **options):
     """TRL's `_compute_loss` on these tensors; `options` are TRL's GRPOConfig names."""
     trainer = object.__new__(trl_grpo.GRPOTrainer)
     o = {
@@ -57,6 +57,7 @@ def trl_loss(logps, old, adv, mask, *, ref=None, entropies=None, is_ratio=None, 
         "importance_sampling_level": "token",
         "top_entropy_quantile": 1.0,
         "use_bias_correction_kl": False,
+        "off_policy_mask_threshold": None,
         **options,
     }
     trainer.__dict__.update(
@@ -71,7 +72,7 @@ def trl_loss(logps, old, adv, mask, *, ref=None, entropies=None, is_ratio=None, 
         epsilon_high=o["epsilon_high"],
         importance_sampling_level=o["importance_sampling_level"],
         top_entropy_quantile=o["top_entropy_quantile"],
-        off_policy_mask_threshold=None,
+        off_policy_mask_threshold=o["off_policy_mask_threshold"],
         use_vllm=is_ratio is not None,
         vllm_importance_sampling_correction=is_ratio is not None,
         _entropy_bonus_enabled=False,
@@ -97,6 +98,8 @@ def trl_loss(logps, old, adv, mask, *, ref=None, entropies=None, is_ratio=None, 
         inputs["ref_per_token_logps"] = ref
     if is_ratio is not None:
         inputs["importance_sampling_ratio"] = is_ratio
+    if sampled is not None:
+        inputs["sampling_per_token_logps"] = sampled
     return trainer._compute_loss(None, inputs)
 
 
@@ -210,6 +213,32 @@ def test_sampler_importance_weights_in_the_loss_match_trl(mode):
     )
     assert loss.item() == pytest.approx(trl_loss_value.item(), abs=1e-6)
     torch.testing.assert_close(grad, trl_grad, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize(("with_sampler", "threshold"), [(True, 0.3), (False, 0.05)])
+def test_off_policy_sequence_masking_matches_trl(with_sampler, threshold):
+    # DeepSeek-V3.2's mask from the sampler's log-probs, or from the trainer's old ones where there are none
+    logps0, old, ref, adv, mask, _ = tensors(seed=7, batch=8)
+    sampled = (
+        old + torch.rand(old.shape, generator=torch.Generator().manual_seed(7)) - 0.2
+        if with_sampler
+        else None
+    )
+    mine = logps0.clone().requires_grad_()
+    out = grpo_loss(
+        mine, old, adv, mask, "grpo", mask.shape[1], 0.2, beta=0.1, ref_logps=ref, sampling_logps=sampled,
+        off_policy_mask_threshold=threshold,
+    )  # fmt: skip
+    out.loss.backward()
+    theirs = logps0.clone().requires_grad_()
+    trl_value = trl_loss(
+        theirs, old, adv, mask, ref=ref, sampled=sampled, beta=0.1, off_policy_mask_threshold=threshold
+    )
+    trl_value.backward()
+    assert out.loss.item() == pytest.approx(trl_value.item(), abs=1e-6)
+    torch.testing.assert_close(mine.grad, theirs.grad, atol=1e-6, rtol=0)
+    # some of the negative-advantage sequences dropped, not all of them: the threshold decides something
+    assert 0 < out.off_policy_masked.item() < (adv < 0).float().mean().item()
 
 
 # ----------------------------------------------------------------------------------------------- advantages

@@ -25,6 +25,7 @@ from rlvr.algorithm.loss import (
     log_importance_weights,
 )
 from rlvr.algorithm.sampling import (
+    off_policy_sequence_mask,
     sampler_terms,
     sampling_importance_weights,
     sampling_log_ratio,
@@ -51,6 +52,7 @@ __all__ = [
     "logps_from_hidden",
     "nanstd",
     "normalize_then_sum",
+    "off_policy_sequence_mask",
     "sampler_terms",
     "sampling_importance_weights",
     "sampling_log_ratio",

@@ -2,8 +2,8 @@
 
 Pieces, each optional and off by default: the KL estimator and where the KL goes (loss or reward), the
 importance-ratio level (token or sequence, GSPO), CISPO's clipped-weight objective, two-sided clipping
-(INTELLECT-2), training on the highest-entropy tokens only, and the sampler-mismatch weights
-(`sampling.py`) that multiply the policy loss.
+(INTELLECT-2), training on the highest-entropy tokens only, DeepSeek-V3.2's off-policy sequence masking, and
+the sampler-mismatch weights (`sampling.py`) that multiply the policy loss.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+
+from rlvr.algorithm.sampling import off_policy_sequence_mask
 
 
 def kl_k3(logps: torch.Tensor, ref_logps: torch.Tensor) -> torch.Tensor:
@@ -197,6 +199,7 @@ class LossOutput:
     kl: torch.Tensor  # mean per-token KL over masked tokens (0 when beta = 0)
     low_clip: torch.Tensor  # fraction of masked tokens clipped below
     high_clip: torch.Tensor  # fraction of masked tokens clipped above
+    off_policy_masked: torch.Tensor | None = None  # fraction of sequences off_policy_mask_threshold dropped
 
 
 def grpo_loss(
@@ -221,17 +224,26 @@ def grpo_loss(
     cispo_clip_max: float = 5.0,
     entropy_mask: torch.Tensor | None = None,
     is_weights: torch.Tensor | None = None,
+    sampling_logps: torch.Tensor | None = None,
+    off_policy_mask_threshold: float | None = None,
 ) -> LossOutput:
     """Clipped surrogate plus beta * KL(policy || ref), aggregated by loss_type (DeepSeekMath eq. 3).
 
     In TRL's order (GRPOTrainer._compute_loss): the importance ratio at `importance_sampling_level`; the
-    policy loss (PPO clip with `delta`, or CISPO); times `entropy_mask` [B, T] (top_entropy_quantile) and
-    `is_weights` [B, T] or [B, 1] (sampler correction, `sampling.py`); plus beta * KL in the loss, the KL
+    policy loss (PPO clip with `delta`, or CISPO); times the off-policy sequence mask [B, 1] when
+    `off_policy_mask_threshold` is set (from `sampling_logps`, the sampler's log-probs, or `old_logps` without
+    them, as TRL), `entropy_mask` [B, T] (top_entropy_quantile) and `is_weights` [B, T] or [B, 1] (sampler
+    correction, `sampling.py`); plus beta * KL in the loss, the KL
     optionally times the ratio (`use_bias_correction_kl`, DeepSeek-V3.2 arXiv 2512.02556, "Unbiased KL
     Estimate": with the ratio's gradient kept, the k3 term's gradient is the reverse KL's). With
     `kl_in: reward` the KL of the sampled tokens (old policy against ref) instead lowers the advantages.
     """
     log_weights = log_importance_weights(logps, old_logps, mask, importance_sampling_level)
+    keep = off_policy_masked = None
+    if off_policy_mask_threshold is not None:  # on the sequence's advantage, before any per-token KL penalty
+        sampled = old_logps if sampling_logps is None else sampling_logps
+        keep = off_policy_sequence_mask(advantages, logps, sampled, mask, off_policy_mask_threshold)
+        off_policy_masked = 1.0 - keep.mean()
     per_token_kl = None
     if beta > 0:
         if ref_logps is None:
@@ -251,6 +263,8 @@ def grpo_loss(
         per_token, low, high = clipped_surrogate(
             logps, old_logps, advantages, epsilon, epsilon_high, delta, log_weights
         )
+    if keep is not None:
+        per_token = per_token * keep
     if entropy_mask is not None:
         per_token = per_token * entropy_mask
     if is_weights is not None:
@@ -268,4 +282,5 @@ def grpo_loss(
         kl=kl,
         low_clip=(low.expand_as(maskf).float() * maskf).sum() / denom,
         high_clip=(high.expand_as(maskf).float() * maskf).sum() / denom,
+        off_policy_masked=off_policy_masked,
     )

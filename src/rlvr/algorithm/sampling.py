@@ -77,6 +77,32 @@ def sampler_terms(
     return old_logps, sampling_importance_weights(old_logps, sampling_logps, mask, mode, clip_min, clip_max)
 
 
+def off_policy_sequence_mask(
+    advantages: torch.Tensor,
+    logps: torch.Tensor,
+    sampling_logps: torch.Tensor,
+    mask: torch.Tensor,
+    threshold: float,
+) -> torch.Tensor:
+    """[B, 1] 1.0 to keep a sequence, 0.0 to drop it: DeepSeek-V3.2's off-policy sequence masking (arXiv
+    2512.02556, eq. 9; TRL's `off_policy_mask_threshold`). A sequence with a negative advantage whose mean
+    per-token log(pi_sampler / pi_theta) over its loss tokens exceeds `threshold` leaves the loss: a sample the
+    policy has moved far from teaches little from its mistakes and destabilises the update. Tokens the sampler
+    could not score (NaN) count as no divergence.
+
+    >>> off_policy_sequence_mask(torch.tensor([-1.0, -1.0, 1.0]), torch.full((3, 2), -2.0),
+    ...                          torch.tensor([[-1.0, -1.0], [-1.8, -2.0], [-1.0, -1.0]]), torch.ones(3, 2), 0.5)
+    tensor([[0.],
+            [1.],
+            [1.]])
+    """
+    maskf = mask.to(logps.dtype)
+    divergence = torch.nan_to_num(sampling_logps - logps.detach(), nan=0.0)
+    mean = (divergence * maskf).sum(-1, keepdim=True) / maskf.sum(-1, keepdim=True).clamp(min=1.0)
+    keep = (advantages.reshape(-1, 1) >= 0) | (mean <= threshold)
+    return keep.to(maskf.dtype)
+
+
 def _outside(ratio: torch.Tensor, clip_min: float | None, clip_max: float | None) -> torch.Tensor:
     """Where `ratio` lies outside [clip_min, clip_max] (a bound of None is no bound): masked, or truncated."""
     low = -math.inf if clip_min is None else clip_min

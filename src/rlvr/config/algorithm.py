@@ -64,6 +64,11 @@ class AlgorithmConfig:
     is left to importance_sampling_correction: AReaL's decoupled loss), or the sampler's own log-probs (TRL's
     AsyncGRPO; AReaL without use_decoupled_loss and recompute_logprob): the clip then bounds each update's move
     away from the policy that sampled, however many steps old it is (rollout.max_staleness)."""
+    off_policy_mask_threshold: float | None = None
+    """DeepSeek-V3.2's off-policy sequence masking (TRL's name): a sequence with a negative advantage whose mean
+    per-token log(pi_sampler / pi_theta) exceeds this leaves the policy loss (e.g. 0.5); None: off. Uses the
+    sampler's log-probs where the engine returns them (the trainer's pi_old otherwise), so it sees both the
+    sampler mismatch and the lag of rollout.max_staleness; logged as off_policy_masked."""
     importance_sampling_mode: Literal[
         "token_truncate", "token_mask", "sequence_truncate", "sequence_mask"
     ] = "sequence_mask"
@@ -85,6 +90,7 @@ class AlgorithmConfig:
         at_least("algorithm.ref_model_sync_steps", self.ref_model_sync_steps, 1)
         at_least("algorithm.ref_model_refresh_steps", self.ref_model_refresh_steps, 1, " (null: never)")
         at_least("algorithm.epsilon_high", self.epsilon_high, 0)
+        at_least("algorithm.off_policy_mask_threshold", self.off_policy_mask_threshold, 0, " (null: off)")
         at_least(
             "algorithm.max_resample_rounds",
             self.max_resample_rounds,

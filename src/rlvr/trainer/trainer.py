@@ -475,6 +475,10 @@ class GRPOTrainer(CheckpointingMixin, EvaluationMixin, DynamicSamplingMixin, Ref
                         cispo_clip_max=a.cispo_clip_max,
                         entropy_mask=self.entropy_mask(entropy, mask),
                         is_weights=is_weights,
+                        sampling_logps=rollout.sampling_logps[part]
+                        if rollout.sampling_logps is not None
+                        else None,
+                        off_policy_mask_threshold=a.off_policy_mask_threshold,
                     )
                     loss = out.loss / len(slices) if a.loss_type == "bnpo" else out.loss
                     loss.backward()
@@ -484,6 +488,10 @@ class GRPOTrainer(CheckpointingMixin, EvaluationMixin, DynamicSamplingMixin, Ref
                 totals["kl"] += out.kl.item() * share
                 totals["clip_ratio/low"] += out.low_clip.item() * share
                 totals["clip_ratio/high"] += out.high_clip.item() * share
+                if out.off_policy_masked is not None:
+                    totals["off_policy_masked"] = (
+                        totals.get("off_policy_masked", 0.0) + out.off_policy_masked.item() * share
+                    )
                 mask_f = loss_mask[part].float()
                 totals["entropy"] += ((entropy * mask_f).sum() / mask_f.sum().clamp(min=1)).item() * share
             # after the reduction every rank holds the same (averaged) gradient: the norm is global
