@@ -59,22 +59,31 @@ def noise_line(runs: dict[int, dict], label: str) -> str:
 
 
 def curve_table(out: Path, seeds: list[int], variants: list[tuple[str, str]]) -> list[str]:
-    """Held-out accuracy by step (the base model, checkpoint-5, checkpoint-10, final), a row per seed and
-    variant; a checkpoint not evaluated is left blank."""
+    """Held-out accuracy by step: the base model, each checkpoint-N evaluated (OUT/seedS/eval_NAME_checkpoint-N)
+    and final, a row per seed and variant; a checkpoint not evaluated is left blank."""
 
     def accuracy(path: Path) -> str:
         if not (path / "summary.json").exists():
             return ""
         return f"{load_run(path)['summary']['metrics']['accuracy']:.1%}"
 
-    rows = ["| seed | run | step 0 | step 5 | step 10 | step 15 |", "| --- | --- | --- | --- | --- | --- |"]
+    steps = sorted(
+        {
+            int(d.name.rsplit("-", 1)[1])
+            for seed in seeds
+            for name, _ in variants
+            for d in (out / f"seed{seed}").glob(f"eval_{name}_checkpoint-*")
+            if d.name.rsplit("-", 1)[1].isdigit()
+        }
+    )
+    columns = ["step 0", *(f"step {n}" for n in steps), "final"]
+    rows = [f"| seed | run | {' | '.join(columns)} |", "| --- " * (len(columns) + 2) + "|"]
     for seed in seeds:
         for name, label in variants:
+            run = out / f"seed{seed}"
             cells = [accuracy(out / "base")]
-            cells += [
-                accuracy(out / f"seed{seed}" / f"eval_{name}_{m}")
-                for m in ("checkpoint-5", "checkpoint-10", "final")
-            ]
+            cells += [accuracy(run / f"eval_{name}_checkpoint-{n}") for n in steps]
+            cells.append(accuracy(run / f"eval_{name}_final"))
             rows.append(f"| {seed} | {label} | {' | '.join(cells)} |")
     return rows
 

@@ -8,6 +8,7 @@
 # with S = 2 at step 15 and each run with the base model. Results: OUT/curve.md (accuracy at steps 0, 5, 10, 15)
 # and OUT/seedN/compare_*.txt. More config overrides for both runs, space-separated, e.g.
 #   ASYNC_OVERRIDES=algorithm.importance_sampling_mode=token_truncate bash scripts/async_learning_curve.sh OUT 0
+# Each run's model weights and optimizer states are deleted once evaluated; KEEP_MODELS=1 keeps them.
 set -euo pipefail
 out=${1:?usage: scripts/async_learning_curve.sh OUT [SEED...]}
 shift
@@ -35,6 +36,7 @@ for seed in "${seeds[@]}"; do
       [ -f "$run/eval_S${s}_$model/summary.json" ] ||
         $rlvr eval --model "$run/S$s/$model" "${eval_args[@]}" --output "$run/eval_S${s}_$model"
     done
+    [ -n "${KEEP_MODELS:-}" ] || rm -rf "$run/S$s"/checkpoint-* "$run/S$s/final"  # about 1.6 GB a run
     $rlvr compare "$out/base" "$run/eval_S${s}_final" > "$run/compare_base_S$s.txt"
     rate=$($py -c "import json, sys; r = json.load(open(sys.argv[1]))['results'][sys.argv[2]]
 print(f\"{r['steps_per_minute']:.2f}\")" "$run/summary.json" "$s")

@@ -222,6 +222,7 @@ def test_the_seeds_table_pairs_each_seed_and_measures_run_to_run_noise(tmp_path,
         run = tmp_path / f"seed{seed}"
         write_eval_dir(run / "eval_S0_final", [i < right0 for i in range(n)])
         write_eval_dir(run / "eval_S2_final", [i < right2 for i in range(n)])
+    write_eval_dir(tmp_path / "seed0" / "eval_S2_checkpoint-10", [i < 45 for i in range(n)])
     (tmp_path / "seed9").mkdir()  # a seed still running: left out
     assert async_curve_seeds().main([str(tmp_path)]) == 0
     text = (tmp_path / "seeds_S2.md").read_text()
@@ -232,3 +233,6 @@ def test_the_seeds_table_pairs_each_seed_and_measures_run_to_run_noise(tmp_path,
     assert "lower on 3 of 3 seeds" in text and "p = 0.25 (the smallest possible with 3 seeds: 0.25)" in text
     assert "run-to-run noise at S = 0: 1 of 3 seed pairs differ at p < 0.05" in text  # 60 vs 50 (p = 0.002)
     assert "at S = 2: 3 of 3 seed pairs" in text and "mean |difference| 16.0%" in text
+    # the curve by step: a column per checkpoint evaluated, blank where a run has none
+    assert "| seed | run | step 0 | step 10 | final |" in text
+    assert "| 0 | S = 2 |  | 45.0% | 30.0% |" in text and "| 1 | S = 0 |  |  | 50.0% |" in text
