@@ -408,6 +408,8 @@ class GRPOTrainer(CheckpointingMixin, EvaluationMixin, DynamicSamplingMixin, Ref
         # Normalisers for the whole batch (and all ranks), so micro-batch losses add up to the batch loss.
         num_tokens = all_reduce_sum(loss_mask.sum().float(), self.dist) / self.dist.world_size
         totals = {"loss": 0.0, "kl": 0.0, "clip_ratio/low": 0.0, "clip_ratio/high": 0.0, "entropy": 0.0}
+        if a.off_policy_mask_threshold is not None:
+            totals["off_policy_masked"] = 0.0  # share of sequences the off-policy mask dropped
         grad_norm = 0.0
         self.model.train()
         skipped_before = self.nonfinite_total
@@ -489,9 +491,7 @@ class GRPOTrainer(CheckpointingMixin, EvaluationMixin, DynamicSamplingMixin, Ref
                 totals["clip_ratio/low"] += out.low_clip.item() * share
                 totals["clip_ratio/high"] += out.high_clip.item() * share
                 if out.off_policy_masked is not None:
-                    totals["off_policy_masked"] = (
-                        totals.get("off_policy_masked", 0.0) + out.off_policy_masked.item() * share
-                    )
+                    totals["off_policy_masked"] += out.off_policy_masked.item() * share
                 mask_f = loss_mask[part].float()
                 totals["entropy"] += ((entropy * mask_f).sum() / mask_f.sum().clamp(min=1)).item() * share
             # after the reduction every rank holds the same (averaged) gradient: the norm is global
